@@ -1,0 +1,89 @@
+package tap
+
+// This file holds Config and its validation, shared by every OS so that
+// callers compile everywhere.
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// ifNameMax is the longest interface name Linux accepts: IFNAMSIZ (16)
+// less the terminating NUL.
+const ifNameMax = 15
+
+// Config describes the TAP port Create makes.
+type Config struct {
+	// Name is the interface name; required. Linux allows 1 to 15 bytes
+	// without '/', ':' or white space. One "%d" in it lets the kernel pick
+	// the lowest free number ("ovl%d" becomes "ovl0"); Device.Name
+	// reports the name it got. The name must not exist yet: Create never
+	// attaches to an existing (persistent) TAP.
+	Name string
+
+	// MTU is the link MTU in bytes, 68 to 65535. 0 leaves the kernel
+	// default (1500); Device.MTU reports the MTU the link has.
+	MTU int
+
+	// MAC is the link's Ethernet address. It must be unicast (low bit of
+	// the first byte clear). The zero value keeps the random, locally
+	// administered address the kernel gives a new TAP.
+	MAC [6]byte
+
+	// Addresses are added to the link, each an address with the prefix
+	// length of its subnet (10.0.0.1/24), which the kernel then routes
+	// onto the link. IPv4 and IPv6 may be mixed; nil adds none.
+	Addresses []netip.Prefix
+
+	// Up brings the link up once it is configured. A link that is down
+	// passes no frames.
+	Up bool
+}
+
+// DefaultConfig returns the configuration of a typical ovlsw port.
+func DefaultConfig() Config {
+	return Config{
+		Name: "ovl%d", // the kernel picks the first free ovlN
+		MTU:  1450,    // a 1500-byte underlay less 50 bytes of VXLAN over IPv4 (RFC 7348)
+		Up:   true,    // a port is there to pass frames
+	}
+}
+
+// validate checks what can be checked without the kernel, so that the
+// common mistakes get a clear message rather than an errno.
+func (c Config) validate() error {
+	if err := validName(c.Name); err != nil {
+		return fmt.Errorf("tap: interface name %q: %w", c.Name, err)
+	}
+	if c.MTU < 0 || c.MTU > 65535 {
+		return fmt.Errorf("tap: %s: MTU %d out of range [68, 65535] (0 keeps the default)", c.Name, c.MTU)
+	}
+	if c.MAC[0]&1 != 0 {
+		return fmt.Errorf("tap: %s: MAC %02x:%02x:%02x:%02x:%02x:%02x is multicast; a port needs a unicast address",
+			c.Name, c.MAC[0], c.MAC[1], c.MAC[2], c.MAC[3], c.MAC[4], c.MAC[5])
+	}
+	for _, p := range c.Addresses {
+		if !p.IsValid() {
+			return fmt.Errorf("tap: %s: invalid address %v", c.Name, p)
+		}
+	}
+	return nil
+}
+
+// validName applies the kernel's dev_valid_name rules.
+func validName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("empty (Config.Name is required)")
+	case len(name) > ifNameMax:
+		return fmt.Errorf("%d bytes long; Linux allows at most %d", len(name), ifNameMax)
+	case name == "." || name == "..":
+		return fmt.Errorf("not a valid interface name")
+	case strings.ContainsAny(name, "/: \t\n\v\f\r"):
+		return fmt.Errorf("must not contain '/', ':' or white space")
+	case strings.Count(name, "%") > 1 || (strings.Contains(name, "%") && !strings.Contains(name, "%d")):
+		return fmt.Errorf("may hold one %%d and no other '%%'")
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+// Package tap provides TAP ports as batched Ethernet frame devices.
+//
+// A Device moves many frames per call. Frames are read and written at an
+// offset into each buffer so that callers can keep headroom in front of the
+// frame (the VXLAN header is written there in place, no copy).
+package tap
+
+import "errors"
+
+// Errors that Create and the Device methods return, wrapped with context;
+// test for them with errors.Is.
+var (
+	// ErrClosed is returned by Read and Write after Close. The device is
+	// gone: stop using it.
+	ErrClosed = errors.New("tap: device closed")
+
+	// ErrNoTUN means the TUN/TAP driver is not available: /dev/net/tun is
+	// missing or has no driver behind it. Retrying will not help until the
+	// module is loaded (modprobe tun) or, in a container, the device is
+	// passed in.
+	ErrNoTUN = errors.New("tap: /dev/net/tun is missing (load the tun module: modprobe tun)")
+
+	// ErrPermission means the process may not create or configure a TAP:
+	// it needs root or CAP_NET_ADMIN.
+	ErrPermission = errors.New("tap: permission denied (needs root or CAP_NET_ADMIN)")
+
+	// ErrNameInUse means an interface with the requested name already
+	// exists; pick another name or remove the old interface.
+	ErrNameInUse = errors.New("tap: interface name already in use")
+
+	// ErrUnsupported is returned by Create where TAP devices are not
+	// implemented (every OS but Linux).
+	ErrUnsupported = errors.New("tap: TAP devices are only supported on Linux")
+)
+
+// DefaultBatchSize is the BatchSize of a TAP from Create. A guest TCP
+// sender's burst is one 64 KB GSO segment, which the kernel hands the TAP
+// as 64 KB / 1450 B = 45 frames: 64 drains such a burst in one poller
+// wake-up with room to spare, and fills one sendmmsg on the VXLAN side
+// (vtep.DefaultConnConfig also uses 64). Much larger buys little, since a
+// TAP still costs one read(2) per frame, and holds the first frame of a
+// batch back behind the last.
+const DefaultBatchSize = 64
+
+// Device is a TAP port as a batched frame device.
+type Device interface {
+	// Read reads up to len(bufs) frames. Frame i is placed at bufs[i][offset:]
+	// and its length stored in sizes[i]. Read blocks until at least one frame
+	// is available and returns the number of frames read. A frame that does
+	// not fit its buffer is truncated by the kernel; callers size buffers for
+	// MTU+EthernetHeader. Read must be called from one goroutine at a time.
+	Read(bufs [][]byte, sizes []int, offset int) (n int, err error)
+
+	// Write writes bufs[i][offset:] as one frame for every i and returns the
+	// number of frames written. Write is safe for concurrent use with Read
+	// and with other Writes; each frame is written atomically.
+	Write(bufs [][]byte, offset int) (n int, err error)
+
+	// BatchSize is the largest number of frames Read returns at once; callers
+	// size bufs and sizes to it.
+	BatchSize() int
+
+	// Name is the interface name as the kernel knows it.
+	Name() string
+
+	// MTU is the link MTU (the largest frame is MTU plus the 14-byte
+	// Ethernet header).
+	MTU() int
+
+	// Close releases the device; a non-persistent TAP disappears from the
+	// kernel. Close is idempotent and unblocks a pending Read.
+	Close() error
+}

@@ -1,0 +1,352 @@
+//go:build linux
+
+package tap
+
+// This file holds the Linux TAP: Create opens /dev/net/tun and sets the
+// link up through netlink; Read and Write move batches of frames.
+//
+// Design notes: the fd is opened non-blocking and wrapped in an os.File, so
+// goroutines park in the runtime netpoller (RawConn.Read/Write) rather than
+// in a blocking syscall, and Close wakes a parked Read. A TAP has no
+// recvmmsg: Read calls read(2) once per frame until EAGAIN or the batch is
+// full, which saves poller wake-ups and lets the caller send the batch with
+// one sendmmsg. The RawConn callbacks are method values made once, and their
+// state lives in the device, so neither Read nor Write allocates. Writers
+// share one write state under a mutex: os.File serialises RawConn writers
+// anyway (its fd write lock), so this costs no parallelism.
+//
+// Create passes IFF_TUN_EXCL, so it never attaches to an existing
+// (persistent) TAP of the same name: the device is always new, and
+// disappears when Close drops the last reference to the fd. IFF_VNET_HDR
+// (offloads) will be one more flag to openTAP plus TUNSETVNETHDRSZ and
+// TUNSETOFFLOAD after it.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// tunPath is the TUN/TAP clone device.
+const tunPath = "/dev/net/tun"
+
+// linuxTAP is a Device on a Linux TAP (or, in tests, any fd that keeps
+// message boundaries).
+type linuxTAP struct {
+	// Set by newFromFD (mtu by Create), then read-only.
+	f     *os.File
+	rc    syscall.RawConn
+	name  string
+	mtu   int
+	batch int
+
+	// Read side: used only by the one goroutine in Read at a time.
+	rd reader
+
+	// Write side: wmu guards wr for the whole of one Write.
+	wmu sync.Mutex
+	wr  writer
+
+	closed atomic.Bool // set first thing in Close
+}
+
+var _ Device = (*linuxTAP)(nil)
+
+// reader is the state of one Read, shared with its RawConn callback.
+type reader struct {
+	bufs    [][]byte
+	sizes   []int
+	off     int
+	n       int                   // frames read so far
+	err     error                 // the read(2) error that ended the batch
+	pending error                 // an error met after some frames, for the next Read
+	fn      func(fd uintptr) bool // read as a method value, made once
+}
+
+// read fills bufs until read(2) says EAGAIN or the batch is full. It
+// returns false, so the poller waits, only if nothing was read yet.
+func (r *reader) read(fd uintptr) bool {
+	for r.n < len(r.bufs) {
+		n, err := unix.Read(int(fd), r.bufs[r.n][r.off:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return r.n > 0
+		case err != nil:
+			r.err = os.NewSyscallError("read", err)
+			return true
+		case n == 0:
+			// A TAP never returns 0 for a non-empty buffer; a socket
+			// does when its peer has gone.
+			r.err = io.EOF
+			return true
+		}
+		r.sizes[r.n] = n
+		r.n++
+	}
+	return true
+}
+
+// writer is the state of one Write, shared with its RawConn callback.
+type writer struct {
+	bufs  [][]byte
+	off   int
+	next  int                   // the frame to write next
+	n     int                   // frames written
+	err   error                 // the first frame the kernel rejected
+	errAt int                   // its index
+	fn    func(fd uintptr) bool // write as a method value, made once
+}
+
+// write writes the frames from next on, one write(2) each, skipping a frame
+// the kernel rejects. It returns false, so the poller waits, on EAGAIN.
+func (w *writer) write(fd uintptr) bool {
+	for w.next < len(w.bufs) {
+		_, err := unix.Write(int(fd), w.bufs[w.next][w.off:])
+		switch {
+		case err == nil:
+			w.n++
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return false
+		case w.err == nil:
+			w.err, w.errAt = err, w.next
+		}
+		w.next++
+	}
+	return true
+}
+
+// Create makes a new, non-persistent TAP as cfg says and returns it as a
+// Device. The TAP lives in the network namespace of the calling thread and
+// disappears when the Device is closed (or the process exits). Errors wrap
+// ErrNoTUN, ErrPermission or ErrNameInUse where one of them is the cause.
+// If any step fails, what was made is removed again.
+func Create(cfg Config) (_ Device, reterr error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	// The TAP and the netlink sockets that configure it must be in the
+	// same network namespace: keep every step on this thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	fd, name, err := openTAP(cfg.Name, unix.IFF_TAP|unix.IFF_NO_PI)
+	if err != nil {
+		return nil, err
+	}
+	t, err := newFromFD(fd, name, 0)
+	if err != nil {
+		return nil, fmt.Errorf("tap: %s: %w", name, err)
+	}
+	defer func() {
+		if reterr != nil {
+			t.Close()
+		}
+	}()
+	if t.mtu, err = configureLink(name, cfg); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// openTAP opens the clone device and attaches a new interface of the given
+// name and TUNSETIFF flags (IFF_TUN_EXCL is added) to it. It returns the
+// non-blocking fd and the name the kernel gave the interface.
+func openTAP(name string, flags uint16) (fd int, kname string, reterr error) {
+	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		err = os.NewSyscallError("open "+tunPath, err)
+		switch {
+		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
+			return -1, "", fmt.Errorf("%w: %s: %w", ErrNoTUN, name, err)
+		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+			return -1, "", fmt.Errorf("%w: %s: %w", ErrPermission, name, err)
+		}
+		return -1, "", fmt.Errorf("tap: %s: %w", name, err)
+	}
+	defer func() {
+		if reterr != nil {
+			unix.Close(fd)
+		}
+	}()
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return -1, "", fmt.Errorf("tap: %s: %w", name, err)
+	}
+	ifr.SetUint16(flags | unix.IFF_TUN_EXCL)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		err = os.NewSyscallError("ioctl TUNSETIFF", err)
+		switch {
+		case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EEXIST):
+			return -1, "", fmt.Errorf("%w: %s: %w", ErrNameInUse, name, err)
+		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+			return -1, "", fmt.Errorf("%w: %s: %w", ErrPermission, name, err)
+		}
+		return -1, "", fmt.Errorf("tap: %s: %w", name, err)
+	}
+	return fd, ifr.Name(), nil
+}
+
+// configureLink sets the link's MAC, MTU, addresses and state as cfg says,
+// through netlink, and returns the MTU the link has.
+func configureLink(name string, cfg Config) (int, error) {
+	fail := func(what string, err error) error {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			return fmt.Errorf("%w: %s: %s: %w", ErrPermission, name, what, err)
+		}
+		return fmt.Errorf("tap: %s: %s: %w", name, what, err)
+	}
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return 0, fail("find link", err)
+	}
+	if cfg.MAC != [6]byte{} {
+		if err := netlink.LinkSetHardwareAddr(link, net.HardwareAddr(cfg.MAC[:])); err != nil {
+			return 0, fail(fmt.Sprintf("set MAC %v", net.HardwareAddr(cfg.MAC[:])), err)
+		}
+	}
+	mtu := link.Attrs().MTU
+	if cfg.MTU != 0 {
+		if err := netlink.LinkSetMTU(link, cfg.MTU); err != nil {
+			return 0, fail(fmt.Sprintf("set MTU %d", cfg.MTU), err)
+		}
+		mtu = cfg.MTU
+	}
+	for _, p := range cfg.Addresses {
+		ipn := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+		if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: ipn}); err != nil {
+			return 0, fail(fmt.Sprintf("add address %v", p), err)
+		}
+	}
+	if cfg.Up {
+		if err := netlink.LinkSetUp(link); err != nil {
+			return 0, fail("set link up", err)
+		}
+	}
+	return mtu, nil
+}
+
+// newFromFD makes a device of fd, which must keep message boundaries (a
+// TAP, or a SOCK_SEQPACKET socket in tests). It takes fd over, also on
+// error, and makes it non-blocking.
+func newFromFD(fd int, name string, mtu int) (*linuxTAP, error) {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("fcntl O_NONBLOCK", err)
+	}
+	// The fd is non-blocking, so NewFile registers it with the netpoller.
+	f := os.NewFile(uintptr(fd), "tap:"+name)
+	if f == nil {
+		return nil, fmt.Errorf("invalid fd %d", fd)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	t := &linuxTAP{f: f, rc: rc, name: name, mtu: mtu, batch: DefaultBatchSize}
+	t.rd.fn = t.rd.read
+	t.wr.fn = t.wr.write
+	return t, nil
+}
+
+// Read implements Device. It blocks until a frame arrives, then reads every
+// frame already queued, up to BatchSize and len(bufs). An error met after
+// some frames were read is returned by the next call, so the frames are not
+// lost. After Close it returns ErrClosed.
+func (t *linuxTAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if t.closed.Load() {
+		return 0, ErrClosed
+	}
+	r := &t.rd
+	if err := r.pending; err != nil {
+		r.pending = nil
+		return 0, err
+	}
+	n := min(len(bufs), len(sizes), t.batch)
+	if n == 0 {
+		return 0, nil
+	}
+	r.bufs, r.sizes, r.off, r.n, r.err = bufs[:n], sizes, offset, 0, nil
+	err := t.rc.Read(r.fn)
+	got, rerr := r.n, r.err
+	r.bufs, r.sizes, r.err = nil, nil, nil // do not keep the caller's buffers
+	switch {
+	case err != nil: // the callback returned false: nothing was read
+		if t.closed.Load() || errors.Is(err, os.ErrClosed) {
+			return 0, ErrClosed
+		}
+		return 0, fmt.Errorf("tap: read %s: %w", t.name, err)
+	case rerr != nil:
+		rerr = fmt.Errorf("tap: read %s: %w", t.name, rerr)
+		if got > 0 {
+			r.pending = rerr
+			return got, nil
+		}
+		return 0, rerr
+	}
+	return got, nil
+}
+
+// Write implements Device. Each frame is one write(2), so it arrives
+// whole. A frame the kernel rejects (shorter than an Ethernet header:
+// EINVAL; the link is down: EIO) is skipped and the rest still go: n counts
+// the frames written, and err, if not nil, describes the first frame
+// rejected. After Close, Write stops and returns ErrClosed. Safe for
+// concurrent use; concurrent Writes are serialised.
+func (t *linuxTAP) Write(bufs [][]byte, offset int) (int, error) {
+	if len(bufs) == 0 {
+		return 0, nil
+	}
+	if t.closed.Load() {
+		return 0, ErrClosed
+	}
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	w := &t.wr
+	w.bufs, w.off, w.next, w.n, w.err = bufs, offset, 0, 0, nil
+	err := t.rc.Write(w.fn)
+	n, werr, at := w.n, w.err, w.errAt
+	w.bufs, w.err = nil, nil
+	switch {
+	case err != nil:
+		return n, ErrClosed // the fd is closing; nothing else fails RawWrite
+	case werr != nil:
+		return n, fmt.Errorf("tap: write %s: frame %d of %d: %w", t.name, at, len(bufs), os.NewSyscallError("write", werr))
+	}
+	return n, nil
+}
+
+// BatchSize implements Device.
+func (t *linuxTAP) BatchSize() int { return t.batch }
+
+// Name implements Device.
+func (t *linuxTAP) Name() string { return t.name }
+
+// MTU implements Device.
+func (t *linuxTAP) MTU() int { return t.mtu }
+
+// Close implements Device. It closes the fd, which removes the TAP from the
+// kernel; a pending Read or Write returns ErrClosed first. Later calls do
+// nothing and return nil.
+func (t *linuxTAP) Close() error {
+	if t.closed.Swap(true) {
+		return nil
+	}
+	if err := t.f.Close(); err != nil {
+		return fmt.Errorf("tap: close %s: %w", t.name, err)
+	}
+	return nil
+}
