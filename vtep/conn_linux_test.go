@@ -1,0 +1,424 @@
+//go:build linux
+
+package vtep
+
+// Tests of the Linux UDP endpoint on loopback addresses; none needs root.
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// connListen opens a conn on addr (port 0 unless given) and closes it when
+// the test ends.
+func connListen(tb testing.TB, addr string) Conn {
+	tb.Helper()
+	cfg := DefaultConnConfig()
+	cfg.Addr = netip.MustParseAddrPort(addr)
+	c, err := Listen(cfg)
+	if err != nil {
+		tb.Fatalf("Listen(%v): %v", addr, err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// connPayload is datagram i of a test batch: a 2-byte index, then a pattern
+// that depends on the index, of a length that varies from 2 to 1471 bytes.
+func connPayload(i int) []byte {
+	b := make([]byte, 2+(i*131)%1470)
+	b[0], b[1] = byte(i>>8), byte(i)
+	for j := 2; j < len(b); j++ {
+		b[j] = byte(i*7 + j)
+	}
+	return b
+}
+
+// connRead reads until n datagrams arrived, failing the test if they do not
+// within 10 s. It returns copies of the datagrams and their sources.
+func connRead(tb testing.TB, c Conn, n int) ([][]byte, []netip.AddrPort) {
+	tb.Helper()
+	timer := time.AfterFunc(10*time.Second, func() { c.Close() })
+	defer timer.Stop()
+	msgs := make([]Message, c.BatchSize())
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, 2048)
+	}
+	var data [][]byte
+	var from []netip.AddrPort
+	for len(data) < n {
+		k, err := c.ReadBatch(msgs)
+		if err != nil {
+			tb.Fatalf("ReadBatch after %d of %d datagrams: %v", len(data), n, err)
+		}
+		if k < 1 || k > len(msgs) {
+			tb.Fatalf("ReadBatch = %d, want 1..%d", k, len(msgs))
+		}
+		for _, m := range msgs[:k] {
+			data = append(data, bytes.Clone(m.Buf[:m.N]))
+			from = append(from, m.Addr)
+		}
+	}
+	return data, from
+}
+
+// connExchange sends 100 datagrams each way between a and b and
+// checks sizes, contents and source addresses.
+func connExchange(t *testing.T, a, b Conn) {
+	const count = 100 // more than a batch: WriteBatch splits it
+	for _, dir := range []struct{ from, to Conn }{{a, b}, {b, a}} {
+		msgs := make([]Message, count)
+		for i := range msgs {
+			p := connPayload(i)
+			msgs[i] = Message{Buf: p, N: len(p), Addr: dir.to.LocalAddr()}
+		}
+		if n, err := dir.from.WriteBatch(msgs); n != count || err != nil {
+			t.Fatalf("WriteBatch = %d, %v; want %d, nil", n, err, count)
+		}
+		data, from := connRead(t, dir.to, count)
+		seen := make([]bool, count)
+		for k, d := range data {
+			i := int(d[0])<<8 | int(d[1])
+			if i >= count || seen[i] {
+				t.Fatalf("datagram %d: bad or repeated index %d", k, i)
+			}
+			seen[i] = true
+			if want := connPayload(i); !bytes.Equal(d, want) {
+				t.Errorf("datagram %d: got %d bytes, want %d bytes of its pattern", i, len(d), len(want))
+			}
+			if from[k] != dir.from.LocalAddr() {
+				t.Errorf("datagram %d: source %v, want %v", i, from[k], dir.from.LocalAddr())
+			}
+		}
+	}
+}
+
+func TestConnExchangeIPv4(t *testing.T) {
+	a, b := connListen(t, "127.0.0.1:0"), connListen(t, "127.0.0.1:0")
+	if a.LocalAddr().Port() == 0 || a.LocalAddr().Addr() != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("LocalAddr = %v, want 127.0.0.1 and a port", a.LocalAddr())
+	}
+	if got, want := a.BatchSize(), DefaultConnConfig().BatchSize; got != want {
+		t.Errorf("BatchSize = %d, want %d", got, want)
+	}
+	connExchange(t, a, b)
+}
+
+func TestConnExchangeIPv6(t *testing.T) {
+	cfg := DefaultConnConfig()
+	cfg.Addr = netip.MustParseAddrPort("[::1]:0")
+	c, err := Listen(cfg)
+	if errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT) {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	connExchange(t, c, connListen(t, "[::1]:0"))
+}
+
+func TestConnTruncated(t *testing.T) {
+	a, b := connListen(t, "127.0.0.1:0"), connListen(t, "127.0.0.1:0")
+	long, short := connPayload(40), []byte("0123456789")
+	msgs := []Message{
+		{Buf: long, N: len(long), Addr: b.LocalAddr()},
+		{Buf: short, N: len(short), Addr: b.LocalAddr()},
+	}
+	if n, err := a.WriteBatch(msgs); n != 2 || err != nil {
+		t.Fatalf("WriteBatch = %d, %v; want 2, nil", n, err)
+	}
+	// One ReadBatch may return one or both: read them one at a time.
+	for _, want := range [][]byte{long[:16], short} {
+		rd := []Message{{Buf: make([]byte, 16)}}
+		if n, err := b.ReadBatch(rd); n != 1 || err != nil {
+			t.Fatalf("ReadBatch = %d, %v; want 1, nil", n, err)
+		}
+		if got := rd[0].Buf[:rd[0].N]; !bytes.Equal(got, want) {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+}
+
+// TestConnWriteSkipsFailures checks that messages the kernel or the conn
+// refuses are skipped without holding up the rest of the batch, and that
+// the error comes back only when nothing could be sent.
+func TestConnWriteSkipsFailures(t *testing.T) {
+	a, b := connListen(t, "127.0.0.1:0"), connListen(t, "127.0.0.1:0")
+	to := b.LocalAddr()
+	good := func(s string) Message { return Message{Buf: []byte(s), N: len(s), Addr: to} }
+	huge := Message{Buf: make([]byte, 66000), N: 66000, Addr: to}                    // EMSGSIZE
+	v6 := Message{Buf: []byte("v6"), N: 2, Addr: netip.MustParseAddrPort("[::1]:9")} // EAFNOSUPPORT
+	noAddr := Message{Buf: []byte("x"), N: 1}                                        // EINVAL
+	badN := Message{Buf: []byte("x"), N: 2, Addr: to}                                // EINVAL
+
+	msgs := []Message{good("one"), huge, v6, noAddr, good("two"), badN, huge, good("three")}
+	if n, err := a.WriteBatch(msgs); n != 3 || err != nil {
+		t.Fatalf("WriteBatch = %d, %v; want 3, nil", n, err)
+	}
+	data, _ := connRead(t, b, 3)
+	var got []string
+	for _, d := range data {
+		got = append(got, string(d))
+	}
+	if strings.Join(got, ",") != "one,two,three" {
+		t.Errorf("received %q, want one, two, three", got)
+	}
+
+	for _, tt := range []struct {
+		name string
+		msgs []Message
+		want error
+	}{
+		{"too big", []Message{huge}, syscall.EMSGSIZE},
+		{"wrong family", []Message{v6}, syscall.EAFNOSUPPORT},
+		{"first failure wins", []Message{noAddr, huge}, syscall.EINVAL},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := a.WriteBatch(tt.msgs)
+			if n != 0 || !errors.Is(err, tt.want) {
+				t.Fatalf("WriteBatch = %d, %v; want 0 and an error that is %v", n, err, tt.want)
+			}
+		})
+	}
+	if n, err := a.WriteBatch(nil); n != 0 || err != nil {
+		t.Errorf("WriteBatch(nil) = %d, %v; want 0, nil", n, err)
+	}
+}
+
+func TestConnConcurrentWrite(t *testing.T) {
+	a, b := connListen(t, "127.0.0.1:0"), connListen(t, "127.0.0.1:0")
+	const writers, each = 4, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				p := connPayload(w*each + i)
+				if n, err := a.WriteBatch([]Message{{Buf: p, N: len(p), Addr: b.LocalAddr()}}); n != 1 {
+					t.Errorf("WriteBatch = %d, %v", n, err)
+				}
+			}
+		})
+	}
+	data, _ := connRead(t, b, writers*each)
+	wg.Wait()
+	seen := make(map[int]bool)
+	for _, d := range data {
+		seen[int(d[0])<<8|int(d[1])] = true
+	}
+	if len(seen) != writers*each {
+		t.Errorf("got %d distinct datagrams, want %d", len(seen), writers*each)
+	}
+}
+
+func TestConnCloseUnblocksRead(t *testing.T) {
+	c := connListen(t, "127.0.0.1:0")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ReadBatch(make([]Message, 1))
+		done <- err
+	}()
+	connWaitParked(t, "(*linuxConn).ReadBatch")
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("ReadBatch after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadBatch still blocked 10 s after Close")
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := c.ReadBatch(make([]Message, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("ReadBatch on closed conn: %v, want net.ErrClosed", err)
+	}
+	m := []Message{{Buf: []byte("x"), N: 1, Addr: netip.MustParseAddrPort("127.0.0.1:9")}}
+	if n, err := c.WriteBatch(m); n != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("WriteBatch on closed conn = %d, %v; want 0, net.ErrClosed", n, err)
+	}
+}
+
+// connWaitParked waits (up to 10 s, polling) until some goroutine is inside
+// fn and parked in the netpoller, so a test can act on a blocked call.
+func connWaitParked(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, fn) && strings.Contains(g, "runtime_pollWait") {
+				return
+			}
+		}
+	}
+	t.Logf("no goroutine parked in %s after 10 s; going on", fn)
+}
+
+func TestListenErrors(t *testing.T) {
+	inUse := connListen(t, "127.0.0.1:0").LocalAddr()
+	for _, tt := range []struct {
+		name string
+		cfg  ConnConfig
+		want error // nil: any error
+	}{
+		{"port in use", ConnConfig{Addr: inUse}, syscall.EADDRINUSE},
+		{"address not here", ConnConfig{Addr: netip.MustParseAddrPort("192.0.2.1:4789")}, syscall.EADDRNOTAVAIL},
+		{"invalid address", ConnConfig{}, nil},
+		{"negative batch", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), BatchSize: -1}, nil},
+		{"batch over UIO_MAXIOV", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), BatchSize: 1025}, nil},
+		{"negative buffer", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), SocketBuffer: -1}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Listen(tt.cfg)
+			if err == nil {
+				c.Close()
+				t.Fatalf("Listen(%+v) succeeded", tt.cfg)
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("Listen: %v, want an error that is %v", err, tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), "vtep: listen udp ") {
+				t.Errorf("error %q lacks context", err)
+			}
+		})
+	}
+}
+
+func TestListenSocketOptions(t *testing.T) {
+	c := connListen(t, "127.0.0.1:0").(*linuxConn)
+	size := DefaultConnConfig().SocketBuffer
+	for _, tt := range []struct {
+		name       string
+		level, opt int
+		min        int    // the kernel doubles a buffer size it is given
+		capByMaxOf string // without CAP_NET_ADMIN a size is capped by this sysctl
+	}{
+		{"IP_MTU_DISCOVER", unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO, ""},
+		{"SO_RCVBUF", unix.SOL_SOCKET, unix.SO_RCVBUF, size, "/proc/sys/net/core/rmem_max"},
+		{"SO_SNDBUF", unix.SOL_SOCKET, unix.SO_SNDBUF, size, "/proc/sys/net/core/wmem_max"},
+	} {
+		var got int
+		var gerr error
+		if err := c.rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), tt.level, tt.opt) }); err != nil || gerr != nil {
+			t.Fatal(tt.name, err, gerr)
+		}
+		want := tt.min
+		if b, err := os.ReadFile(tt.capByMaxOf); err == nil {
+			if max, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && max < want {
+				want = max
+			}
+		}
+		if tt.capByMaxOf == "" && got != want || got < want {
+			t.Errorf("%s = %d, want %d", tt.name, got, want)
+		}
+	}
+}
+
+func TestRawToAddrPort(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		sa   unix.RawSockaddrInet6
+		want string
+	}{
+		{"IPv4", connRaw(t, "192.0.2.7:4789", false), "192.0.2.7:4789"},
+		{"IPv6", connRaw(t, "[2001:db8::1]:8472", true), "[2001:db8::1]:8472"},
+		{"IPv4-mapped", connRaw(t, "192.0.2.7:4789", true), "192.0.2.7:4789"},
+		{"unknown family", unix.RawSockaddrInet6{Family: unix.AF_UNIX}, "invalid AddrPort"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := rawToAddrPort(&tt.sa).String(); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// connRaw encodes addr the way WriteBatch does for an AF_INET or (v6)
+// AF_INET6 socket: an IPv4 address on the latter becomes IPv4-mapped.
+func connRaw(t *testing.T, addr string, v6 bool) unix.RawSockaddrInet6 {
+	m := newMmsgs(1, true)
+	if e := m.setAddr(0, netip.MustParseAddrPort(addr), v6, 0); e != 0 {
+		t.Fatal(e)
+	}
+	return m.names[0]
+}
+
+func TestConnAllocs(t *testing.T) {
+	a, sink, b := connListen(t, "127.0.0.1:0"), connListen(t, "127.0.0.1:0"), connListen(t, "127.0.0.1:0")
+	const batch, runs = 8, 100
+	out, in := make([]Message, batch), make([]Message, batch)
+	for i := range out {
+		out[i] = Message{Buf: make([]byte, 1400), N: 1400, Addr: sink.LocalAddr()}
+		in[i].Buf = make([]byte, 2048)
+	}
+	// Nobody reads sink: what overflows its buffer is dropped, which the
+	// sender never sees.
+	if allocs := testing.AllocsPerRun(runs, func() {
+		if n, err := a.WriteBatch(out); n != batch {
+			t.Fatalf("WriteBatch = %d, %v", n, err)
+		}
+	}); allocs != 0 {
+		t.Errorf("WriteBatch: %v allocs per call, want 0", allocs)
+	}
+	// Reads are measured together with the (allocation-free) writes that
+	// feed them, so no socket buffer ever overflows.
+	for i := range out {
+		out[i].Addr = b.LocalAddr()
+	}
+	if allocs := testing.AllocsPerRun(runs, func() {
+		if n, err := a.WriteBatch(out); n != batch {
+			t.Fatalf("WriteBatch = %d, %v", n, err)
+		}
+		for got := 0; got < batch; {
+			n, err := b.ReadBatch(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += n
+		}
+	}); allocs != 0 {
+		t.Errorf("WriteBatch+ReadBatch: %v allocs per call, want 0", allocs)
+	}
+}
+
+func BenchmarkWriteReadBatch(b *testing.B) {
+	src, dst := connListen(b, "127.0.0.1:0"), connListen(b, "127.0.0.1:0")
+	bs := src.BatchSize()
+	out, in := make([]Message, bs), make([]Message, bs)
+	for i := range out {
+		out[i] = Message{Buf: make([]byte, 1450), N: 1450, Addr: dst.LocalAddr()}
+		in[i].Buf = make([]byte, 2048)
+	}
+	b.SetBytes(int64(bs * 1450))
+	b.ReportAllocs()
+	iters := 0
+	for b.Loop() {
+		iters++
+		if n, err := src.WriteBatch(out); n != bs {
+			b.Fatalf("WriteBatch = %d, %v", n, err)
+		}
+		for got := 0; got < bs; {
+			n, err := dst.ReadBatch(in)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += n
+		}
+	}
+	b.ReportMetric(float64(iters*bs)/b.Elapsed().Seconds(), "pkts/s")
+}

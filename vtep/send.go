@@ -1,0 +1,188 @@
+package vtep
+
+// This file holds the TAP -> wire path: one goroutine per port reads a batch
+// of frames at HeaderLen headroom, learns source MACs, writes the VXLAN
+// header in place and hands each frame to a local port, its VTEP, or (for
+// broadcast, multicast and unknown unicast) every other port and member VTEP
+// of the VNI. Local writes and the UDP send are each one call per batch.
+
+import (
+	"errors"
+
+	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/tap"
+)
+
+// localOut collects the frames of one batch bound for one local port.
+type localOut struct {
+	p    *port
+	bufs [][]byte // each frame at HeaderLen offset
+}
+
+// localQueue groups a batch's local deliveries by port. Its storage is
+// reused from batch to batch.
+type localQueue struct {
+	outs []localOut
+}
+
+func (q *localQueue) add(p *port, pkt []byte) {
+	for i := range q.outs {
+		if q.outs[i].p == p {
+			q.outs[i].bufs = append(q.outs[i].bufs, pkt)
+			return
+		}
+	}
+	if len(q.outs) < cap(q.outs) {
+		q.outs = q.outs[:len(q.outs)+1]
+		o := &q.outs[len(q.outs)-1]
+		o.p, o.bufs = p, append(o.bufs[:0], pkt)
+		return
+	}
+	q.outs = append(q.outs, localOut{p: p, bufs: append(make([][]byte, 0, 64), pkt)})
+}
+
+// flushLocal writes every queued frame with one Write per port.
+func (s *Switch) flushLocal(q *localQueue) {
+	for i := range q.outs {
+		o := &q.outs[i]
+		n, _ := o.p.dev.Write(o.bufs, HeaderLen)
+		bytes := 0
+		for _, b := range o.bufs[:n] {
+			bytes += len(b) - HeaderLen
+		}
+		o.p.traffic.tx(n, bytes)
+		s.drops.add(DropWriteError, uint64(len(o.bufs)-n))
+		clear(o.bufs)
+		o.p, o.bufs = nil, o.bufs[:0]
+	}
+	q.outs = q.outs[:0]
+}
+
+// remoteQueue collects a batch's datagrams and the counters of the peer each
+// goes to (nil for a VTEP that is no longer a peer).
+type remoteQueue struct {
+	msgs []Message
+	ctrs []*trafficCounters
+}
+
+func (q *remoteQueue) add(pkt []byte, to *peer) {
+	q.msgs = append(q.msgs, Message{Buf: pkt, N: len(pkt), Addr: to.addr})
+	q.ctrs = append(q.ctrs, to.traffic)
+}
+
+// flushRemote sends every queued datagram in one WriteBatch.
+func (s *Switch) flushRemote(q *remoteQueue) {
+	if len(q.msgs) == 0 {
+		return
+	}
+	n, _ := s.conn.WriteBatch(q.msgs)
+	for i, m := range q.msgs[:n] {
+		q.ctrs[i].tx(1, m.N-HeaderLen)
+	}
+	s.drops.add(DropWriteError, uint64(len(q.msgs)-n))
+	clear(q.msgs)
+	q.msgs, q.ctrs = q.msgs[:0], q.ctrs[:0]
+}
+
+// sendScratch is a port reader's reusable storage.
+type sendScratch struct {
+	bufs   [][]byte
+	sizes  []int
+	local  localQueue
+	remote remoteQueue
+	orphan peer // stands in for a VTEP that is not a peer, for counting
+}
+
+func newSendScratch(p *port) *sendScratch {
+	bs := p.dev.BatchSize()
+	sc := &sendScratch{
+		bufs:   make([][]byte, bs),
+		sizes:  make([]int, bs),
+		remote: remoteQueue{msgs: make([]Message, 0, bs), ctrs: make([]*trafficCounters, 0, bs)},
+		orphan: peer{traffic: new(trafficCounters)},
+	}
+	for i := range sc.bufs {
+		// One byte more than the largest frame, so an oversized frame
+		// shows as a full buffer rather than passing truncated.
+		sc.bufs[i] = make([]byte, HeaderLen+maxFrameLen(p.mtu)+1)
+	}
+	return sc
+}
+
+func (s *Switch) sendLoop(p *port) {
+	defer s.wg.Done()
+	defer close(p.done)
+	sc := newSendScratch(p)
+	for {
+		n, err := p.dev.Read(sc.bufs, sc.sizes, HeaderLen)
+		if err != nil {
+			if s.closed() || errors.Is(err, tap.ErrClosed) {
+				return
+			}
+			p.err.Store(&err)
+			s.log.Error("port reader stopped", "port", p.name, "err", err)
+			return
+		}
+		s.sendBatch(p, sc, n)
+	}
+}
+
+// sendBatch forwards the n frames in sc.bufs read from port p.
+func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
+	ports, peers := s.ports.Load(), s.peers.Load()
+	now := s.fdb.Now().UnixNano()
+	bufs, sizes, local, remote := sc.bufs, sc.sizes, &sc.local, &sc.remote
+	rxBytes := 0
+	for i := range n {
+		frame := bufs[i][HeaderLen : HeaderLen+sizes[i]]
+		rxBytes += len(frame)
+		var c FrameClass
+		if reason, ok := Classify(frame, &c); !ok {
+			s.drops.add(reason, 1)
+			continue
+		}
+		if sizes[i] == len(bufs[i])-HeaderLen || !fitsMTU(frame, &c, p.mtu) {
+			s.drops.add(DropMTU, 1)
+			continue
+		}
+		s.fdb.Learn(fdb.Key{VNI: p.vni, MAC: c.Src}, fdb.Location{Port: p.id}, fdb.OriginLocal, now)
+		_ = Header{VNI: p.vni}.Encode(bufs[i])
+		pkt := bufs[i][:HeaderLen+sizes[i]]
+
+		if !c.Dst.IsMulticast() {
+			if loc, ok := s.fdb.Lookup(fdb.Key{VNI: p.vni, MAC: c.Dst}); ok {
+				if !loc.IsLocal() {
+					to := peers.byAddr[loc.VTEP.Addr()]
+					if to == nil || to.addr != loc.VTEP {
+						sc.orphan.addr = loc.VTEP
+						to = &sc.orphan
+					}
+					remote.add(pkt, to)
+					continue
+				}
+				if loc.Port == p.id {
+					s.drops.add(DropHairpin, 1)
+					continue
+				}
+				if dp := ports.byID[loc.Port]; dp != nil {
+					local.add(dp, pkt)
+					continue
+				}
+				// A stale local entry: treat as unknown.
+			}
+		}
+		// Broadcast, multicast, unknown unicast: every other port of the
+		// VNI and every member VTEP (head-end replication).
+		for _, dp := range ports.byVNI[p.vni] {
+			if dp != p {
+				local.add(dp, pkt)
+			}
+		}
+		for _, to := range peers.byVNI[p.vni] {
+			remote.add(pkt, to)
+		}
+	}
+	p.traffic.rx(n, rxBytes)
+	s.flushLocal(local)
+	s.flushRemote(remote)
+}

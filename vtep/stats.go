@@ -1,0 +1,64 @@
+package vtep
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+)
+
+// PortStats describes a local port and its counters.
+type PortStats struct {
+	ID    int    `json:"id"`
+	Name  string `json:"name"`
+	VNI   uint32 `json:"vni"`
+	MTU   int    `json:"mtu"`
+	Error string `json:"error,omitempty"` // why the port stopped reading, if it did
+	Traffic
+}
+
+// PeerStats describes a remote VTEP and its counters. Rx is what it sent us.
+type PeerStats struct {
+	Addr netip.AddrPort `json:"addr"`
+	VNIs []uint32       `json:"vnis"`
+	Traffic
+}
+
+// Stats is a snapshot of the switch's ports, peers and drop counters.
+type Stats struct {
+	Ports []PortStats       `json:"ports"`
+	Peers []PeerStats       `json:"peers"`
+	Drops map[string]uint64 `json:"drops"`
+}
+
+// Stats returns a snapshot, ports by ID and peers by address.
+func (s *Switch) Stats() Stats {
+	var st Stats
+	for _, p := range s.ports.Load().byID {
+		ps := PortStats{ID: p.id, Name: p.name, VNI: p.vni, MTU: p.mtu, Traffic: p.traffic.snapshot()}
+		if err := p.err.Load(); err != nil {
+			ps.Error = (*err).Error()
+		}
+		st.Ports = append(st.Ports, ps)
+	}
+	slices.SortFunc(st.Ports, func(a, b PortStats) int { return cmp.Compare(a.ID, b.ID) })
+	for _, p := range s.peers.Load().byAddr {
+		st.Peers = append(st.Peers, PeerStats{Addr: p.addr, VNIs: slices.Clone(p.vnis), Traffic: p.traffic.snapshot()})
+	}
+	slices.SortFunc(st.Peers, func(a, b PeerStats) int { return a.Addr.Compare(b.Addr) })
+	st.Drops = make(map[string]uint64, numDropReasons)
+	for _, r := range DropReasons() {
+		st.Drops[r.String()] = s.drops[r].Load()
+	}
+	return st
+}
+
+// Drops returns the drop counter for one reason.
+func (s *Switch) Drops(r DropReason) uint64 { return s.drops[r].Load() }
+
+// PortName returns the name of port id, or "" if there is none.
+func (s *Switch) PortName(id int) string {
+	if p := s.ports.Load().byID[id]; p != nil {
+		return p.name
+	}
+	return ""
+}

@@ -1,0 +1,282 @@
+package vtep
+
+// This file holds the Switch itself: its configuration, the port and peer
+// registries (copy-on-write snapshots read by the data plane without locks),
+// lifecycle and statistics. The frame paths are in send.go (TAP -> wire) and
+// receive.go (wire -> TAP).
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/tap"
+)
+
+// Config configures a Switch.
+type Config struct {
+	// Conn is the VXLAN UDP endpoint. Required; the switch closes it.
+	Conn Conn
+	// FDB is the forwarding table. Required; shared with the control plane.
+	FDB *fdb.Table
+	// Logger receives rare events (ports added, errors). Nil discards.
+	Logger *slog.Logger
+	// ExpireEvery is how often aged FDB entries are swept. Zero means the
+	// default.
+	ExpireEvery time.Duration
+	// MaxDatagram is the size of each receive buffer.
+	MaxDatagram int
+}
+
+// DefaultConfig returns defaults for the optional fields.
+func DefaultConfig() Config {
+	return Config{
+		ExpireEvery: 5 * time.Second, // ageing is 300 s by default: 5 s of slack is noise
+		MaxDatagram: 65535,           // the largest UDP payload: jumbo underlays and, later, GRO
+	}
+}
+
+// PortConfig describes a local port.
+type PortConfig struct {
+	Name   string     // shown in status; defaults to Device.Name()
+	VNI    uint32     // the VXLAN network the port belongs to
+	Device tap.Device // the switch owns it from AddPort on and closes it
+	MTU    int        // frames larger than this are dropped; 0 means Device.MTU()
+}
+
+// port is a local port. Its fields are immutable after AddPort except the
+// counters.
+type port struct {
+	id   int
+	name string
+	vni  uint32
+	mtu  int
+	dev  tap.Device
+	done chan struct{} // closed when the reader goroutine exits
+
+	traffic trafficCounters
+	err     atomic.Pointer[error] // why the reader stopped, if it did
+}
+
+// peer is a remote VTEP as seen in one snapshot. Counters survive snapshots.
+type peer struct {
+	addr    netip.AddrPort
+	vnis    []uint32
+	traffic *trafficCounters
+}
+
+func (p *peer) serves(vni uint32) bool { return slices.Contains(p.vnis, vni) }
+
+type portSet struct {
+	byID  map[int]*port
+	byVNI map[uint32][]*port
+}
+
+type peerSet struct {
+	byAddr map[netip.Addr]*peer
+	byVNI  map[uint32][]*peer
+}
+
+// Switch moves Ethernet frames between local TAP ports and remote VTEPs.
+type Switch struct {
+	cfg  Config
+	conn Conn
+	fdb  *fdb.Table
+	log  *slog.Logger
+
+	// mu serialises changes to the registries below; the data plane reads
+	// them through the atomic pointers without locking.
+	mu       sync.Mutex
+	nextPort int
+	ports    atomic.Pointer[portSet]
+	peers    atomic.Pointer[peerSet]
+	members  map[uint32][]netip.AddrPort     // per-VNI member VTEPs, as set
+	counters map[netip.Addr]*trafficCounters // per-peer counters, kept across changes
+
+	drops dropCounters
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	wg        sync.WaitGroup
+}
+
+// New starts a switch with no ports. It takes ownership of cfg.Conn.
+func New(cfg Config) (*Switch, error) {
+	if cfg.Conn == nil || cfg.FDB == nil {
+		return nil, errors.New("vtep: Config.Conn and Config.FDB are required")
+	}
+	def := DefaultConfig()
+	if cfg.ExpireEvery <= 0 {
+		cfg.ExpireEvery = def.ExpireEvery
+	}
+	if cfg.MaxDatagram <= 0 {
+		cfg.MaxDatagram = def.MaxDatagram
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Switch{
+		cfg: cfg, conn: cfg.Conn, fdb: cfg.FDB, log: cfg.Logger,
+		nextPort: 1,
+		members:  make(map[uint32][]netip.AddrPort),
+		counters: make(map[netip.Addr]*trafficCounters),
+		closing:  make(chan struct{}),
+	}
+	s.ports.Store(&portSet{byID: map[int]*port{}, byVNI: map[uint32][]*port{}})
+	s.peers.Store(&peerSet{byAddr: map[netip.Addr]*peer{}, byVNI: map[uint32][]*peer{}})
+	s.wg.Add(2)
+	go s.receiveLoop()
+	go s.expireLoop()
+	return s, nil
+}
+
+// AddPort attaches a TAP device to the switch and starts reading it. It
+// returns the port ID used in FDB locations.
+func (s *Switch) AddPort(pc PortConfig) (int, error) {
+	if pc.Device == nil {
+		return 0, errors.New("vtep: PortConfig.Device is required")
+	}
+	if pc.VNI == 0 || pc.VNI > MaxVNI {
+		return 0, fmt.Errorf("vtep: VNI %d out of range 1..%d", pc.VNI, MaxVNI)
+	}
+	if pc.Name == "" {
+		pc.Name = pc.Device.Name()
+	}
+	if pc.MTU <= 0 {
+		pc.MTU = pc.Device.MTU()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.closing:
+		return 0, errors.New("vtep: switch closed")
+	default:
+	}
+	p := &port{id: s.nextPort, name: pc.Name, vni: pc.VNI, mtu: pc.MTU, dev: pc.Device, done: make(chan struct{})}
+	s.nextPort++
+	old := s.ports.Load()
+	next := &portSet{byID: make(map[int]*port, len(old.byID)+1), byVNI: make(map[uint32][]*port, len(old.byVNI)+1)}
+	for id, q := range old.byID {
+		next.byID[id] = q
+	}
+	for vni, qs := range old.byVNI {
+		next.byVNI[vni] = qs
+	}
+	next.byID[p.id] = p
+	next.byVNI[p.vni] = append(slices.Clip(next.byVNI[p.vni]), p)
+	s.ports.Store(next)
+	s.wg.Add(1)
+	go s.sendLoop(p)
+	s.log.Info("port added", "port", p.name, "id", p.id, "vni", p.vni, "mtu", p.mtu)
+	return p.id, nil
+}
+
+// RemovePort detaches a port, closes its device, waits for its reader to
+// stop and withdraws its MACs from the FDB.
+func (s *Switch) RemovePort(id int) error {
+	s.mu.Lock()
+	old := s.ports.Load()
+	p, ok := old.byID[id]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("vtep: no port %d", id)
+	}
+	next := &portSet{byID: make(map[int]*port, len(old.byID)), byVNI: make(map[uint32][]*port, len(old.byVNI))}
+	for qid, q := range old.byID {
+		if qid != id {
+			next.byID[qid] = q
+			next.byVNI[q.vni] = append(next.byVNI[q.vni], q)
+		}
+	}
+	s.ports.Store(next)
+	s.mu.Unlock()
+
+	err := p.dev.Close()
+	<-p.done
+	s.fdb.DeleteFunc(func(e fdb.Entry) bool { return e.Port == id })
+	s.log.Info("port removed", "port", p.name, "id", id)
+	return err
+}
+
+// SetPeers sets the member VTEPs of vni: broadcast and unknown traffic of
+// the VNI is replicated to each, and only they may send the VNI's frames.
+func (s *Switch) SetPeers(vni uint32, addrs []netip.AddrPort) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(addrs) == 0 {
+		delete(s.members, vni)
+	} else {
+		s.members[vni] = slices.Clone(addrs)
+	}
+	next := &peerSet{byAddr: map[netip.Addr]*peer{}, byVNI: map[uint32][]*peer{}}
+	for v, as := range s.members {
+		for _, a := range as {
+			p, ok := next.byAddr[a.Addr()]
+			if !ok {
+				c := s.counters[a.Addr()]
+				if c == nil {
+					c = new(trafficCounters)
+					s.counters[a.Addr()] = c
+				}
+				p = &peer{addr: a, traffic: c}
+				next.byAddr[a.Addr()] = p
+			}
+			p.vnis = append(p.vnis, v)
+			next.byVNI[v] = append(next.byVNI[v], p)
+		}
+	}
+	for _, p := range next.byAddr {
+		slices.Sort(p.vnis)
+	}
+	s.peers.Store(next)
+}
+
+// Close stops every goroutine, closes every port's device and the UDP
+// endpoint. It is idempotent.
+func (s *Switch) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		close(s.closing)
+		ports := s.ports.Load()
+		s.mu.Unlock()
+		err = s.conn.Close()
+		for _, p := range ports.byID {
+			if cerr := p.dev.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
+		s.wg.Wait()
+	})
+	return err
+}
+
+func (s *Switch) expireLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.ExpireEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+			s.fdb.Expire()
+		}
+	}
+}
+
+// closed reports whether Close has begun.
+func (s *Switch) closed() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
+}

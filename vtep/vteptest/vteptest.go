@@ -1,0 +1,273 @@
+// Package vteptest provides an in-memory UDP network for tests of code that
+// uses a vtep.Conn, needing no root and no sockets.
+//
+// A Network is a hub of Conns, each bound to an address. WriteBatch copies
+// every datagram to the queue of the Conn bound at its destination, which
+// sees the sender's bound address as the source. Like UDP, delivery never
+// blocks: a datagram for an address nobody listens on, or for a full queue,
+// is dropped and counted. Tests can inject datagrams from any address with
+// Send, and capture what is sent to an address with Tap.
+package vteptest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ovlsw/ovlsw/vtep"
+)
+
+const (
+	// BatchSize is the largest batch a Conn's ReadBatch returns, as in
+	// vtep.DefaultConnConfig.
+	BatchSize = 64
+
+	// QueueLen is how many datagrams wait for a Conn (or a Tap) before
+	// more are dropped: four batches, like a small socket buffer.
+	QueueLen = 4 * BatchSize
+
+	// firstPort is where ports for Listen with port 0 start (the IANA
+	// dynamic range).
+	firstPort = 49152
+)
+
+// Datagram is one UDP datagram in flight: Data went from From (the
+// sender's bound address) to To. Data is the network's own copy.
+type Datagram struct {
+	From, To netip.AddrPort
+	Data     []byte
+}
+
+// Drops counts datagrams the network dropped, by reason.
+type Drops struct {
+	NoListener uint64 // no Conn or Tap at the destination, or an invalid one
+	QueueFull  uint64 // the receiver's queue was full
+}
+
+// Network is an in-memory UDP network. Its methods are safe for concurrent
+// use.
+type Network struct {
+	mu       sync.Mutex
+	conns    map[netip.AddrPort]*Conn         // guarded by mu
+	taps     map[netip.AddrPort]chan Datagram // guarded by mu
+	nextPort uint16                           // guarded by mu
+
+	noListener, queueFull atomic.Uint64
+}
+
+// NewNetwork returns an empty network.
+func NewNetwork() *Network {
+	return &Network{
+		conns:    make(map[netip.AddrPort]*Conn),
+		taps:     make(map[netip.AddrPort]chan Datagram),
+		nextPort: firstPort,
+	}
+}
+
+// Listen binds a Conn to addr. Port 0 picks an unused port. It panics if
+// addr is invalid or already has a Conn or a Tap: that is a bug in the test.
+func (n *Network) Listen(addr netip.AddrPort) *Conn {
+	if !addr.Addr().IsValid() {
+		panic(fmt.Sprintf("vteptest: Listen on invalid address %v", addr))
+	}
+	addr = unmap(addr)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for addr.Port() == 0 {
+		if a := netip.AddrPortFrom(addr.Addr(), n.nextPort); !n.boundLocked(a) {
+			addr = a
+		}
+		n.nextPort++
+		if n.nextPort == 0 {
+			n.nextPort = firstPort
+		}
+	}
+	if n.boundLocked(addr) {
+		panic(fmt.Sprintf("vteptest: %v is already bound", addr))
+	}
+	c := &Conn{
+		net:   n,
+		addr:  addr,
+		queue: make(chan Datagram, QueueLen),
+		done:  make(chan struct{}),
+	}
+	n.conns[addr] = c
+	return c
+}
+
+// Tap returns a channel that receives every datagram sent to addr, for a
+// test to check what a switch sends to a VTEP that is not a Conn. Up to
+// QueueLen datagrams wait in the channel; more are dropped as QueueFull.
+// Calling Tap again for the same address returns the same channel. It
+// panics if a Conn is bound to addr.
+func (n *Network) Tap(addr netip.AddrPort) <-chan Datagram {
+	addr = unmap(addr)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ch, ok := n.taps[addr]; ok {
+		return ch
+	}
+	if n.conns[addr] != nil {
+		panic(fmt.Sprintf("vteptest: Tap on %v, where a Conn is bound", addr))
+	}
+	ch := make(chan Datagram, QueueLen)
+	n.taps[addr] = ch
+	return ch
+}
+
+// Send delivers a copy of b from any address, bound or not, to the Conn or
+// Tap at to. It reports whether the datagram was queued; if not it was
+// dropped and counted, as WriteBatch does.
+func (n *Network) Send(from, to netip.AddrPort, b []byte) bool {
+	return n.deliver(unmap(from), unmap(to), b)
+}
+
+// Drops returns how many datagrams the network has dropped so far.
+func (n *Network) Drops() Drops {
+	return Drops{NoListener: n.noListener.Load(), QueueFull: n.queueFull.Load()}
+}
+
+func (n *Network) boundLocked(addr netip.AddrPort) bool {
+	_, tapped := n.taps[addr]
+	return n.conns[addr] != nil || tapped
+}
+
+func (n *Network) deliver(from, to netip.AddrPort, b []byte) bool {
+	n.mu.Lock()
+	c, tap := n.conns[to], n.taps[to]
+	n.mu.Unlock()
+	var q chan Datagram
+	switch {
+	case c != nil:
+		q = c.queue
+	case tap != nil:
+		q = tap
+	default:
+		n.noListener.Add(1)
+		return false
+	}
+	select {
+	case q <- Datagram{From: from, To: to, Data: append([]byte(nil), b...)}:
+		return true
+	default:
+		n.queueFull.Add(1)
+		return false
+	}
+}
+
+// unmap turns an IPv4-mapped IPv6 address into IPv4, as the kernel reports
+// sources.
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// Conn is a vtep.Conn on a Network.
+type Conn struct {
+	net   *Network
+	addr  netip.AddrPort
+	queue chan Datagram // datagrams for this Conn; never closed
+
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+}
+
+var _ vtep.Conn = (*Conn)(nil)
+
+var (
+	errClosed  = fmt.Errorf("vteptest: %w", net.ErrClosed) // what a closed Conn returns
+	errInvalid = errors.New("invalid message")
+)
+
+// ReadBatch implements vtep.Conn: it blocks until a datagram is queued or
+// the Conn is closed, then also takes whatever else is queued, up to
+// len(msgs) and BatchSize. A datagram longer than its buffer is truncated.
+// After Close it returns an error that errors.Is net.ErrClosed.
+func (c *Conn) ReadBatch(msgs []vtep.Message) (int, error) {
+	msgs = msgs[:min(len(msgs), BatchSize)]
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	select {
+	case <-c.done:
+		return 0, errClosed
+	default:
+	}
+	var d Datagram
+	select {
+	case d = <-c.queue:
+	case <-c.done:
+		return 0, errClosed
+	}
+	n := 0
+	for {
+		m := &msgs[n]
+		m.N = copy(m.Buf, d.Data)
+		m.Addr = d.From
+		n++
+		if n == len(msgs) {
+			return n, nil
+		}
+		select {
+		case d = <-c.queue:
+		default:
+			return n, nil
+		}
+	}
+}
+
+// WriteBatch implements vtep.Conn: it delivers a copy of each
+// msgs[i].Buf[:msgs[i].N] to msgs[i].Addr and never blocks. As with UDP, a
+// datagram is sent even if nobody receives it (it is dropped and counted in
+// Network.Drops). A message with an invalid address, port 0 or N outside
+// Buf is not sent. err is nil if n > 0; if nothing was sent, n is 0 and err
+// says why (net.ErrClosed after Close). Safe for concurrent use.
+func (c *Conn) WriteBatch(msgs []vtep.Message) (int, error) {
+	select {
+	case <-c.done:
+		if len(msgs) == 0 {
+			return 0, nil
+		}
+		return 0, errClosed
+	default:
+	}
+	sent := 0
+	var first error
+	for _, m := range msgs {
+		to := unmap(m.Addr)
+		if !to.Addr().IsValid() || to.Port() == 0 || m.N < 0 || m.N > len(m.Buf) {
+			if first == nil {
+				first = fmt.Errorf("vteptest: write %d bytes of %d to %v: %w", m.N, len(m.Buf), m.Addr, errInvalid)
+			}
+			continue
+		}
+		c.net.deliver(c.addr, to, m.Buf[:m.N])
+		sent++
+	}
+	if sent == 0 && first != nil {
+		return 0, first
+	}
+	return sent, nil
+}
+
+// LocalAddr implements vtep.Conn.
+func (c *Conn) LocalAddr() netip.AddrPort { return c.addr }
+
+// BatchSize implements vtep.Conn.
+func (c *Conn) BatchSize() int { return BatchSize }
+
+// Close implements vtep.Conn: it unbinds the address (later datagrams to it
+// are dropped as NoListener) and unblocks a pending ReadBatch.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.net.mu.Lock()
+		if c.net.conns[c.addr] == c {
+			delete(c.net.conns, c.addr)
+		}
+		c.net.mu.Unlock()
+		close(c.done)
+	})
+	return nil
+}
