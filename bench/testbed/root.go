@@ -1,0 +1,76 @@
+// Entry points for tests: New and RequireRoot. They take the TB interface
+// rather than testing.TB so that the package, which the benchmark program
+// links, does not import testing.
+
+package testbed
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+)
+
+// RequireRootEnv is the environment variable that turns RequireRoot's skip
+// into a failure. CI sets OVLSW_REQUIRE_ROOT_TESTS=1 so root tests cannot
+// silently stop running.
+const RequireRootEnv = "OVLSW_REQUIRE_ROOT_TESTS"
+
+// tools are the programs the package runs.
+var tools = []string{"ip", "bridge", "ethtool", "ping"}
+
+// TB is the part of testing.TB the package uses; *testing.T and *testing.B
+// satisfy it.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+}
+
+// New returns an empty Bed for a test or benchmark, after RequireRoot, and
+// registers its Close with tb.Cleanup (a failing Close fails the test).
+// Namespace names start with "ovt<pid>-<counter>-".
+func New(tb TB) *Bed {
+	tb.Helper()
+	RequireRoot(tb)
+	b, err := NewStandalone("ovt")
+	if err != nil {
+		tb.Fatalf("testbed: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			tb.Errorf("testbed: close: %v", err)
+		}
+	})
+	return b
+}
+
+// RequireRoot skips the test, saying why, unless it runs as root with
+// /dev/net/tun present and ip, bridge, ethtool and ping installed. When
+// OVLSW_REQUIRE_ROOT_TESTS=1 it fails instead of skipping.
+func RequireRoot(tb TB) {
+	tb.Helper()
+	if why := missingPrereq(); why != "" {
+		if os.Getenv(RequireRootEnv) == "1" {
+			tb.Fatalf("root test cannot run (%s) and %s=1 forbids skipping", why, RequireRootEnv)
+		}
+		tb.Skipf("root test skipped: %s (set %s=1 to make this a failure)", why, RequireRootEnv)
+	}
+}
+
+// missingPrereq returns why root tests cannot run here, or "" if they can.
+func missingPrereq() string {
+	if uid := os.Geteuid(); uid != 0 {
+		return fmt.Sprintf("needs root, running as uid %d", uid)
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return fmt.Sprintf("needs /dev/net/tun: %v", err)
+	}
+	for _, t := range tools {
+		if _, err := exec.LookPath(t); err != nil {
+			return fmt.Sprintf("needs %s in PATH", t)
+		}
+	}
+	return ""
+}
