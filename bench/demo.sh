@@ -1,0 +1,66 @@
+#!/bin/sh
+# demo.sh: two ovlsw nodes in network namespaces joined by a veth "underlay",
+# one overlay network (VNI 42, 10.91.0.0/24) across them, a ping from one
+# to the other, the status of a node, and everything torn down again.
+# Usage: sudo sh bench/demo.sh [path/to/ovlsw]
+set -eu
+
+OVLSW=${1:-bin/ovlsw}
+[ "$(id -u)" -eq 0 ] || { echo "demo: run as root (it creates network namespaces): sudo make demo" >&2; exit 1; }
+[ -x "$OVLSW" ] || { echo "demo: $OVLSW not found: run make build first" >&2; exit 1; }
+
+id=$$
+h1=ovlsw-demo-$id-h1
+h2=ovlsw-demo-$id-h2
+s1=/run/ovlsw/demo-$id-h1.sock
+s2=/run/ovlsw/demo-$id-h2.sock
+p1= p2=
+
+cleanup() {
+	trap - EXIT INT TERM
+	for p in $p1 $p2; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in $p1 $p2; do wait "$p" 2>/dev/null || true; done
+	ip netns del "$h1" 2>/dev/null || true
+	ip netns del "$h2" 2>/dev/null || true
+	echo "demo: torn down"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_socket() { # path: poll for the control socket, 10 s at most
+	i=0
+	until [ -S "$1" ]; do
+		i=$((i + 1))
+		[ $i -le 100 ] || { echo "demo: ovlsw did not start (no $1)" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+
+echo "demo: two hosts $h1 and $h2 with an underlay 192.168.91.0/24"
+ip netns add "$h1"
+ip netns add "$h2"
+ip link add "ovd$id"a type veth peer name "ovd$id"b
+ip link set "ovd$id"a netns "$h1" name ul0
+ip link set "ovd$id"b netns "$h2" name ul0
+ip -n "$h1" addr add 192.168.91.1/24 dev ul0
+ip -n "$h2" addr add 192.168.91.2/24 dev ul0
+for h in "$h1" "$h2"; do ip -n "$h" link set lo up; ip -n "$h" link set ul0 up; done
+
+echo "demo: ovlsw up on each host, overlay 10.91.0.0/24 on VNI 42"
+ip netns exec "$h1" "$OVLSW" up --vni 42 --bind 192.168.91.1 --peer 192.168.91.2 \
+	--address 10.91.0.1/24 --socket "$s1" --name host1 &
+p1=$!
+ip netns exec "$h2" "$OVLSW" up --vni 42 --bind 192.168.91.2 --peer 192.168.91.1 \
+	--address 10.91.0.2/24 --socket "$s2" --name host2 &
+p2=$!
+wait_socket "$s1"
+wait_socket "$s2"
+
+echo "demo: ping 10.91.0.2 from host1 across the overlay"
+ip netns exec "$h1" ping -c 3 -i 0.2 -W 2 10.91.0.2
+
+echo "demo: ovlsw status on host1"
+"$OVLSW" status --socket "$s1"
+echo
+echo "demo: ovlsw fdb on host1"
+"$OVLSW" fdb --socket "$s1"

@@ -1,0 +1,193 @@
+// Package e2e holds the end-to-end tests: real ovlsw processes in network
+// namespaces joined by veth underlays, real traffic (ping, TCP streams), and
+// the Linux kernel's vxlan driver as the interop peer. They need root and
+// /dev/net/tun; see testbed.RequireRoot.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ovlsw/ovlsw/bench/testbed"
+	"github.com/ovlsw/ovlsw/cmd/control"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// ovlswBinary builds cmd/ovlsw once per test binary.
+func ovlswBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", fmt.Sprintf("ovlsw-e2e-%d-", os.Getpid()))
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "ovlsw")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/ovlsw/ovlsw/cmd/ovlsw").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// node is an `ovlsw up` process in a namespace.
+type node struct {
+	t      *testing.T
+	ns     *testbed.Netns
+	proc   *testbed.Proc
+	socket string
+	tap    string
+}
+
+// socketPath returns a control socket path unique to this test process.
+func socketPath(t *testing.T, name string) string {
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ovlsw-e2e-%d", os.Getpid()))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dir) }) // only once empty
+	return filepath.Join(dir, fmt.Sprintf("%s-%s.sock", t.Name()[:min(len(t.Name()), 20)], name))
+}
+
+// startNode runs `ovlsw up ARGS --socket S --tap T` in ns and waits for its
+// control socket to answer.
+func startNode(t *testing.T, ns *testbed.Netns, name string, args ...string) *node {
+	t.Helper()
+	n := &node{t: t, ns: ns, socket: socketPath(t, name), tap: "ovl" + name}
+	argv := append([]string{ovlswBinary(t), "up", "--name", name, "--socket", n.socket, "--tap", n.tap, "--log-level", "debug"}, args...)
+	t.Cleanup(func() { os.Remove(n.socket) })
+	proc, err := ns.Start(context.Background(), argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.proc = proc
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var st control.Status
+		if err := n.get("/v1/status", &st); err == nil {
+			return n
+		}
+		select {
+		case <-proc.Done():
+			t.Fatalf("ovlsw %s exited at start:\n%s", name, proc.Output())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ovlsw %s did not answer on %s:\n%s", name, n.socket, proc.Output())
+		}
+	}
+}
+
+func (n *node) get(path string, v any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return control.NewClient(n.socket).Get(ctx, path, v)
+}
+
+func (n *node) status() control.Status {
+	n.t.Helper()
+	var st control.Status
+	if err := n.get("/v1/status", &st); err != nil {
+		n.t.Fatalf("status: %v", err)
+	}
+	return st
+}
+
+func (n *node) fdb() []control.FDBEntry {
+	n.t.Helper()
+	var es []control.FDBEntry
+	if err := n.get("/v1/fdb", &es); err != nil {
+		n.t.Fatalf("fdb: %v", err)
+	}
+	return es
+}
+
+// cli runs an ovlsw client command against the node and returns stdout.
+func (n *node) cli(args ...string) string {
+	n.t.Helper()
+	out, err := exec.Command(ovlswBinary(n.t), append(args, "--socket", n.socket)...).CombinedOutput()
+	if err != nil {
+		n.t.Fatalf("ovlsw %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// stop sends SIGTERM and checks the node exits 0 and leaves neither its TAP
+// nor its socket behind.
+func (n *node) stop(bed *testbed.Bed) {
+	n.t.Helper()
+	if err := n.proc.Signal(syscall.SIGTERM); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := n.proc.Wait(10 * time.Second); err != nil {
+		n.t.Fatalf("ovlsw after SIGTERM: %v\n%s", err, n.proc.Output())
+	}
+	if bed.LinkExists(n.ns, n.tap) {
+		n.t.Errorf("TAP %s still exists after SIGTERM", n.tap)
+	}
+	if _, err := os.Stat(n.socket); !os.IsNotExist(err) {
+		n.t.Errorf("control socket %s still exists after SIGTERM (%v)", n.socket, err)
+	}
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var (
+	ul1 = netip.MustParsePrefix("192.168.91.1/24")
+	ul2 = netip.MustParsePrefix("192.168.91.2/24")
+	ov1 = netip.MustParsePrefix("10.91.0.1/24")
+	ov2 = netip.MustParsePrefix("10.91.0.2/24")
+)
+
+// twoHosts builds two host namespaces joined by a veth underlay.
+func twoHosts(t *testing.T) (*testbed.Bed, *testbed.Netns, *testbed.Netns) {
+	t.Helper()
+	bed := testbed.New(t)
+	h1, err := bed.Netns("h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, err := bed.Netns("h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bed.Veth(h1, "ul0", ul1, h2, "ul0", ul2, 1500); err != nil {
+		t.Fatal(err)
+	}
+	return bed, h1, h2
+}
+
+func jsonString(v any) string {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b)
+}

@@ -1,0 +1,128 @@
+// Package control is the daemon's control API: JSON over HTTP on a unix
+// socket. The daemon serves it; ovlsw status, fdb and the other client
+// commands call it. Anyone can read it with
+// `curl --unix-socket /run/ovlsw/ovlsw.sock http://ovlsw/v1/status`.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/ovlsw/ovlsw/vtep"
+)
+
+// DefaultSocket is where the daemon listens unless told otherwise.
+const DefaultSocket = "/run/ovlsw/ovlsw.sock"
+
+// Node describes the running daemon.
+type Node struct {
+	Name    string         `json:"name"`
+	VTEP    netip.AddrPort `json:"vtep"`
+	VNIs    []uint32       `json:"vnis"`
+	Started time.Time      `json:"started"`
+	PID     int            `json:"pid"`
+}
+
+// Status is the answer to GET /v1/status.
+type Status struct {
+	Node Node `json:"node"`
+	vtep.Stats
+}
+
+// FDBEntry is one row of GET /v1/fdb.
+type FDBEntry struct {
+	VNI    uint32       `json:"vni"`
+	MAC    string       `json:"mac"`
+	IPs    []netip.Addr `json:"ips,omitempty"`
+	Where  string       `json:"where"` // a port name, or the VTEP address
+	Port   string       `json:"port,omitempty"`
+	VTEP   string       `json:"vtep,omitempty"`
+	Origin string       `json:"origin"`
+	Node   string       `json:"node,omitempty"`
+	Seq    uint64       `json:"seq"`
+	Age    float64      `json:"age_seconds"`
+	Dup    bool         `json:"duplicate,omitempty"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Client talks to a daemon's control socket.
+type Client struct {
+	Socket string
+	http   *http.Client
+}
+
+// NewClient returns a client for the socket at path.
+func NewClient(path string) *Client {
+	return &Client{Socket: path, http: &http.Client{
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+		Timeout: 10 * time.Second,
+	}}
+}
+
+// Get fetches path (e.g. "/v1/status") and decodes the JSON answer into v.
+func (c *Client) Get(ctx context.Context, path string, v any) error {
+	return c.Do(ctx, http.MethodGet, path, nil, v)
+}
+
+// Do sends a request with an optional JSON body and decodes the answer.
+func (c *Client) Do(ctx context.Context, method, path string, body, v any) error {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytesReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://ovlsw"+path, r)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.explain(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read answer from %s: %w", c.Socket, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e Error
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	if v == nil {
+		return nil
+	}
+	return json.Unmarshal(data, v)
+}
+
+// explain turns a dial failure into advice.
+func (c *Client) explain(err error) error {
+	switch {
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("no ovlsw is running at %s: start one with `ovlsw up`, or pass --socket with its path", c.Socket)
+	case errors.Is(err, os.ErrPermission), errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("permission denied on %s: the control socket is root's only; run as root", c.Socket)
+	}
+	return fmt.Errorf("control socket %s: %w", c.Socket, err)
+}

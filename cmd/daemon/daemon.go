@@ -1,0 +1,251 @@
+// Package daemon is `ovlsw up`: it checks the host, opens the VXLAN socket,
+// creates the TAP port, starts the switch and serves the control API, and
+// undoes all of it on Close. cmd/ovlsw only turns flags into a Config.
+package daemon
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/ovlsw/ovlsw/cmd/control"
+	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/tap"
+	"github.com/ovlsw/ovlsw/vtep"
+)
+
+// Config is everything `ovlsw up` needs.
+type Config struct {
+	Name    string           // node name; defaults to the host name
+	Bind    netip.Addr       // underlay address for VXLAN; required, must be on this host
+	Port    uint16           // VXLAN UDP port
+	VNI     uint32           // the VXLAN network of the TAP port
+	Peers   []netip.AddrPort // static remote VTEPs (head-end replication list)
+	TAP     string           // TAP port name; defaults to ovl<VNI>
+	MTU     int              // TAP MTU; 0 means the bind interface's MTU minus 50
+	Address []netip.Prefix   // addresses for the TAP port, if any
+	Ageing  time.Duration    // FDB ageing for local and learned entries
+	Socket  string           // control socket path
+	Logger  *slog.Logger     // nil discards
+}
+
+// DefaultConfig returns the defaults `ovlsw up` starts from.
+func DefaultConfig() Config {
+	return Config{
+		Port:   vtep.DefaultPort,      // IANA VXLAN port (the Linux driver needs `dstport 4789` to match)
+		Ageing: 300 * time.Second,     // as the Linux bridge
+		Socket: control.DefaultSocket, // one daemon per host; namespaces pass their own
+	}
+}
+
+// Daemon is a running node.
+type Daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	fdb     *fdb.Table
+	sw      *vtep.Switch
+	ctl     *control.Server
+	vtep    netip.AddrPort
+	started time.Time
+}
+
+// Validate checks cfg without touching the host.
+func (c *Config) Validate() error {
+	if !c.Bind.IsValid() {
+		return errors.New("--bind is required: the underlay address VXLAN is sent from (one of this host's addresses)")
+	}
+	if c.Bind.IsUnspecified() || c.Bind.IsMulticast() {
+		return fmt.Errorf("--bind %v: give a unicast address of this host", c.Bind)
+	}
+	if c.VNI < 1 || c.VNI > vtep.MaxVNI {
+		return fmt.Errorf("--vni %d out of range: a VXLAN network identifier is 1..%d", c.VNI, vtep.MaxVNI)
+	}
+	if c.Port == 0 {
+		return errors.New("--port 0: give the VXLAN UDP port (default 4789)")
+	}
+	for _, p := range c.Peers {
+		if p.Addr() == c.Bind {
+			return fmt.Errorf("--peer %v is this node's own --bind address", p)
+		}
+		if p.Addr().Is4() != c.Bind.Is4() {
+			return fmt.Errorf("--peer %v and --bind %v are of different IP families", p, c.Bind)
+		}
+	}
+	if c.TAP == "" {
+		c.TAP = fmt.Sprintf("ovl%d", c.VNI)
+	}
+	if len(c.TAP) > 15 {
+		return fmt.Errorf("--tap %q is too long: Linux interface names have at most 15 characters", c.TAP)
+	}
+	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535-vtep.Overhead) {
+		return fmt.Errorf("--mtu %d out of range 576..%d", c.MTU, 65535-vtep.Overhead)
+	}
+	if c.Ageing < time.Second {
+		return fmt.Errorf("--ageing %v is too short: give at least 1s", c.Ageing)
+	}
+	if c.Socket == "" {
+		return errors.New("--socket must not be empty")
+	}
+	return nil
+}
+
+// New checks the host and starts a node. If any step fails, everything built
+// so far is removed before the error is returned.
+func New(cfg Config) (d *Daemon, reterr error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("ovlsw up must run as root (it creates TAP devices and sets up links): run it with sudo")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return nil, errors.New("/dev/net/tun is missing: load the tun module (modprobe tun) or, in a container, pass the device in (--device /dev/net/tun)")
+	}
+	mtu, ifname, err := interfaceMTU(cfg.Bind)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = mtu - vtep.Overhead
+	} else if cfg.MTU > mtu-vtep.Overhead {
+		cfg.Logger.Warn("TAP MTU exceeds what the underlay carries without fragmenting; larger frames will be lost",
+			"mtu", cfg.MTU, "underlay", ifname, "underlay_mtu", mtu)
+	}
+
+	d = &Daemon{cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, cfg.Port)}
+	defer func() {
+		if reterr != nil {
+			d.Close()
+			d = nil
+		}
+	}()
+
+	if d.ctl, err = control.Listen(cfg.Socket); err != nil {
+		return d, err
+	}
+	connCfg := vtep.DefaultConnConfig()
+	connCfg.Addr = d.vtep
+	conn, err := vtep.Listen(connCfg)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return d, fmt.Errorf("UDP port %d on %v is already in use (another ovlsw, or a kernel vxlan device with that dstport): stop it or pass --port", cfg.Port, cfg.Bind)
+		}
+		return d, err
+	}
+	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing})
+	if d.sw, err = vtep.New(vtep.Config{Conn: conn, FDB: d.fdb, Logger: cfg.Logger}); err != nil {
+		conn.Close()
+		return d, err
+	}
+	dev, err := tap.Create(tap.Config{Name: cfg.TAP, MTU: cfg.MTU, Addresses: cfg.Address, Up: true})
+	if err != nil {
+		return d, fmt.Errorf("create TAP port %s: %w", cfg.TAP, err)
+	}
+	if _, err := d.sw.AddPort(vtep.PortConfig{VNI: cfg.VNI, Device: dev, MTU: cfg.MTU}); err != nil {
+		dev.Close()
+		return d, err
+	}
+	d.sw.SetPeers(cfg.VNI, cfg.Peers)
+	d.ctl.Serve(d.handler(), d.log)
+	d.log.Info("ovlsw up", "node", cfg.Name, "vtep", d.vtep, "vni", cfg.VNI, "tap", cfg.TAP,
+		"mtu", cfg.MTU, "peers", len(cfg.Peers), "socket", cfg.Socket)
+	return d, nil
+}
+
+// Close stops the switch, removes the TAP port and the control socket.
+func (d *Daemon) Close() error {
+	var errs []error
+	if d.ctl != nil {
+		errs = append(errs, d.ctl.Close())
+		d.ctl = nil
+	}
+	if d.sw != nil {
+		errs = append(errs, d.sw.Close())
+		d.sw = nil
+	}
+	return errors.Join(errs...)
+}
+
+// interfaceMTU finds the interface holding addr and returns its MTU.
+func interfaceMTU(addr netip.Addr) (int, string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return 0, "", fmt.Errorf("list interfaces: %w", err)
+	}
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == addr {
+					return ifc.MTU, ifc.Name, nil
+				}
+			}
+		}
+	}
+	return 0, "", fmt.Errorf("--bind %v is not an address of this host: pick one from `ip -brief address`", addr)
+}
+
+func (d *Daemon) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		control.WriteJSON(w, http.StatusOK, d.status())
+	})
+	mux.HandleFunc("GET /v1/fdb", func(w http.ResponseWriter, r *http.Request) {
+		control.WriteJSON(w, http.StatusOK, d.fdbEntries())
+	})
+	return mux
+}
+
+func (d *Daemon) status() control.Status {
+	return control.Status{
+		Node: control.Node{
+			Name: d.cfg.Name, VTEP: d.vtep, VNIs: []uint32{d.cfg.VNI},
+			Started: d.started, PID: os.Getpid(),
+		},
+		Stats: d.sw.Stats(),
+	}
+}
+
+func (d *Daemon) fdbEntries() []control.FDBEntry {
+	now := d.fdb.Now()
+	es := d.fdb.Entries()
+	out := make([]control.FDBEntry, 0, len(es))
+	for _, e := range es {
+		fe := control.FDBEntry{
+			VNI: e.VNI, MAC: e.MAC.String(), IPs: e.IPs, Origin: e.Origin.String(),
+			Node: e.Node, Seq: e.Seq, Age: now.Sub(e.Seen).Round(time.Second).Seconds(), Dup: e.Duplicate,
+		}
+		if e.IsLocal() {
+			fe.Port = d.sw.PortName(e.Port)
+			fe.Where = "port " + fe.Port
+		} else {
+			fe.VTEP = e.VTEP.String()
+			fe.Where = "vtep " + fe.VTEP
+		}
+		out = append(out, fe)
+	}
+	slices.SortFunc(out, func(a, b control.FDBEntry) int {
+		if a.VNI != b.VNI {
+			return int(a.VNI) - int(b.VNI)
+		}
+		return cmp.Compare(a.MAC, b.MAC)
+	})
+	return out
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestUpFlagErrors checks that bad command lines are refused before
+// anything is created, with one line that says what to fix.
+func TestUpFlagErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--frobnicate"}, "unknown flag: --frobnicate"},
+		{"missing bind", []string{"up", "--vni", "42"}, "--bind is required"},
+		{"missing vni", []string{"up", "--bind", "10.0.0.1"}, `"vni" not set`},
+		{"vni zero", []string{"up", "--vni", "0", "--bind", "10.0.0.1"}, "--vni 0 out of range"},
+		{"vni too large", []string{"up", "--vni", "16777216", "--bind", "10.0.0.1"}, "--vni 16777216 out of range"},
+		{"vni not a number", []string{"up", "--vni", "forty", "--bind", "10.0.0.1"}, `invalid argument "forty"`},
+		{"bind not an IP", []string{"up", "--vni", "42", "--bind", "host1"}, `--bind "host1" is not an IP address`},
+		{"bad peer", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--peer", "10.0.0.2:x"}, `--peer "10.0.0.2:x"`},
+		{"bad address", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--address", "10.91.0.1"}, "--address \"10.91.0.1\": want ADDRESS/PREFIX"},
+		{"peer is self", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--peer", "10.0.0.1"}, "own --bind address"},
+		{"tap name too long", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--tap", "a-very-long-tap-name"}, "at most 15 characters"},
+		{"bad log level", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--log-level", "loud"}, "--log-level"},
+		{"ageing too short", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--ageing", "1ms"}, "--ageing 1ms is too short"},
+		{"extra argument", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "now"}, `unknown command "now"`},
+		{"status bad flag", []string{"status", "--jsn"}, "unknown flag: --jsn"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := newRoot()
+			var out bytes.Buffer
+			root.SetOut(&out)
+			root.SetErr(&out)
+			root.SetArgs(tt.args)
+			err := root.Execute()
+			if err == nil {
+				t.Fatalf("ovlsw %v succeeded", tt.args)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q does not mention %q", msg, tt.want)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error %q is more than one line", msg)
+			}
+		})
+	}
+}
+
+func TestClientWithoutDaemon(t *testing.T) {
+	sock := t.TempDir() + "/none.sock"
+	for _, cmd := range []string{"status", "fdb"} {
+		root := newRoot()
+		root.SetArgs([]string{cmd, "--socket", sock})
+		err := root.Execute()
+		if err == nil || !strings.Contains(err.Error(), "no ovlsw is running at "+sock) {
+			t.Errorf("ovlsw %s without a daemon: %v", cmd, err)
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ovlsw/ovlsw/cmd/daemon"
+	"github.com/ovlsw/ovlsw/vtep"
+)
+
+func newUp() *cobra.Command {
+	cfg := daemon.DefaultConfig()
+	var bind, logLevel string
+	var peers, addrs []string
+	var vni uint64
+	var port uint16
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "Run a node in the foreground until SIGINT or SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if bind == "" {
+				return fmt.Errorf("--bind is required: the underlay address VXLAN is sent from (one of this host's addresses)")
+			}
+			var err error
+			if cfg.Bind, err = netip.ParseAddr(bind); err != nil {
+				return fmt.Errorf("--bind %q is not an IP address", bind)
+			}
+			if vni < 1 || vni > vtep.MaxVNI {
+				return fmt.Errorf("--vni %d out of range: a VXLAN network identifier is 1..%d", vni, vtep.MaxVNI)
+			}
+			cfg.VNI, cfg.Port = uint32(vni), port
+			for _, p := range peers {
+				ap, err := parsePeer(p, port)
+				if err != nil {
+					return err
+				}
+				cfg.Peers = append(cfg.Peers, ap)
+			}
+			for _, a := range addrs {
+				pfx, err := netip.ParsePrefix(a)
+				if err != nil {
+					return fmt.Errorf("--address %q: want ADDRESS/PREFIX, e.g. 10.91.0.1/24", a)
+				}
+				cfg.Address = append(cfg.Address, pfx)
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			d, err := daemon.New(cfg)
+			if err != nil {
+				return err
+			}
+			sig := <-sigs
+			cfg.Logger.Info("shutting down", "signal", sig.String())
+			return d.Close()
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&bind, "bind", "", "underlay address of this host to send and receive VXLAN on (required)")
+	f.Uint64Var(&vni, "vni", 0, "VXLAN network identifier of the TAP port, 1..16777215 (required)")
+	f.Uint16Var(&port, "port", cfg.Port, "VXLAN UDP port")
+	f.StringArrayVar(&peers, "peer", nil, "static remote VTEP `IP[:PORT]` (repeatable); broadcast and unknown traffic is replicated to each")
+	f.StringVar(&cfg.TAP, "tap", "", "TAP port name (default ovl<VNI>)")
+	f.IntVar(&cfg.MTU, "mtu", 0, "TAP MTU (default: MTU of the --bind interface minus 50)")
+	f.StringArrayVar(&addrs, "address", nil, "`ADDRESS/PREFIX` to assign to the TAP port (repeatable)")
+	f.DurationVar(&cfg.Ageing, "ageing", cfg.Ageing, "how long a learned MAC lives without traffic")
+	f.StringVar(&cfg.Socket, "socket", cfg.Socket, "control socket path")
+	f.StringVar(&cfg.Name, "name", "", "node name (default: the host name)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	_ = c.MarkFlagRequired("vni")
+	return c
+}
+
+// parsePeer parses IP or IP:PORT; a bare IP gets defPort.
+func parsePeer(s string, defPort uint16) (netip.AddrPort, error) {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(ip, defPort), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("--peer %q: want IP or IP:PORT (IPv6 as [IP]:PORT)", s)
+	}
+	if ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("--peer %q: port 0 is not a VXLAN port", s)
+	}
+	return ap, nil
+}
