@@ -72,6 +72,7 @@ type Entry struct {
 	IPs       []netip.Addr // addresses bound to this MAC, where known
 	Seen      time.Time    // last time traffic or an announcement refreshed it
 	Duplicate bool         // flagged by duplicate-MAC detection
+	Pinned    bool         // never aged out (an attached endpoint's MAC)
 }
 
 // EventType says what happened to an entry.
@@ -122,6 +123,7 @@ type entry struct {
 	seq    uint64
 	ips    []netip.Addr
 	dup    bool
+	pinned bool
 	seen   atomic.Int64 // unix nanoseconds
 }
 
@@ -199,7 +201,7 @@ func (t *Table) learnSlow(k Key, loc Location, origin Origin, now int64) bool {
 		}
 		typ = Updated
 		t.dropIPsLocked(k, e)
-		e.loc, e.origin, e.node, e.ips = loc, origin, "", nil
+		e.loc, e.origin, e.node, e.ips, e.pinned = loc, origin, "", nil, false
 		e.seq++ // a move bumps the sequence number (EVPN MAC mobility)
 	} else {
 		e = &entry{loc: loc, origin: origin}
@@ -229,7 +231,7 @@ func (t *Table) Set(e Entry) {
 		old = &entry{}
 		t.macs[e.Key] = old
 	}
-	old.loc, old.origin, old.node, old.seq, old.dup = e.Location, e.Origin, e.Node, e.Seq, e.Duplicate
+	old.loc, old.origin, old.node, old.seq, old.dup, old.pinned = e.Location, e.Origin, e.Node, e.Seq, e.Duplicate, e.Pinned
 	old.ips = append([]netip.Addr(nil), e.IPs...)
 	for _, ip := range old.ips {
 		t.ips[IPKey{e.VNI, ip}] = e.MAC
@@ -277,15 +279,15 @@ func (t *Table) DeleteFunc(match func(Entry) bool) []Entry {
 	return gone
 }
 
-// Expire removes local and learned entries not seen for the ageing time and
-// returns them.
+// Expire removes local and learned entries not seen for the ageing time,
+// except pinned ones, and returns them.
 func (t *Table) Expire() []Entry {
 	if t.cfg.Ageing <= 0 {
 		return nil
 	}
 	cutoff := t.cfg.Now().Add(-t.cfg.Ageing)
 	return t.DeleteFunc(func(e Entry) bool {
-		return (e.Origin == OriginLocal || e.Origin == OriginLearned) && e.Seen.Before(cutoff)
+		return (e.Origin == OriginLocal || e.Origin == OriginLearned) && !e.Pinned && e.Seen.Before(cutoff)
 	})
 }
 
@@ -352,7 +354,7 @@ func (t *Table) snapshotLocked(k Key, e *entry) Entry {
 	return Entry{
 		Key: k, Location: e.loc, Origin: e.origin, Node: e.node, Seq: e.seq,
 		IPs: append([]netip.Addr(nil), e.ips...), Seen: time.Unix(0, e.seen.Load()),
-		Duplicate: e.dup,
+		Duplicate: e.dup, Pinned: e.pinned,
 	}
 }
 

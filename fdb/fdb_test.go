@@ -143,6 +143,8 @@ func TestAgeing(t *testing.T) {
 	tb.Learn(ka, Location{Port: 1}, OriginLocal, clk.Now().UnixNano())
 	tb.Learn(kb, Location{VTEP: vtep1}, OriginLearned, clk.Now().UnixNano())
 	tb.Set(Entry{Key: ks, Location: Location{VTEP: vtep2}, Origin: OriginStatic})
+	kp := Key{42, MAC{2, 0, 0, 0, 0, 0x6}}
+	tb.Set(Entry{Key: kp, Location: Location{Port: 2}, Origin: OriginLocal, Pinned: true})
 
 	clk.Advance(200 * time.Second)
 	tb.Learn(ka, Location{Port: 1}, OriginLocal, clk.Now().UnixNano()) // refresh A only
@@ -164,6 +166,9 @@ func TestAgeing(t *testing.T) {
 	}
 	if _, ok := tb.Lookup(ks); !ok {
 		t.Error("static entry aged out")
+	}
+	if _, ok := tb.Lookup(kp); !ok {
+		t.Error("pinned entry aged out")
 	}
 	var removed int
 	for _, e := range *evs {

@@ -120,7 +120,10 @@ func (s *Switch) sendLoop(p *port) {
 				return
 			}
 			p.err.Store(&err)
-			s.log.Error("port reader stopped", "port", p.name, "err", err)
+			s.log.Warn("port reader stopped", "port", p.name, "err", err)
+			if s.cfg.OnPortStopped != nil {
+				s.cfg.OnPortStopped(p.id, err)
+			}
 			return
 		}
 		s.sendBatch(p, sc, n)

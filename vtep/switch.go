@@ -32,6 +32,12 @@ type Config struct {
 	ExpireEvery time.Duration
 	// MaxDatagram is the size of each receive buffer.
 	MaxDatagram int
+	// OnPortStopped, if set, is called from the port's reader goroutine
+	// when its device fails (not on RemovePort or Close): a TAP whose
+	// network namespace was deleted, say. The port stays registered until
+	// the callee removes it; it must not call RemovePort synchronously
+	// (RemovePort waits for that goroutine).
+	OnPortStopped func(id int, err error)
 }
 
 // DefaultConfig returns defaults for the optional fields.
