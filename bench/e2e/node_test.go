@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -137,6 +138,18 @@ func (n *node) cli(args ...string) string {
 	}
 	return string(out)
 }
+
+// cliErr runs an ovlsw client command that is expected to fail and returns
+// its error with the command's output as the message.
+func (n *node) cliErr(args ...string) error {
+	out, err := exec.Command(ovlswBinary(n.t), append(args, "--socket", n.socket)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s", strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
 // stop sends SIGTERM and checks the node exits 0 and leaves neither its TAP
 // nor its socket behind.

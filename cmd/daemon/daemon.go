@@ -4,15 +4,13 @@
 package daemon
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
-	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,11 +25,13 @@ type Config struct {
 	Name    string           // node name; defaults to the host name
 	Bind    netip.Addr       // underlay address for VXLAN; required, must be on this host
 	Port    uint16           // VXLAN UDP port
-	VNI     uint32           // the VXLAN network of the TAP port
+	VNI     uint32           // the default network's VNI; 0: no default network and no host port
+	Subnet  netip.Prefix     // the default network's subnet, for address allocation; optional
+	Gateway netip.Addr       // the default network's gateway; optional
 	Peers   []netip.AddrPort // static remote VTEPs (head-end replication list)
-	TAP     string           // TAP port name; defaults to ovl<VNI>
-	MTU     int              // TAP MTU; 0 means the bind interface's MTU minus 50
-	Address []netip.Prefix   // addresses for the TAP port, if any
+	TAP     string           // host TAP port name; defaults to ovl<VNI>
+	MTU     int              // overlay MTU; 0 means the bind interface's MTU minus 50
+	Address []netip.Prefix   // addresses for the host TAP port, if any
 	Ageing  time.Duration    // FDB ageing for local and learned entries
 	Socket  string           // control socket path
 	Logger  *slog.Logger     // nil discards
@@ -54,7 +54,15 @@ type Daemon struct {
 	sw      *vtep.Switch
 	ctl     *control.Server
 	vtep    netip.AddrPort
+	mtu     int // default overlay MTU
 	started time.Time
+
+	// mu guards the networks and endpoints; attach and detach hold it
+	// throughout, so they are serialised.
+	mu        sync.Mutex
+	networks  map[string]*control.Network
+	endpoints map[int]*control.Endpoint // by switch port ID
+	hostPort  int                       // port ID of the host TAP, 0 if none
 }
 
 // Validate checks cfg without touching the host.
@@ -65,8 +73,17 @@ func (c *Config) Validate() error {
 	if c.Bind.IsUnspecified() || c.Bind.IsMulticast() {
 		return fmt.Errorf("--bind %v: give a unicast address of this host", c.Bind)
 	}
-	if c.VNI < 1 || c.VNI > vtep.MaxVNI {
+	if c.VNI > vtep.MaxVNI {
 		return fmt.Errorf("--vni %d out of range: a VXLAN network identifier is 1..%d", c.VNI, vtep.MaxVNI)
+	}
+	if c.VNI == 0 && (c.Subnet.IsValid() || len(c.Address) > 0 || c.TAP != "") {
+		return errors.New("--subnet, --address and --tap describe the default network: give its --vni too")
+	}
+	if c.Subnet.IsValid() && c.Subnet != c.Subnet.Masked() {
+		return fmt.Errorf("--subnet %v has host bits set: did you mean %v?", c.Subnet, c.Subnet.Masked())
+	}
+	if c.Gateway.IsValid() && !c.Subnet.Contains(c.Gateway) {
+		return fmt.Errorf("--gateway %v is not in --subnet %v", c.Gateway, c.Subnet)
 	}
 	if c.Port == 0 {
 		return errors.New("--port 0: give the VXLAN UDP port (default 4789)")
@@ -79,7 +96,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--peer %v and --bind %v are of different IP families", p, c.Bind)
 		}
 	}
-	if c.TAP == "" {
+	if c.TAP == "" && c.VNI != 0 {
 		c.TAP = fmt.Sprintf("ovl%d", c.VNI)
 	}
 	if len(c.TAP) > 15 {
@@ -126,7 +143,10 @@ func New(cfg Config) (d *Daemon, reterr error) {
 			"mtu", cfg.MTU, "underlay", ifname, "underlay_mtu", mtu)
 	}
 
-	d = &Daemon{cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, cfg.Port)}
+	d = &Daemon{
+		cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, cfg.Port), mtu: cfg.MTU,
+		networks: make(map[string]*control.Network), endpoints: make(map[int]*control.Endpoint),
+	}
 	defer func() {
 		if reterr != nil {
 			d.Close()
@@ -147,26 +167,44 @@ func New(cfg Config) (d *Daemon, reterr error) {
 		return d, err
 	}
 	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing})
-	if d.sw, err = vtep.New(vtep.Config{Conn: conn, FDB: d.fdb, Logger: cfg.Logger}); err != nil {
+	d.sw, err = vtep.New(vtep.Config{Conn: conn, FDB: d.fdb, Logger: cfg.Logger, OnPortStopped: d.portStopped})
+	if err != nil {
 		conn.Close()
 		return d, err
 	}
-	dev, err := tap.Create(tap.Config{Name: cfg.TAP, MTU: cfg.MTU, Addresses: cfg.Address, Up: true})
-	if err != nil {
-		return d, fmt.Errorf("create TAP port %s: %w", cfg.TAP, err)
+	if cfg.VNI != 0 {
+		if err := d.createNetwork(control.Network{Name: DefaultNetwork, VNI: cfg.VNI, Subnet: cfg.Subnet, Gateway: cfg.Gateway}); err != nil {
+			return d, err
+		}
+		if err := d.addHostPort(); err != nil {
+			return d, err
+		}
 	}
-	if _, err := d.sw.AddPort(vtep.PortConfig{VNI: cfg.VNI, Device: dev, MTU: cfg.MTU}); err != nil {
-		dev.Close()
-		return d, err
-	}
-	d.sw.SetPeers(cfg.VNI, cfg.Peers)
 	d.ctl.Serve(d.handler(), d.log)
 	d.log.Info("ovlsw up", "node", cfg.Name, "vtep", d.vtep, "vni", cfg.VNI, "tap", cfg.TAP,
 		"mtu", cfg.MTU, "peers", len(cfg.Peers), "socket", cfg.Socket)
 	return d, nil
 }
 
-// Close stops the switch, removes the TAP port and the control socket.
+// addHostPort creates the host's own TAP port on the default network.
+func (d *Daemon) addHostPort() error {
+	dev, err := tap.Create(tap.Config{Name: d.cfg.TAP, MTU: d.mtu, Addresses: d.cfg.Address, Up: true})
+	if err != nil {
+		if errors.Is(err, tap.ErrNameInUse) {
+			return fmt.Errorf("a link named %s already exists: remove it (ip link del %s) or pass another --tap", d.cfg.TAP, d.cfg.TAP)
+		}
+		return fmt.Errorf("create TAP port %s: %w", d.cfg.TAP, err)
+	}
+	id, err := d.sw.AddPort(vtep.PortConfig{VNI: d.cfg.VNI, Device: dev, MTU: d.mtu})
+	if err != nil {
+		dev.Close()
+		return err
+	}
+	d.hostPort = id
+	return nil
+}
+
+// Close stops the switch, removes every TAP port and the control socket.
 func (d *Daemon) Close() error {
 	var errs []error
 	if d.ctl != nil {
@@ -200,52 +238,4 @@ func interfaceMTU(addr netip.Addr) (int, string, error) {
 		}
 	}
 	return 0, "", fmt.Errorf("--bind %v is not an address of this host: pick one from `ip -brief address`", addr)
-}
-
-func (d *Daemon) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		control.WriteJSON(w, http.StatusOK, d.status())
-	})
-	mux.HandleFunc("GET /v1/fdb", func(w http.ResponseWriter, r *http.Request) {
-		control.WriteJSON(w, http.StatusOK, d.fdbEntries())
-	})
-	return mux
-}
-
-func (d *Daemon) status() control.Status {
-	return control.Status{
-		Node: control.Node{
-			Name: d.cfg.Name, VTEP: d.vtep, VNIs: []uint32{d.cfg.VNI},
-			Started: d.started, PID: os.Getpid(),
-		},
-		Stats: d.sw.Stats(),
-	}
-}
-
-func (d *Daemon) fdbEntries() []control.FDBEntry {
-	now := d.fdb.Now()
-	es := d.fdb.Entries()
-	out := make([]control.FDBEntry, 0, len(es))
-	for _, e := range es {
-		fe := control.FDBEntry{
-			VNI: e.VNI, MAC: e.MAC.String(), IPs: e.IPs, Origin: e.Origin.String(),
-			Node: e.Node, Seq: e.Seq, Age: now.Sub(e.Seen).Round(time.Second).Seconds(), Dup: e.Duplicate,
-		}
-		if e.IsLocal() {
-			fe.Port = d.sw.PortName(e.Port)
-			fe.Where = "port " + fe.Port
-		} else {
-			fe.VTEP = e.VTEP.String()
-			fe.Where = "vtep " + fe.VTEP
-		}
-		out = append(out, fe)
-	}
-	slices.SortFunc(out, func(a, b control.FDBEntry) int {
-		if a.VNI != b.VNI {
-			return int(a.VNI) - int(b.VNI)
-		}
-		return cmp.Compare(a.MAC, b.MAC)
-	})
-	return out
 }

@@ -16,7 +16,12 @@ func TestUpFlagErrors(t *testing.T) {
 	}{
 		{"unknown flag", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--frobnicate"}, "unknown flag: --frobnicate"},
 		{"missing bind", []string{"up", "--vni", "42"}, "--bind is required"},
-		{"missing vni", []string{"up", "--bind", "10.0.0.1"}, `"vni" not set`},
+		{"address without vni", []string{"up", "--bind", "10.0.0.1", "--address", "10.91.0.1/24"}, "give its --vni too"},
+		{"subnet with host bits", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--subnet", "10.0.9.1/24"}, "did you mean 10.0.9.0/24"},
+		{"gateway outside subnet", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--subnet", "10.0.9.0/24", "--gateway", "10.0.8.1"}, "not in --subnet"},
+		{"attach without netns", []string{"attach", "--network", "web"}, `"netns" not set`},
+		{"network create without vni", []string{"network", "create", "web", "--subnet", "10.0.9.0/24"}, `"vni" not set`},
+		{"network create bad subnet", []string{"network", "create", "web", "--vni", "9", "--subnet", "10.0.9.0"}, "--subnet"},
 		{"vni zero", []string{"up", "--vni", "0", "--bind", "10.0.0.1"}, "--vni 0 out of range"},
 		{"vni too large", []string{"up", "--vni", "16777216", "--bind", "10.0.0.1"}, "--vni 16777216 out of range"},
 		{"vni not a number", []string{"up", "--vni", "forty", "--bind", "10.0.0.1"}, `invalid argument "forty"`},

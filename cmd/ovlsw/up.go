@@ -16,7 +16,7 @@ import (
 
 func newUp() *cobra.Command {
 	cfg := daemon.DefaultConfig()
-	var bind, logLevel string
+	var bind, logLevel, subnet, gateway string
 	var peers, addrs []string
 	var vni uint64
 	var port uint16
@@ -32,8 +32,18 @@ func newUp() *cobra.Command {
 			if cfg.Bind, err = netip.ParseAddr(bind); err != nil {
 				return fmt.Errorf("--bind %q is not an IP address", bind)
 			}
-			if vni < 1 || vni > vtep.MaxVNI {
+			if c.Flags().Changed("vni") && (vni < 1 || vni > vtep.MaxVNI) {
 				return fmt.Errorf("--vni %d out of range: a VXLAN network identifier is 1..%d", vni, vtep.MaxVNI)
+			}
+			if subnet != "" {
+				if cfg.Subnet, err = netip.ParsePrefix(subnet); err != nil {
+					return fmt.Errorf("--subnet %q: want a CIDR prefix, e.g. 10.0.9.0/24", subnet)
+				}
+			}
+			if gateway != "" {
+				if cfg.Gateway, err = netip.ParseAddr(gateway); err != nil {
+					return fmt.Errorf("--gateway %q is not an IP address", gateway)
+				}
 			}
 			cfg.VNI, cfg.Port = uint32(vni), port
 			for _, p := range peers {
@@ -70,17 +80,18 @@ func newUp() *cobra.Command {
 	}
 	f := c.Flags()
 	f.StringVar(&bind, "bind", "", "underlay address of this host to send and receive VXLAN on (required)")
-	f.Uint64Var(&vni, "vni", 0, "VXLAN network identifier of the TAP port, 1..16777215 (required)")
+	f.Uint64Var(&vni, "vni", 0, "VNI of the default network and its host TAP port, 1..16777215 (none: the node starts with no network)")
+	f.StringVar(&subnet, "subnet", "", "`CIDR` of the default network, from which attach allocates addresses")
+	f.StringVar(&gateway, "gateway", "", "gateway `IP` of the default network (attached containers get a default route via it)")
 	f.Uint16Var(&port, "port", cfg.Port, "VXLAN UDP port")
 	f.StringArrayVar(&peers, "peer", nil, "static remote VTEP `IP[:PORT]` (repeatable); broadcast and unknown traffic is replicated to each")
-	f.StringVar(&cfg.TAP, "tap", "", "TAP port name (default ovl<VNI>)")
-	f.IntVar(&cfg.MTU, "mtu", 0, "TAP MTU (default: MTU of the --bind interface minus 50)")
-	f.StringArrayVar(&addrs, "address", nil, "`ADDRESS/PREFIX` to assign to the TAP port (repeatable)")
+	f.StringVar(&cfg.TAP, "tap", "", "host TAP port name (default ovl<VNI>)")
+	f.IntVar(&cfg.MTU, "mtu", 0, "overlay MTU (default: MTU of the --bind interface minus 50)")
+	f.StringArrayVar(&addrs, "address", nil, "`ADDRESS/PREFIX` to assign to the host TAP port (repeatable)")
 	f.DurationVar(&cfg.Ageing, "ageing", cfg.Ageing, "how long a learned MAC lives without traffic")
 	f.StringVar(&cfg.Socket, "socket", cfg.Socket, "control socket path")
 	f.StringVar(&cfg.Name, "name", "", "node name (default: the host name)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	_ = c.MarkFlagRequired("vni")
 	return c
 }
 

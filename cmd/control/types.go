@@ -1,0 +1,49 @@
+package control
+
+import "net/netip"
+
+// Network is an overlay network: one VXLAN network identifier, an optional
+// subnet from which addresses are handed out, an optional gateway.
+type Network struct {
+	Name    string       `json:"name"`
+	VNI     uint32       `json:"vni"`
+	Subnet  netip.Prefix `json:"subnet,omitzero"`
+	Gateway netip.Addr   `json:"gateway,omitzero"`
+	MTU     int          `json:"mtu"`
+}
+
+// NetworkDetail is a network with its endpoints, for network inspect.
+type NetworkDetail struct {
+	Network
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is a port attached to a network: a TAP in a network namespace.
+type Endpoint struct {
+	Name    string       `json:"name"`
+	Network string       `json:"network"`
+	VNI     uint32       `json:"vni"`
+	Node    string       `json:"node"`
+	Netns   string       `json:"netns,omitempty"`
+	IfName  string       `json:"ifname"`
+	MAC     string       `json:"mac"`
+	Address netip.Prefix `json:"address,omitzero"`
+	Gateway netip.Addr   `json:"gateway,omitzero"`
+	MTU     int          `json:"mtu"`
+}
+
+// AttachRequest is the body of POST /v1/attach.
+type AttachRequest struct {
+	Netns   string       `json:"netns"`            // a name under /run/netns, or a path
+	Network string       `json:"network"`          // network name
+	Address netip.Prefix `json:"address,omitzero"` // zero: allocate from the subnet
+	IfName  string       `json:"ifname,omitempty"` // default eth0
+	MAC     string       `json:"mac,omitempty"`    // default: generated
+	Name    string       `json:"name,omitempty"`   // default: netns/ifname
+}
+
+// DetachRequest is the body of POST /v1/detach.
+type DetachRequest struct {
+	Netns  string `json:"netns"`
+	IfName string `json:"ifname,omitempty"` // default eth0
+}

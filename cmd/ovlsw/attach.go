@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ovlsw/ovlsw/cmd/control"
+)
+
+// call sends one control request.
+func (cf *clientFlags) call(method, path string, body, v any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return control.NewClient(cf.socket).Do(ctx, method, path, body, v)
+}
+
+func newAttach() *cobra.Command {
+	var cf clientFlags
+	var req control.AttachRequest
+	var ip string
+	c := &cobra.Command{
+		Use:   "attach --netns NAME|PATH --network NAME",
+		Short: "Put a network namespace on an overlay network through a new TAP port",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if ip != "" {
+				p, err := netip.ParsePrefix(ip)
+				if err != nil {
+					return fmt.Errorf("--ip %q: want ADDRESS/PREFIX, e.g. 10.0.9.5/24", ip)
+				}
+				req.Address = p
+			}
+			var ep control.Endpoint
+			if err := cf.call(http.MethodPost, "/v1/attach", req, &ep); err != nil {
+				return err
+			}
+			if cf.json {
+				return printJSON(os.Stdout, ep)
+			}
+			writeEndpoints(os.Stdout, []control.Endpoint{ep})
+			return nil
+		},
+	}
+	cf.add(c)
+	f := c.Flags()
+	f.StringVar(&req.Netns, "netns", "", "network namespace: a name under /run/netns or a path (/proc/PID/ns/net)")
+	f.StringVar(&req.Network, "network", "default", "network to attach to")
+	f.StringVar(&ip, "ip", "", "`ADDRESS/PREFIX` for the interface (default: allocated from the network's subnet)")
+	f.StringVar(&req.IfName, "ifname", "eth0", "interface name inside the namespace")
+	f.StringVar(&req.MAC, "mac", "", "MAC address (default: generated, locally administered)")
+	f.StringVar(&req.Name, "name", "", "endpoint name (default NETNS/IFNAME)")
+	_ = c.MarkFlagRequired("netns")
+	return c
+}
+
+func newDetach() *cobra.Command {
+	var cf clientFlags
+	var req control.DetachRequest
+	c := &cobra.Command{
+		Use:   "detach --netns NAME|PATH",
+		Short: "Remove an attached interface and free its address",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var ep control.Endpoint
+			if err := cf.call(http.MethodPost, "/v1/detach", req, &ep); err != nil {
+				return err
+			}
+			if cf.json {
+				return printJSON(os.Stdout, ep)
+			}
+			fmt.Printf("detached %s from %s, %v freed\n", ep.Name, ep.Network, ep.Address.Addr())
+			return nil
+		},
+	}
+	cf.add(c)
+	c.Flags().StringVar(&req.Netns, "netns", "", "network namespace: a name under /run/netns or a path")
+	c.Flags().StringVar(&req.IfName, "ifname", "eth0", "interface name inside the namespace")
+	_ = c.MarkFlagRequired("netns")
+	return c
+}
+
+func writeEndpoints(out io.Writer, eps []control.Endpoint) {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "ENDPOINT\tNETWORK\tNODE\tIFNAME\tMAC\tADDRESS\tGATEWAY")
+	for _, ep := range eps {
+		gw := "-"
+		if ep.Gateway.IsValid() {
+			gw = ep.Gateway.String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ep.Name, ep.Network, ep.Node, ep.IfName, ep.MAC, ep.Address, gw)
+	}
+	w.Flush()
+}
+
+func newNetwork() *cobra.Command {
+	c := &cobra.Command{Use: "network", Short: "Create, list, inspect and remove overlay networks"}
+	c.AddCommand(newNetworkCreate(), newNetworkLs(), newNetworkInspect(), newNetworkRm())
+	return c
+}
+
+func newNetworkCreate() *cobra.Command {
+	var cf clientFlags
+	var n control.Network
+	var vni uint64
+	var subnet, gateway string
+	c := &cobra.Command{
+		Use:   "create NAME --vni N [--subnet CIDR] [--gateway IP] [--mtu N]",
+		Short: "Create an overlay network",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			n.Name, n.VNI = args[0], uint32(vni)
+			if vni > 1<<24-1 {
+				return fmt.Errorf("--vni %d out of range 1..16777215", vni)
+			}
+			var err error
+			if subnet != "" {
+				if n.Subnet, err = netip.ParsePrefix(subnet); err != nil {
+					return fmt.Errorf("--subnet %q: want a CIDR prefix, e.g. 10.0.9.0/24", subnet)
+				}
+			}
+			if gateway != "" {
+				if n.Gateway, err = netip.ParseAddr(gateway); err != nil {
+					return fmt.Errorf("--gateway %q is not an IP address", gateway)
+				}
+			}
+			var d control.NetworkDetail
+			if err := cf.call(http.MethodPost, "/v1/networks", n, &d); err != nil {
+				return err
+			}
+			if cf.json {
+				return printJSON(os.Stdout, d)
+			}
+			writeNetworks(os.Stdout, []control.Network{d.Network})
+			return nil
+		},
+	}
+	cf.add(c)
+	c.Flags().Uint64Var(&vni, "vni", 0, "VXLAN network identifier, 1..16777215")
+	c.Flags().StringVar(&subnet, "subnet", "", "`CIDR` to allocate endpoint addresses from")
+	c.Flags().StringVar(&gateway, "gateway", "", "gateway `IP` (endpoints get a default route via it)")
+	c.Flags().IntVar(&n.MTU, "mtu", 0, "MTU of the network's ports (default: underlay MTU minus 50)")
+	_ = c.MarkFlagRequired("vni")
+	return c
+}
+
+func newNetworkLs() *cobra.Command {
+	var cf clientFlags
+	c := &cobra.Command{
+		Use:   "ls",
+		Short: "List networks",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var ns []control.Network
+			if err := cf.get("/v1/networks", &ns); err != nil {
+				return err
+			}
+			if cf.json {
+				return printJSON(os.Stdout, ns)
+			}
+			writeNetworks(os.Stdout, ns)
+			return nil
+		},
+	}
+	cf.add(c)
+	return c
+}
+
+func newNetworkInspect() *cobra.Command {
+	var cf clientFlags
+	c := &cobra.Command{
+		Use:   "inspect NAME",
+		Short: "Show a network and its endpoints",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var d control.NetworkDetail
+			if err := cf.get("/v1/networks/"+args[0], &d); err != nil {
+				return err
+			}
+			if cf.json {
+				return printJSON(os.Stdout, d)
+			}
+			writeNetworks(os.Stdout, []control.Network{d.Network})
+			fmt.Println()
+			writeEndpoints(os.Stdout, d.Endpoints)
+			return nil
+		},
+	}
+	cf.add(c)
+	return c
+}
+
+func newNetworkRm() *cobra.Command {
+	var cf clientFlags
+	c := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove a network with no endpoints",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return cf.call(http.MethodDelete, "/v1/networks/"+args[0], nil, nil)
+		},
+	}
+	cf.add(c)
+	return c
+}
+
+func writeNetworks(out io.Writer, ns []control.Network) {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "NETWORK\tVNI\tSUBNET\tGATEWAY\tMTU")
+	for _, n := range ns {
+		subnet, gw := "-", "-"
+		if n.Subnet.IsValid() {
+			subnet = n.Subnet.String()
+		}
+		if n.Gateway.IsValid() {
+			gw = n.Gateway.String()
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\n", n.Name, n.VNI, subnet, gw, n.MTU)
+	}
+	w.Flush()
+}
