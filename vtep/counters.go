@@ -15,6 +15,7 @@ const (
 	DropBadSource                    // multicast or zero source MAC
 	DropHairpin                      // destination is the port the frame came from
 	DropWriteError                   // the TAP or socket refused the write
+	DropPolicy                       // unknown unicast, broadcast or ARP/ND the VNI's flood policy drops
 	numDropReasons
 )
 
@@ -27,6 +28,7 @@ var dropNames = [numDropReasons]string{
 	DropBadSource:  "bad_source",
 	DropHairpin:    "hairpin",
 	DropWriteError: "write_error",
+	DropPolicy:     "flood_policy",
 }
 
 // String is the reason's name as ovlsw status prints it.

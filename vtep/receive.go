@@ -72,6 +72,9 @@ func (s *Switch) receiveBatch(msgs []Message, local *localQueue) {
 			continue
 		}
 		s.fdb.Learn(fdb.Key{VNI: vni, MAC: c.Src}, fdb.Location{VTEP: from.addr}, fdb.OriginLearned, now)
+		if c.EtherType == 0x0806 || c.EtherType == 0x86dd {
+			s.learnFromWire(vni, frame, &c)
+		}
 		if !c.Dst.IsMulticast() {
 			if loc, ok := s.fdb.Lookup(fdb.Key{VNI: vni, MAC: c.Dst}); ok && loc.IsLocal() {
 				if dp := ports.byID[loc.Port]; dp != nil {

@@ -149,6 +149,14 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			continue
 		}
 		s.fdb.Learn(fdb.Key{VNI: p.vni, MAC: c.Src}, fdb.Location{Port: p.id}, fdb.OriginLocal, now)
+		q := notQuestion
+		if c.EtherType == 0x0806 || c.EtherType == 0x86dd {
+			var n int
+			if q, n = s.proxy(p, bufs[i], sizes[i], &c); q == answered {
+				local.add(p, bufs[i][:HeaderLen+n]) // the reply, built in place
+				continue
+			}
+		}
 		_ = Header{VNI: p.vni}.Encode(bufs[i])
 		pkt := bufs[i][:HeaderLen+sizes[i]]
 
@@ -175,7 +183,11 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			}
 		}
 		// Broadcast, multicast, unknown unicast: every other port of the
-		// VNI and every member VTEP (head-end replication).
+		// VNI and every member VTEP (head-end replication), as the VNI's
+		// flood policy allows.
+		if !s.mayFlood(p.vni, &c, q) {
+			continue
+		}
 		for _, dp := range ports.byVNI[p.vni] {
 			if dp != p {
 				local.add(dp, pkt)
@@ -188,4 +200,31 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 	p.traffic.rx(n, rxBytes)
 	s.flushLocal(local)
 	s.flushRemote(remote)
+}
+
+// mayFlood applies the VNI's flood policy to a frame the FDB cannot place,
+// counting what it drops. Multicast other than ARP and ND always floods.
+func (s *Switch) mayFlood(vni uint32, c *FrameClass, q question) bool {
+	pol := s.policy(vni)
+	var act FloodAction
+	switch {
+	case q == unknownQuestion:
+		act = pol.UnknownARP
+		if act == Drop {
+			s.proxyCtr.dropped.Add(1)
+		} else {
+			s.proxyCtr.flooded.Add(1)
+		}
+	case c.EtherType == 0x0806:
+		act = pol.UnknownARP
+	case c.Dst == fdb.Broadcast:
+		act = pol.Broadcast
+	case !c.Dst.IsMulticast():
+		act = pol.UnknownUnicast
+	}
+	if act == Drop {
+		s.drops.add(DropPolicy, 1)
+		return false
+	}
+	return true
 }

@@ -28,6 +28,7 @@ type Stats struct {
 	Ports []PortStats       `json:"ports"`
 	Peers []PeerStats       `json:"peers"`
 	Drops map[string]uint64 `json:"drops"`
+	Proxy ProxyStats        `json:"proxy"`
 }
 
 // Stats returns a snapshot, ports by ID and peers by address.
@@ -45,6 +46,7 @@ func (s *Switch) Stats() Stats {
 		st.Peers = append(st.Peers, PeerStats{Addr: p.addr, VNIs: slices.Clone(p.vnis), Traffic: p.traffic.snapshot()})
 	}
 	slices.SortFunc(st.Peers, func(a, b PeerStats) int { return a.Addr.Compare(b.Addr) })
+	st.Proxy = s.proxyCtr.snapshot()
 	st.Drops = make(map[string]uint64, numDropReasons)
 	for _, r := range DropReasons() {
 		st.Drops[r.String()] = s.drops[r].Load()

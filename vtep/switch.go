@@ -105,7 +105,10 @@ type Switch struct {
 	members  map[uint32][]netip.AddrPort     // per-VNI member VTEPs, as set
 	counters map[netip.Addr]*trafficCounters // per-peer counters, kept across changes
 
-	drops dropCounters
+	policies atomic.Pointer[map[uint32]FloodPolicy] // copy-on-write under mu
+
+	drops    dropCounters
+	proxyCtr proxyCounters
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -136,6 +139,7 @@ func New(cfg Config) (*Switch, error) {
 	}
 	s.ports.Store(&portSet{byID: map[int]*port{}, byVNI: map[uint32][]*port{}})
 	s.peers.Store(&peerSet{byAddr: map[netip.Addr]*peer{}, byVNI: map[uint32][]*peer{}})
+	s.policies.Store(&map[uint32]FloodPolicy{})
 	s.wg.Add(2)
 	go s.receiveLoop()
 	go s.expireLoop()

@@ -1,0 +1,274 @@
+package vtep
+
+// This file holds the ARP and neighbour-discovery proxy and the flood
+// policy. A frame read from a port that asks for an address the FDB binds
+// to a MAC (an ARP request, or a neighbour solicitation) is answered on that
+// port, in place in its read buffer, and goes no further. ARP packets and
+// neighbour advertisements seen in either direction teach IP -> MAC
+// bindings. What the FDB cannot place (a question about an unknown address,
+// unknown unicast, other broadcasts) is flooded or dropped as the VNI's
+// policy says; other multicast is always replicated.
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+
+	"github.com/ovlsw/ovlsw/fdb"
+)
+
+// FloodAction is what happens to one kind of frame the FDB cannot place.
+type FloodAction uint8
+
+// Flood actions.
+const (
+	Flood FloodAction = iota // replicate to every member VTEP and local port of the VNI
+	Drop                     // drop and count (flood_policy)
+)
+
+func (a FloodAction) String() string {
+	if a == Drop {
+		return "drop"
+	}
+	return "flood"
+}
+
+// FloodPolicy says what a VNI does with traffic its FDB cannot place. The
+// zero value floods everything, as a learning bridge (and the kernel's
+// vxlan device) does.
+type FloodPolicy struct {
+	// UnknownARP: ARP requests and neighbour solicitations for addresses
+	// the FDB does not know. With gossip every endpoint's address is known,
+	// so "drop" keeps ARP off the underlay entirely.
+	UnknownARP FloodAction
+	// UnknownUnicast: unicast to a MAC the FDB does not know.
+	UnknownUnicast FloodAction
+	// Broadcast: broadcasts other than ARP (DHCP, NetBIOS, ...).
+	Broadcast FloodAction
+}
+
+// ParseFloodPolicy parses "flood" (everything floods), "drop" (nothing
+// does), or a comma list of arp=, unicast=, broadcast= with flood or drop,
+// starting from everything flooded.
+func ParseFloodPolicy(s string) (FloodPolicy, error) {
+	switch s {
+	case "", "flood":
+		return FloodPolicy{}, nil
+	case "drop":
+		return FloodPolicy{Drop, Drop, Drop}, nil
+	}
+	var p FloodPolicy
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		var a FloodAction
+		switch v {
+		case "flood":
+			a = Flood
+		case "drop":
+			a = Drop
+		default:
+			ok = false
+		}
+		if !ok {
+			return p, fmt.Errorf("flood policy %q: want flood, drop, or a list like arp=drop,unicast=flood,broadcast=flood", s)
+		}
+		switch k {
+		case "arp":
+			p.UnknownARP = a
+		case "unicast":
+			p.UnknownUnicast = a
+		case "broadcast":
+			p.Broadcast = a
+		default:
+			return p, fmt.Errorf("flood policy %q: unknown kind %q (arp, unicast, broadcast)", s, k)
+		}
+	}
+	return p, nil
+}
+
+// String formats p as ParseFloodPolicy reads it.
+func (p FloodPolicy) String() string {
+	return fmt.Sprintf("arp=%v,unicast=%v,broadcast=%v", p.UnknownARP, p.UnknownUnicast, p.Broadcast)
+}
+
+// ProxyStats counts what the proxy did.
+type ProxyStats struct {
+	ARPAnswered    uint64 `json:"arp_answered"`
+	NDAnswered     uint64 `json:"nd_answered"`
+	Flooded        uint64 `json:"flooded"`         // questions about unknown addresses flooded
+	Dropped        uint64 `json:"dropped"`         // questions about unknown addresses dropped by policy
+	GratuitousSent uint64 `json:"gratuitous_sent"` // gratuitous ARPs and unsolicited NAs after a move
+}
+
+type proxyCounters struct {
+	arpAnswered, ndAnswered, flooded, dropped, gratuitous atomic.Uint64
+}
+
+func (c *proxyCounters) snapshot() ProxyStats {
+	return ProxyStats{
+		ARPAnswered: c.arpAnswered.Load(), NDAnswered: c.ndAnswered.Load(),
+		Flooded: c.flooded.Load(), Dropped: c.dropped.Load(), GratuitousSent: c.gratuitous.Load(),
+	}
+}
+
+// SetFloodPolicy sets the policy of vni.
+func (s *Switch) SetFloodPolicy(vni uint32, p FloodPolicy) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.policies.Load()
+	next := make(map[uint32]FloodPolicy, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[vni] = p
+	s.policies.Store(&next)
+}
+
+func (s *Switch) policy(vni uint32) FloodPolicy {
+	return (*s.policies.Load())[vni]
+}
+
+// ndType returns the ICMPv6 type of an IPv6 frame without extension
+// headers, or 0.
+func ndType(frame []byte, c *FrameClass) uint8 {
+	const ipv6Len = 40
+	if c.EtherType != 0x86dd || len(frame) < c.L2Len+ipv6Len+4 || frame[c.L2Len+6] != 58 {
+		return 0
+	}
+	return frame[c.L2Len+ipv6Len]
+}
+
+// question says what a frame from a port asks, for the proxy.
+type question uint8
+
+const (
+	notQuestion     question = iota
+	answered                 // answered in place: the buffer now holds the reply
+	unknownQuestion          // asks about an address the FDB does not know
+)
+
+// proxy learns bindings from the ARP or ND frame in buf[HeaderLen:], read
+// from port p, and answers it in place if it asks about a known address.
+// It returns the reply's length when answered.
+func (s *Switch) proxy(p *port, buf []byte, size int, c *FrameClass) (question, int) {
+	frame := buf[HeaderLen : HeaderLen+size]
+	switch c.EtherType {
+	case 0x0806:
+		req, op, ok := ParseARP(frame, c)
+		if !ok {
+			return notQuestion, 0
+		}
+		if !req.Probe {
+			s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: req.SenderMAC}, req.SenderIP)
+		}
+		if op != ARPOpRequest || req.Gratuitous {
+			return notQuestion, 0
+		}
+		mac, ok := s.fdb.LookupIP(fdb.IPKey{VNI: p.vni, IP: req.TargetIP})
+		if !ok {
+			return unknownQuestion, 0
+		}
+		if mac == req.SenderMAC {
+			return notQuestion, 0 // someone asking about itself: let the owner answer
+		}
+		n := BuildARPReply(buf[HeaderLen:], req, frame, c, mac)
+		if n == 0 {
+			return notQuestion, 0
+		}
+		s.proxyCtr.arpAnswered.Add(1)
+		return answered, n
+	case 0x86dd:
+		switch ndType(frame, c) {
+		case 135:
+			ns, ok := ParseNS(frame, c)
+			if !ok {
+				return notQuestion, 0
+			}
+			if ns.DAD {
+				return notQuestion, 0 // never answered: the prober would give up its address
+			}
+			if ns.HasSourceLLA {
+				s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: ns.SourceLLA}, ns.Src)
+			}
+			mac, ok := s.fdb.LookupIP(fdb.IPKey{VNI: p.vni, IP: ns.Target})
+			if !ok {
+				return unknownQuestion, 0
+			}
+			if mac == ns.SrcMAC {
+				return notQuestion, 0
+			}
+			n := BuildNA(buf[HeaderLen:], ns, frame, c, mac, false)
+			if n == 0 {
+				return notQuestion, 0
+			}
+			s.proxyCtr.ndAnswered.Add(1)
+			return answered, n
+		case 136:
+			s.learnNA(p.vni, frame, c)
+		}
+	}
+	return notQuestion, 0
+}
+
+// learnFromWire learns bindings from ARP and NA frames decapsulated from a
+// VTEP. It never answers: questions from afar are the remote proxy's.
+func (s *Switch) learnFromWire(vni uint32, frame []byte, c *FrameClass) {
+	switch c.EtherType {
+	case 0x0806:
+		if req, _, ok := ParseARP(frame, c); ok && !req.Probe {
+			s.fdb.BindIP(fdb.Key{VNI: vni, MAC: req.SenderMAC}, req.SenderIP)
+		}
+	case 0x86dd:
+		if ndType(frame, c) == 136 {
+			s.learnNA(vni, frame, c)
+		}
+	}
+}
+
+// learnNA learns the binding a neighbour advertisement announces. Two kinds
+// are left alone (RFC 4861 section 7.2.5): a router's (the proxy answers
+// with R=0, which would drop the router from hosts' default-router lists;
+// so routers answer for themselves), and one with Override clear that
+// disagrees with a binding already known.
+func (s *Switch) learnNA(vni uint32, frame []byte, c *FrameClass) {
+	na, ok := ParseNA(frame, c)
+	if !ok || !na.HasTargetLLA || na.Router {
+		return
+	}
+	if !na.Override {
+		if cur, ok := s.fdb.LookupIP(fdb.IPKey{VNI: vni, IP: na.Target}); ok && cur != na.TargetLLA {
+			return
+		}
+	}
+	s.fdb.BindIP(fdb.Key{VNI: vni, MAC: na.TargetLLA}, na.Target)
+}
+
+// AnnounceIP tells the local ports of vni that ip is now at mac: a
+// gratuitous ARP (IPv4) or an unsolicited neighbour advertisement (IPv6)
+// on every port of the VNI except the one mac is on. Hosts that cache the
+// old binding update it at once instead of after their cache times out.
+// The daemon calls it when a binding moves to a different MAC.
+func (s *Switch) AnnounceIP(vni uint32, ip netip.Addr, mac fdb.MAC) {
+	buf := make([]byte, HeaderLen+NALen+EthMinFrameLen)
+	var n int
+	if ip.Unmap().Is4() {
+		n = BuildGratuitousARP(buf[HeaderLen:], mac, ip)
+	} else {
+		n = BuildUnsolicitedNA(buf[HeaderLen:], mac, ip, false)
+	}
+	if n == 0 {
+		return
+	}
+	loc, _ := s.fdb.Lookup(fdb.Key{VNI: vni, MAC: mac})
+	pkt := [][]byte{buf[:HeaderLen+n]}
+	for _, p := range s.ports.Load().byVNI[vni] {
+		if loc.Port == p.id {
+			continue
+		}
+		if w, _ := p.dev.Write(pkt, HeaderLen); w == 1 {
+			p.traffic.tx(1, n)
+			s.proxyCtr.gratuitous.Add(1)
+		}
+	}
+}

@@ -1,0 +1,236 @@
+package vtep_test
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/vtep"
+)
+
+func serialize(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
+	t.Helper()
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func arpRequest(t *testing.T, src fdb.MAC, srcIP, target string) []byte {
+	return serialize(t,
+		&layers.Ethernet{SrcMAC: src[:], DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
+		&layers.ARP{
+			AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+			Operation: layers.ARPRequest, SourceHwAddress: src[:], SourceProtAddress: netip.MustParseAddr(srcIP).AsSlice(),
+			DstHwAddress: make([]byte, 6), DstProtAddress: netip.MustParseAddr(target).AsSlice(),
+		})
+}
+
+func neighborSolicitation(t *testing.T, src fdb.MAC, srcIP, target string) []byte {
+	tgt := netip.MustParseAddr(target)
+	snm := netip.MustParseAddr("ff02::1:ff00:0").As16()
+	t16 := tgt.As16()
+	copy(snm[13:], t16[13:])
+	ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: 255,
+		SrcIP: netip.MustParseAddr(srcIP).AsSlice(), DstIP: snm[:]}
+	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
+	_ = icmp.SetNetworkLayerForChecksum(ip6)
+	ns := &layers.ICMPv6NeighborSolicitation{TargetAddress: tgt.AsSlice()}
+	if srcIP != "::" {
+		ns.Options = layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: src[:]}}
+	}
+	dst := net.HardwareAddr{0x33, 0x33, 0xff, snm[13], snm[14], snm[15]}
+	return serialize(t, &layers.Ethernet{SrcMAC: src[:], DstMAC: dst, EthernetType: layers.EthernetTypeIPv6}, ip6, icmp, ns)
+}
+
+func TestProxyARP(t *testing.T) {
+	r := newRig(t)
+	r.fdb.Set(fdb.Entry{Key: fdb.Key{VNI: 42, MAC: macR}, Location: fdb.Location{VTEP: peerB}, Origin: fdb.OriginGossip,
+		IPs: []netip.Addr{netip.MustParseAddr("10.0.9.2")}})
+	r.p1.Inject(arpRequest(t, mac1, "10.0.9.1", "10.0.9.2"))
+	reply := r.p1.Expect(t, wait)
+	p := gopacket.NewPacket(reply, layers.LayerTypeEthernet, gopacket.Default)
+	arp, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+	if !ok || arp.Operation != layers.ARPReply || net.HardwareAddr(arp.SourceHwAddress).String() != macR.String() ||
+		net.IP(arp.SourceProtAddress).String() != "10.0.9.2" || net.HardwareAddr(arp.DstHwAddress).String() != mac1.String() {
+		t.Fatalf("reply: %v", p)
+	}
+	r.barrierFromPort()
+	r.expectQuiet(r.p1, r.p2, r.p3) // the request went nowhere else
+	// The requester's own binding was learned.
+	if m, ok := r.fdb.LookupIP(fdb.IPKey{VNI: 42, IP: netip.MustParseAddr("10.0.9.1")}); !ok || m != mac1 {
+		t.Errorf("requester binding: %v %v", m, ok)
+	}
+	if got := r.sw.Stats().Proxy; got.ARPAnswered != 1 {
+		t.Errorf("proxy stats %+v", got)
+	}
+}
+
+func TestProxyND(t *testing.T) {
+	r := newRig(t)
+	r.fdb.Set(fdb.Entry{Key: fdb.Key{VNI: 42, MAC: macR}, Location: fdb.Location{VTEP: peerB}, Origin: fdb.OriginGossip,
+		IPs: []netip.Addr{netip.MustParseAddr("fd00::2")}})
+	r.p1.Inject(neighborSolicitation(t, mac1, "fd00::1", "fd00::2"))
+	reply := r.p1.Expect(t, wait)
+	p := gopacket.NewPacket(reply, layers.LayerTypeEthernet, gopacket.Default)
+	na, ok := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
+	if !ok || !na.Solicited() || net.IP(na.TargetAddress).String() != "fd00::2" {
+		t.Fatalf("reply: %v", p)
+	}
+	r.barrierFromPort()
+	r.expectQuiet(r.p1, r.p2, r.p3)
+
+	// A duplicate-address probe is never answered, even for a known address:
+	// it floods like any multicast.
+	dad := neighborSolicitation(t, mac1, "::", "fd00::2")
+	r.p1.Inject(dad)
+	r.expectFrame(r.p2, dad)
+	r.expectDatagram(r.toB, "B", 42, dad)
+	r.expectDatagram(r.toC, "C", 42, dad)
+	r.barrierFromPort()
+	r.expectQuiet(r.p1, r.p2, r.p3)
+	if got := r.sw.Stats().Proxy; got.NDAnswered != 1 {
+		t.Errorf("proxy stats %+v", got)
+	}
+}
+
+func TestFloodPolicy(t *testing.T) {
+	r := newRig(t)
+	unknownARP := arpRequest(t, mac1, "10.0.9.1", "10.0.9.77")
+	r.p1.Inject(unknownARP) // default policy: flooded
+	r.expectFrame(r.p2, unknownARP)
+	r.expectDatagram(r.toB, "B", 42, unknownARP)
+	r.expectDatagram(r.toC, "C", 42, unknownARP)
+
+	pol, err := vtep.ParseFloodPolicy("drop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sw.SetFloodPolicy(42, pol)
+	r.p1.Inject(unknownARP)                                          // dropped
+	r.p1.Inject(frame(fdb.MAC{2, 9, 9, 9, 9, 9}, mac1, "unknown"))   // dropped
+	r.p1.Inject(frame(fdb.Broadcast, mac1, "dhcp"))                  // dropped
+	mcast := frame(fdb.MAC{0x01, 0, 0x5e, 0, 0, 0xfb}, mac1, "mdns") // multicast still floods
+	r.p1.Inject(mcast)
+	r.expectFrame(r.p2, mcast)
+	r.expectDatagram(r.toB, "B", 42, mcast)
+	r.expectDatagram(r.toC, "C", 42, mcast)
+	r.expectQuiet(r.p1, r.p2, r.p3)
+	st := r.sw.Stats()
+	if st.Proxy.Flooded != 1 || st.Proxy.Dropped != 1 || st.Drops["flood_policy"] != 3 {
+		t.Errorf("proxy %+v, flood_policy drops %d; want 1 flooded, 1 dropped, 3 policy drops", st.Proxy, st.Drops["flood_policy"])
+	}
+}
+
+func TestLearnBindingsFromWire(t *testing.T) {
+	r := newRig(t)
+	req := arpRequest(t, macR, "10.0.9.2", "10.0.9.1")
+	r.net.Send(peerB, self, vxlan(42, req))
+	r.expectFrame(r.p1, req)
+	r.expectFrame(r.p2, req)
+	if m, ok := r.fdb.LookupIP(fdb.IPKey{VNI: 42, IP: netip.MustParseAddr("10.0.9.2")}); !ok || m != macR {
+		t.Errorf("binding from the wire: %v %v", m, ok)
+	}
+}
+
+func TestAnnounceIP(t *testing.T) {
+	r := newRig(t)
+	r.barrierFromPort() // mac1 on p1
+	r.sw.AnnounceIP(42, netip.MustParseAddr("10.0.9.1"), mac1)
+	g := r.p2.Expect(t, wait)
+	arp, ok := gopacket.NewPacket(g, layers.LayerTypeEthernet, gopacket.Default).Layer(layers.LayerTypeARP).(*layers.ARP)
+	if !ok || net.IP(arp.SourceProtAddress).String() != "10.0.9.1" || net.IP(arp.DstProtAddress).String() != "10.0.9.1" {
+		t.Fatalf("gratuitous ARP: % x", g)
+	}
+	r.sw.AnnounceIP(42, netip.MustParseAddr("fd00::1"), mac1)
+	na := r.p2.Expect(t, wait)
+	if _, ok := gopacket.NewPacket(na, layers.LayerTypeEthernet, gopacket.Default).Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement); !ok {
+		t.Fatalf("unsolicited NA: % x", na)
+	}
+	r.expectQuiet(r.p1, r.p3) // not to mac1's own port, not to another VNI
+	if got := r.sw.Stats().Proxy.GratuitousSent; got != 2 {
+		t.Errorf("gratuitous sent %d, want 2", got)
+	}
+}
+
+func TestParseFloodPolicy(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    vtep.FloodPolicy
+		wantErr bool
+	}{
+		{"", vtep.FloodPolicy{}, false},
+		{"flood", vtep.FloodPolicy{}, false},
+		{"drop", vtep.FloodPolicy{UnknownARP: vtep.Drop, UnknownUnicast: vtep.Drop, Broadcast: vtep.Drop}, false},
+		{"arp=drop", vtep.FloodPolicy{UnknownARP: vtep.Drop}, false},
+		{"arp=drop,unicast=flood,broadcast=drop", vtep.FloodPolicy{UnknownARP: vtep.Drop, Broadcast: vtep.Drop}, false},
+		{"arp=maybe", vtep.FloodPolicy{}, true},
+		{"multicast=drop", vtep.FloodPolicy{}, true},
+		{"arp", vtep.FloodPolicy{}, true},
+	}
+	for _, tt := range tests {
+		got, err := vtep.ParseFloodPolicy(tt.in)
+		if (err != nil) != tt.wantErr || (!tt.wantErr && got != tt.want) {
+			t.Errorf("ParseFloodPolicy(%q) = %+v, %v", tt.in, got, err)
+		}
+		if !tt.wantErr {
+			if back, _ := vtep.ParseFloodPolicy(got.String()); back != got {
+				t.Errorf("round trip of %q via %q = %+v", tt.in, got.String(), back)
+			}
+		}
+	}
+}
+
+func neighborAdvertisement(t *testing.T, src fdb.MAC, target string, flags uint8) []byte {
+	ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: 255,
+		SrcIP: netip.MustParseAddr(target).AsSlice(), DstIP: netip.MustParseAddr("ff02::1").AsSlice()}
+	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborAdvertisement, 0)}
+	_ = icmp.SetNetworkLayerForChecksum(ip6)
+	na := &layers.ICMPv6NeighborAdvertisement{Flags: flags, TargetAddress: netip.MustParseAddr(target).AsSlice(),
+		Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptTargetAddress, Data: src[:]}}}
+	return serialize(t, &layers.Ethernet{SrcMAC: src[:], DstMAC: net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1},
+		EthernetType: layers.EthernetTypeIPv6}, ip6, icmp, na)
+}
+
+// TestLearnNARules: a router's advertisement teaches nothing (the proxy
+// would answer for it with R=0), and one with Override clear does not
+// replace a different known binding.
+func TestLearnNARules(t *testing.T) {
+	const router, solicited, override = 0x80, 0x40, 0x20
+	tests := []struct {
+		name  string
+		known bool // fd00::9 already bound to mac2
+		flags uint8
+		want  fdb.MAC
+		ok    bool
+	}{
+		{"plain", false, override, macR, true},
+		{"router", false, router | override, fdb.MAC{}, false},
+		{"no override, unknown", false, 0, macR, true},
+		{"no override, known elsewhere", true, 0, mac2, true},
+		{"override, known elsewhere", true, override, macR, true},
+		{"solicited to multicast is invalid", false, override | solicited, fdb.MAC{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			ip := netip.MustParseAddr("fd00::9")
+			if tt.known {
+				r.fdb.BindIP(fdb.Key{VNI: 42, MAC: mac2}, ip)
+			}
+			na := neighborAdvertisement(t, macR, "fd00::9", tt.flags)
+			r.net.Send(peerB, self, vxlan(42, na))
+			r.expectFrame(r.p1, na)
+			r.expectFrame(r.p2, na)
+			got, ok := r.fdb.LookupIP(fdb.IPKey{VNI: 42, IP: ip})
+			if ok != tt.ok || got != tt.want {
+				t.Errorf("binding %v %v, want %v %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
