@@ -103,6 +103,11 @@ type Config struct {
 	// plane). It must not block and must not call back into the Table's
 	// write methods synchronously.
 	OnChange func(Event)
+	// OnIPMove, if set, is called when an IP binding moves from one MAC to
+	// another (a container re-created with the same address), under the
+	// same rules as OnChange. The data plane uses it to send gratuitous
+	// ARP and unsolicited neighbour advertisements.
+	OnIPMove func(k IPKey, from, to MAC)
 }
 
 // DefaultConfig returns the defaults.
@@ -233,13 +238,35 @@ func (t *Table) Set(e Entry) {
 	}
 	old.loc, old.origin, old.node, old.seq, old.dup, old.pinned = e.Location, e.Origin, e.Node, e.Seq, e.Duplicate, e.Pinned
 	old.ips = append([]netip.Addr(nil), e.IPs...)
+	var moves []ipMove
 	for _, ip := range old.ips {
-		t.ips[IPKey{e.VNI, ip}] = e.MAC
+		ik := IPKey{e.VNI, ip}
+		if prev, ok := t.ips[ik]; ok && prev != e.MAC {
+			moves = append(moves, ipMove{ik, prev})
+			if o, ok := t.macs[Key{e.VNI, prev}]; ok {
+				o.ips = removeAddr(o.ips, ip)
+			}
+		}
+		t.ips[ik] = e.MAC
 	}
 	old.seen.Store(now.UnixNano())
 	ev := Event{Type: typ, Entry: t.snapshotLocked(e.Key, old)}
 	t.mu.Unlock()
 	t.notify(ev)
+	for _, m := range moves {
+		t.notifyMove(m.k, m.from, e.MAC)
+	}
+}
+
+type ipMove struct {
+	k    IPKey
+	from MAC
+}
+
+func (t *Table) notifyMove(k IPKey, from, to MAC) {
+	if t.cfg.OnIPMove != nil {
+		t.cfg.OnIPMove(k, from, to)
+	}
 }
 
 // Get returns a snapshot of the entry for k.
@@ -302,7 +329,8 @@ func (t *Table) BindIP(k Key, ip netip.Addr) bool {
 		return false
 	}
 	t.mu.Lock()
-	if cur, ok := t.ips[ik]; ok {
+	cur, moved := t.ips[ik]
+	if moved {
 		if cur == k.MAC {
 			t.mu.Unlock()
 			return false
@@ -320,6 +348,9 @@ func (t *Table) BindIP(k Key, ip netip.Addr) bool {
 	t.mu.Unlock()
 	if ev.Type != 0 {
 		t.notify(ev)
+	}
+	if moved {
+		t.notifyMove(ik, cur, k.MAC)
 	}
 	return true
 }

@@ -71,16 +71,24 @@ func TestLearnLookup(t *testing.T) {
 		{
 			name: "relearn same place is no change",
 			steps: []func(*Table, int64) bool{
-				func(tb *Table, now int64) bool { return tb.Learn(Key{42, macA}, Location{VTEP: vtep1}, OriginLearned, now) },
-				func(tb *Table, now int64) bool { return tb.Learn(Key{42, macA}, Location{VTEP: vtep1}, OriginLearned, now) },
+				func(tb *Table, now int64) bool {
+					return tb.Learn(Key{42, macA}, Location{VTEP: vtep1}, OriginLearned, now)
+				},
+				func(tb *Table, now int64) bool {
+					return tb.Learn(Key{42, macA}, Location{VTEP: vtep1}, OriginLearned, now)
+				},
 			},
 			key: Key{42, macA}, want: Location{VTEP: vtep1}, wantOK: true, changes: []bool{true, false},
 		},
 		{
 			name: "move between VTEPs",
 			steps: []func(*Table, int64) bool{
-				func(tb *Table, now int64) bool { return tb.Learn(Key{42, macA}, Location{VTEP: vtep1}, OriginLearned, now) },
-				func(tb *Table, now int64) bool { return tb.Learn(Key{42, macA}, Location{VTEP: vtep2}, OriginLearned, now) },
+				func(tb *Table, now int64) bool {
+					return tb.Learn(Key{42, macA}, Location{VTEP: vtep1}, OriginLearned, now)
+				},
+				func(tb *Table, now int64) bool {
+					return tb.Learn(Key{42, macA}, Location{VTEP: vtep2}, OriginLearned, now)
+				},
 			},
 			key: Key{42, macA}, want: Location{VTEP: vtep2}, wantOK: true, changes: []bool{true, true},
 		},
@@ -91,7 +99,9 @@ func TestLearnLookup(t *testing.T) {
 					tb.Set(Entry{Key: Key{42, macA}, Location: Location{VTEP: vtep1}, Origin: OriginStatic})
 					return true
 				},
-				func(tb *Table, now int64) bool { return tb.Learn(Key{42, macA}, Location{VTEP: vtep2}, OriginLearned, now) },
+				func(tb *Table, now int64) bool {
+					return tb.Learn(Key{42, macA}, Location{VTEP: vtep2}, OriginLearned, now)
+				},
 				func(tb *Table, now int64) bool { return tb.Learn(Key{42, macA}, Location{Port: 3}, OriginLocal, now) },
 			},
 			key: Key{42, macA}, want: Location{VTEP: vtep1}, wantOK: true, changes: []bool{true, false, false},
@@ -103,7 +113,9 @@ func TestLearnLookup(t *testing.T) {
 					tb.Set(Entry{Key: Key{42, macA}, Location: Location{VTEP: vtep1}, Origin: OriginGossip, Node: "n1", Seq: 7})
 					return true
 				},
-				func(tb *Table, now int64) bool { return tb.Learn(Key{42, macA}, Location{VTEP: vtep2}, OriginLearned, now) },
+				func(tb *Table, now int64) bool {
+					return tb.Learn(Key{42, macA}, Location{VTEP: vtep2}, OriginLearned, now)
+				},
 				func(tb *Table, now int64) bool { return tb.Learn(Key{42, macA}, Location{Port: 2}, OriginLocal, now) },
 			},
 			key: Key{42, macA}, want: Location{Port: 2}, wantOK: true, changes: []bool{true, false, true},
@@ -213,6 +225,23 @@ func TestIPBindings(t *testing.T) {
 	tb.Delete(Key{42, macB})
 	if _, ok := tb.LookupIP(IPKey{42, ip}); ok {
 		t.Fatal("binding survived its MAC")
+	}
+}
+
+func TestIPMoveNotified(t *testing.T) {
+	var moves []string
+	tb := New(Config{OnIPMove: func(k IPKey, from, to MAC) { moves = append(moves, k.IP.String()+" "+from.String()+">"+to.String()) }})
+	ip := netip.MustParseAddr("10.0.0.5")
+	tb.Set(Entry{Key: Key{42, macA}, Location: Location{Port: 1}, Origin: OriginLocal, IPs: []netip.Addr{ip}})
+	tb.BindIP(Key{42, macA}, ip) // same: no move
+	tb.Set(Entry{Key: Key{42, macB}, Location: Location{VTEP: vtep1}, Origin: OriginGossip, IPs: []netip.Addr{ip}})
+	tb.BindIP(Key{42, macA}, ip) // back by learning
+	want := []string{"10.0.0.5 " + macA.String() + ">" + macB.String(), "10.0.0.5 " + macB.String() + ">" + macA.String()}
+	if len(moves) != 2 || moves[0] != want[0] || moves[1] != want[1] {
+		t.Errorf("moves %q, want %q", moves, want)
+	}
+	if e, _ := tb.Get(Key{42, macB}); len(e.IPs) != 0 {
+		t.Errorf("old owner keeps %v", e.IPs)
 	}
 }
 

@@ -10,6 +10,7 @@ type Network struct {
 	Subnet  netip.Prefix `json:"subnet,omitzero"`
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 	MTU     int          `json:"mtu"`
+	Flood   string       `json:"flood,omitempty"` // flood policy (vtep.ParseFloodPolicy); empty: the node's
 }
 
 // NetworkDetail is a network with its endpoints, for network inspect.

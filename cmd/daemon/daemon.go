@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,6 +34,7 @@ type Config struct {
 	MTU     int              // overlay MTU; 0 means the bind interface's MTU minus 50
 	Address []netip.Prefix   // addresses for the host TAP port, if any
 	Ageing  time.Duration    // FDB ageing for local and learned entries
+	Flood   string           // default flood policy of networks (vtep.ParseFloodPolicy)
 	Socket  string           // control socket path
 	Logger  *slog.Logger     // nil discards
 }
@@ -63,6 +65,17 @@ type Daemon struct {
 	networks  map[string]*control.Network
 	endpoints map[int]*control.Endpoint // by switch port ID
 	hostPort  int                       // port ID of the host TAP, 0 if none
+
+	swReady atomic.Pointer[vtep.Switch] // d.sw, for callbacks that may run before New returns
+}
+
+// ipMoved is the FDB's word that an address now belongs to another MAC:
+// tell the local ports, so their neighbour caches follow at once.
+func (d *Daemon) ipMoved(k fdb.IPKey, from, to fdb.MAC) {
+	if sw := d.swReady.Load(); sw != nil {
+		sw.AnnounceIP(k.VNI, k.IP, to)
+		d.log.Info("address moved", "vni", k.VNI, "ip", k.IP, "from", from, "to", to)
+	}
 }
 
 // Validate checks cfg without touching the host.
@@ -107,6 +120,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ageing < time.Second {
 		return fmt.Errorf("--ageing %v is too short: give at least 1s", c.Ageing)
+	}
+	if _, err := vtep.ParseFloodPolicy(c.Flood); err != nil {
+		return fmt.Errorf("--flood: %v", err)
 	}
 	if c.Socket == "" {
 		return errors.New("--socket must not be empty")
@@ -166,12 +182,13 @@ func New(cfg Config) (d *Daemon, reterr error) {
 		}
 		return d, err
 	}
-	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing})
+	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing, OnIPMove: d.ipMoved})
 	d.sw, err = vtep.New(vtep.Config{Conn: conn, FDB: d.fdb, Logger: cfg.Logger, OnPortStopped: d.portStopped})
 	if err != nil {
 		conn.Close()
 		return d, err
 	}
+	d.swReady.Store(d.sw)
 	if cfg.VNI != 0 {
 		if err := d.createNetwork(control.Network{Name: DefaultNetwork, VNI: cfg.VNI, Subnet: cfg.Subnet, Gateway: cfg.Gateway}); err != nil {
 			return d, err

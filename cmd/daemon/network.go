@@ -59,7 +59,16 @@ func (d *Daemon) createNetworkLocked(n control.Network) error {
 			return userErrorf("subnet %v overlaps network %s's %v", n.Subnet, o.Name, o.Subnet)
 		}
 	}
+	if n.Flood == "" {
+		n.Flood = d.cfg.Flood
+	}
+	pol, err := vtep.ParseFloodPolicy(n.Flood)
+	if err != nil {
+		return userErrorf("network %s: %v", n.Name, err)
+	}
+	n.Flood = pol.String()
 	d.networks[n.Name] = &n
+	d.sw.SetFloodPolicy(n.VNI, pol)
 	d.sw.SetPeers(n.VNI, d.cfg.Peers)
 	d.log.Info("network created", "network", n.Name, "vni", n.VNI, "subnet", n.Subnet, "mtu", n.MTU)
 	return nil

@@ -147,6 +147,7 @@ func newNetworkCreate() *cobra.Command {
 	c.Flags().StringVar(&subnet, "subnet", "", "`CIDR` to allocate endpoint addresses from")
 	c.Flags().StringVar(&gateway, "gateway", "", "gateway `IP` (endpoints get a default route via it)")
 	c.Flags().IntVar(&n.MTU, "mtu", 0, "MTU of the network's ports (default: underlay MTU minus 50)")
+	c.Flags().StringVar(&n.Flood, "flood", "", "flood policy (see ovlsw up --flood; default: the node's)")
 	_ = c.MarkFlagRequired("vni")
 	return c
 }
@@ -213,7 +214,7 @@ func newNetworkRm() *cobra.Command {
 
 func writeNetworks(out io.Writer, ns []control.Network) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "NETWORK\tVNI\tSUBNET\tGATEWAY\tMTU")
+	fmt.Fprintln(w, "NETWORK\tVNI\tSUBNET\tGATEWAY\tMTU\tFLOOD")
 	for _, n := range ns {
 		subnet, gw := "-", "-"
 		if n.Subnet.IsValid() {
@@ -222,7 +223,7 @@ func writeNetworks(out io.Writer, ns []control.Network) {
 		if n.Gateway.IsValid() {
 			gw = n.Gateway.String()
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\n", n.Name, n.VNI, subnet, gw, n.MTU)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\n", n.Name, n.VNI, subnet, gw, n.MTU, n.Flood)
 	}
 	w.Flush()
 }

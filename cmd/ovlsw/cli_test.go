@@ -33,6 +33,7 @@ func TestUpFlagErrors(t *testing.T) {
 		{"bad log level", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--log-level", "loud"}, "--log-level"},
 		{"ageing too short", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--ageing", "1ms"}, "--ageing 1ms is too short"},
 		{"extra argument", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "now"}, `unknown command "now"`},
+		{"bad flood policy", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--flood", "arp=sometimes"}, "--flood"},
 		{"status bad flag", []string{"status", "--jsn"}, "unknown flag: --jsn"},
 	}
 	for _, tt := range tests {

@@ -86,6 +86,12 @@ func writeStatus(out io.Writer, st control.Status) {
 	}
 	w.Flush()
 
+	fmt.Fprintln(out, "\nPROXY")
+	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "arp_answered\t%d\nnd_answered\t%d\nflooded\t%d\ndropped\t%d\ngratuitous_sent\t%d\n",
+		st.Proxy.ARPAnswered, st.Proxy.NDAnswered, st.Proxy.Flooded, st.Proxy.Dropped, st.Proxy.GratuitousSent)
+	w.Flush()
+
 	fmt.Fprintln(out, "\nDROPS")
 	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	for _, r := range vtep.DropReasons() {

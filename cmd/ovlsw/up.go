@@ -89,6 +89,7 @@ func newUp() *cobra.Command {
 	f.IntVar(&cfg.MTU, "mtu", 0, "overlay MTU (default: MTU of the --bind interface minus 50)")
 	f.StringArrayVar(&addrs, "address", nil, "`ADDRESS/PREFIX` to assign to the host TAP port (repeatable)")
 	f.DurationVar(&cfg.Ageing, "ageing", cfg.Ageing, "how long a learned MAC lives without traffic")
+	f.StringVar(&cfg.Flood, "flood", "flood", "flood policy for traffic the FDB cannot place: flood, drop, or arp=,unicast=,broadcast= with flood|drop (multicast always floods)")
 	f.StringVar(&cfg.Socket, "socket", cfg.Socket, "control socket path")
 	f.StringVar(&cfg.Name, "name", "", "node name (default: the host name)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
