@@ -1,0 +1,174 @@
+// Configuration: the Config, its defaults and validation, and the memberlist
+// configuration built from it (timers, keyring, transport, log routing).
+
+package gossip
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Config configures an Agent.
+type Config struct {
+	// Name is this node's name, unique in the cluster. It owns the
+	// bindings this node announces. At most 255 bytes.
+	Name string
+	// BindAddr is the address the gossip listeners bind (UDP and TCP).
+	// The zero value binds every address (0.0.0.0), and memberlist then
+	// advertises the first private address it finds.
+	BindAddr netip.Addr
+	// GossipPort is the gossip UDP and TCP port; 0 picks a free port
+	// (Agent.Addr reports it).
+	GossipPort int
+	// VTEP is this node's VXLAN endpoint, advertised in the node metadata
+	// and used for bindings announced without one.
+	VTEP netip.AddrPort
+	// VNIs are the VXLAN networks this node serves (at most MaxVNIs). Only
+	// members serving a VNI receive its broadcast and unknown traffic.
+	VNIs []uint32
+	// Join lists members ("host:port" or "host") that New joins. If none
+	// can be joined New fails; an empty list starts a new cluster.
+	Join []string
+	// SecretKey, if set, encrypts all gossip with AES-GCM through
+	// memberlist's keyring. It must be 16, 24 or 32 bytes (32 selects
+	// AES-256, the recommended size). Every member must hold the key.
+	SecretKey []byte
+	// Logger receives the agent's logs, and memberlist's own at debug
+	// level. Nil discards them.
+	Logger *slog.Logger
+	// Transport, if set, replaces memberlist's UDP/TCP transport (tests
+	// use memberlist.MockNetwork). BindAddr and GossipPort are then unused.
+	Transport memberlist.Transport
+	// Tune, if set, is called last on the memberlist configuration, to
+	// override timers (ProbeInterval, GossipInterval, PushPullInterval,
+	// SuspicionMult, ...). It must not replace the delegates, the name or
+	// the keyring.
+	Tune func(*memberlist.Config)
+	// DuplicateMoves is N of the EVPN duplicate-MAC rule (RFC 7432
+	// section 15): a MAC that moves between nodes more than DuplicateMoves
+	// times within DuplicateWindow is flagged Duplicate in the FDB and
+	// logged, and this node stops taking it over (Announce returns
+	// ErrDuplicate). 0 disables detection.
+	DuplicateMoves int
+	// DuplicateWindow is M of the rule: the span in which moves are
+	// counted. The flag clears DuplicateWindow after the last move that
+	// set it.
+	DuplicateWindow time.Duration
+	// RetransmitMult sets how many times each broadcast, memberlist's
+	// (membership) and ours (bindings), is sent: RetransmitMult *
+	// ceil(log10(N+1)) for N members, by every member that finds it new. A
+	// member misses a broadcast with probability about e^-(that count);
+	// push/pull repairs misses, but only every 30 s or more (scaled up past
+	// 32 members). 0 means the default; Tune may still override
+	// memberlist's.
+	RetransmitMult int
+	// TombstoneTTL is how long a withdrawal is remembered, so that a late,
+	// older announcement of the same binding is not installed again. It
+	// also bounds how long bindings of a failed node are parked in case it
+	// comes back. It should exceed the time a broadcast stays in the
+	// retransmit queues (seconds); push/pull repairs anything later.
+	TombstoneTTL time.Duration
+	// Now is the clock for duplicate detection and tombstone ageing; nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults. Name, VTEP and VNIs must still be set.
+func DefaultConfig() Config {
+	return Config{
+		BindAddr:        netip.IPv4Unspecified(), // every interface, like memberlist
+		GossipPort:      7946,                    // memberlist's and Serf's usual port
+		DuplicateMoves:  5,                       // RFC 7432 section 15 default N
+		DuplicateWindow: 180 * time.Second,       // RFC 7432 section 15 default M
+		TombstoneTTL:    2 * time.Minute,         // minutes of retransmits; push/pull (30 s) repairs the rest
+		RetransmitMult:  8,                       // 16 sends at 10-99 nodes: ~1 miss in 9e6; memberlist's 4 (1 in 3000) left 50-node joins unconverged for a minute
+	}
+}
+
+// maxQueued bounds our broadcast queue; older broadcasts beyond it are
+// pruned and push/pull delivers their information instead. One queued
+// broadcast per (VNI, MAC), so this is also the burst of distinct MACs that
+// gossip delivers promptly.
+const maxQueued = 1 << 16
+
+func (c *Config) validate() error {
+	switch {
+	case c.Name == "" || len(c.Name) > 255:
+		return fmt.Errorf("gossip: node name %q must be 1 to 255 bytes", c.Name)
+	case !c.VTEP.Addr().IsValid() || c.VTEP.Port() == 0:
+		return fmt.Errorf("gossip: VTEP %v is not a valid address and port", c.VTEP)
+	case len(sortedVNIs(c.VNIs)) > MaxVNIs:
+		return fmt.Errorf("gossip: %d VNIs, at most %d fit in the node metadata", len(c.VNIs), MaxVNIs)
+	case c.GossipPort < 0 || c.GossipPort > 65535:
+		return fmt.Errorf("gossip: port %d out of range", c.GossipPort)
+	case c.RetransmitMult < 0:
+		return errors.New("gossip: negative RetransmitMult")
+	case c.DuplicateMoves < 0 || (c.DuplicateMoves > 0 && c.DuplicateWindow <= 0):
+		return errors.New("gossip: DuplicateMoves needs a positive DuplicateWindow")
+	}
+	for _, v := range c.VNIs {
+		if v > MaxVNI {
+			return fmt.Errorf("gossip: VNI %d exceeds 24 bits", v)
+		}
+	}
+	if len(c.SecretKey) > 0 {
+		if err := memberlist.ValidateKey(c.SecretKey); err != nil {
+			return fmt.Errorf("gossip: secret key: %w", err)
+		}
+	}
+	return nil
+}
+
+// memberlistConfig builds the memberlist configuration; d is the delegate.
+func (c *Config) memberlistConfig(d *delegate, logger *slog.Logger) (*memberlist.Config, error) {
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = c.Name
+	mc.RetransmitMult = c.RetransmitMult
+	if c.BindAddr.IsValid() {
+		mc.BindAddr = c.BindAddr.String()
+	}
+	mc.BindPort = c.GossipPort
+	mc.AdvertisePort = c.GossipPort
+	mc.Transport = c.Transport
+	mc.Delegate = d
+	mc.Events = d
+	mc.Logger = log.New(&logWriter{logger}, "", 0)
+	if len(c.SecretKey) > 0 {
+		kr, err := memberlist.NewKeyring(nil, bytes.Clone(c.SecretKey))
+		if err != nil {
+			return nil, fmt.Errorf("gossip: keyring: %w", err)
+		}
+		mc.Keyring = kr
+	}
+	if c.Tune != nil {
+		c.Tune(mc)
+	}
+	return mc, nil
+}
+
+// logWriter routes memberlist's log lines ("[DEBUG] memberlist: ...") to
+// slog at debug level, keeping memberlist's own level as an attribute.
+type logWriter struct{ l *slog.Logger }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := ""
+	if strings.HasPrefix(line, "[") {
+		if i := strings.IndexByte(line, ']'); i > 0 {
+			level, line = line[1:i], strings.TrimSpace(line[i+1:])
+		}
+	}
+	w.l.Debug(line, "memberlist_level", level)
+	return len(p), nil
+}
+
+var _ io.Writer = (*logWriter)(nil)
