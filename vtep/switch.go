@@ -183,7 +183,7 @@ func (s *Switch) AddPort(pc PortConfig) (int, error) {
 	s.ports.Store(next)
 	s.wg.Add(1)
 	go s.sendLoop(p)
-	s.log.Info("port added", "port", p.name, "id", p.id, "vni", p.vni, "mtu", p.mtu)
+	s.log.Debug("port added", "port", p.name, "id", p.id, "vni", p.vni, "mtu", p.mtu)
 	return p.id, nil
 }
 
@@ -210,7 +210,7 @@ func (s *Switch) RemovePort(id int) error {
 	err := p.dev.Close()
 	<-p.done
 	s.fdb.DeleteFunc(func(e fdb.Entry) bool { return e.Port == id })
-	s.log.Info("port removed", "port", p.name, "id", id)
+	s.log.Debug("port removed", "port", p.name, "id", id)
 	return err
 }
 

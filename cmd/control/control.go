@@ -34,7 +34,8 @@ type Node struct {
 
 // Status is the answer to GET /v1/status.
 type Status struct {
-	Node Node `json:"node"`
+	Node   Node    `json:"node"`
+	Gossip *Gossip `json:"gossip,omitempty"`
 	vtep.Stats
 }
 

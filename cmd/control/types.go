@@ -48,3 +48,32 @@ type DetachRequest struct {
 	Netns  string `json:"netns"`
 	IfName string `json:"ifname,omitempty"` // default eth0
 }
+
+// Member is one row of GET /v1/peers: a gossip member as this node sees it.
+type Member struct {
+	Name     string         `json:"name"`
+	Addr     netip.AddrPort `json:"addr"` // gossip address
+	VTEP     netip.AddrPort `json:"vtep"`
+	VNIs     []uint32       `json:"vnis"`
+	State    string         `json:"state"` // alive, suspect, dead, left
+	Bindings int            `json:"bindings"`
+}
+
+// KeyRequest is the body of POST /v1/keys: op is install, use or remove;
+// key is base64.
+type KeyRequest struct {
+	Op  string `json:"op"`
+	Key string `json:"key"`
+}
+
+// Gossip summarises the control plane in GET /v1/status.
+type Gossip struct {
+	Addr           netip.AddrPort `json:"addr"`
+	Members        int            `json:"members"` // alive, this node included
+	LocalBindings  int            `json:"local_bindings"`
+	RemoteBindings int            `json:"remote_bindings"`
+	MessagesIn     uint64         `json:"messages_in"`
+	MessagesOut    uint64         `json:"messages_out"`
+	Malformed      uint64         `json:"malformed"`
+	Encrypted      bool           `json:"encrypted"`
+}

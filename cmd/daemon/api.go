@@ -87,6 +87,20 @@ func (d *Daemon) handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/networks/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, struct{}{}, d.removeNetwork(r.PathValue("name")))
 	})
+	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
+		control.WriteJSON(w, http.StatusOK, d.peers())
+	})
+	mux.HandleFunc("GET /v1/keys", func(w http.ResponseWriter, r *http.Request) {
+		keys, err := d.listKeys()
+		reply(w, keys, err)
+	})
+	mux.HandleFunc("POST /v1/keys", func(w http.ResponseWriter, r *http.Request) {
+		var req control.KeyRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		reply(w, struct{}{}, d.keyOp(req))
+	})
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, r *http.Request) {
 		control.WriteJSON(w, http.StatusOK, d.listEndpoints(""))
 	})
@@ -115,7 +129,8 @@ func (d *Daemon) status() control.Status {
 			Name: d.cfg.Name, VTEP: d.vtep, VNIs: d.vnis(),
 			Started: d.started, PID: os.Getpid(),
 		},
-		Stats: d.sw.Stats(),
+		Stats:  d.sw.Stats(),
+		Gossip: d.gossipStatus(),
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/gossip"
 	"github.com/ovlsw/ovlsw/tap"
 	"github.com/ovlsw/ovlsw/vtep"
 )
@@ -36,15 +37,20 @@ type Config struct {
 	Ageing  time.Duration    // FDB ageing for local and learned entries
 	Flood   string           // default flood policy of networks (vtep.ParseFloodPolicy)
 	Socket  string           // control socket path
-	Logger  *slog.Logger     // nil discards
+
+	Join          []string     // gossip members to join; none founds a cluster
+	GossipPort    int          // gossip TCP and UDP port
+	GossipKeyFile string       // base64 32-byte key encrypting gossip; empty: plain
+	Logger        *slog.Logger // nil discards
 }
 
 // DefaultConfig returns the defaults `ovlsw up` starts from.
 func DefaultConfig() Config {
 	return Config{
-		Port:   vtep.DefaultPort,      // IANA VXLAN port (the Linux driver needs `dstport 4789` to match)
-		Ageing: 300 * time.Second,     // as the Linux bridge
-		Socket: control.DefaultSocket, // one daemon per host; namespaces pass their own
+		Port:       vtep.DefaultPort,      // IANA VXLAN port (the Linux driver needs `dstport 4789` to match)
+		Ageing:     300 * time.Second,     // as the Linux bridge
+		Socket:     control.DefaultSocket, // one daemon per host; namespaces pass their own
+		GossipPort: 7946,                  // memberlist's and Serf's usual port
 	}
 }
 
@@ -66,7 +72,13 @@ type Daemon struct {
 	endpoints map[int]*control.Endpoint // by switch port ID
 	hostPort  int                       // port ID of the host TAP, 0 if none
 
-	swReady atomic.Pointer[vtep.Switch] // d.sw, for callbacks that may run before New returns
+	swReady atomic.Pointer[vtep.Switch]  // d.sw, for callbacks that may run before New returns
+	agent   atomic.Pointer[gossip.Agent] // nil until started
+
+	// peerMu guards gossipPeers, the member VTEPs gossip reported per VNI.
+	peerMu      sync.Mutex
+	gossipPeers map[uint32][]netip.AddrPort
+	vniSet      atomic.Pointer[[]uint32] // VNIs of the networks, sorted
 }
 
 // ipMoved is the FDB's word that an address now belongs to another MAC:
@@ -148,6 +160,13 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		return nil, errors.New("/dev/net/tun is missing: load the tun module (modprobe tun) or, in a container, pass the device in (--device /dev/net/tun)")
 	}
+	var key []byte
+	if cfg.GossipKeyFile != "" {
+		var err error
+		if key, err = readKeyFile(cfg.GossipKeyFile); err != nil {
+			return nil, err
+		}
+	}
 	mtu, ifname, err := interfaceMTU(cfg.Bind)
 	if err != nil {
 		return nil, err
@@ -162,7 +181,9 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	d = &Daemon{
 		cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, cfg.Port), mtu: cfg.MTU,
 		networks: make(map[string]*control.Network), endpoints: make(map[int]*control.Endpoint),
+		gossipPeers: make(map[uint32][]netip.AddrPort),
 	}
+	d.vniSet.Store(&[]uint32{})
 	defer func() {
 		if reterr != nil {
 			d.Close()
@@ -182,13 +203,16 @@ func New(cfg Config) (d *Daemon, reterr error) {
 		}
 		return d, err
 	}
-	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing, OnIPMove: d.ipMoved})
+	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing, OnIPMove: d.ipMoved, OnChange: d.fdbChanged})
 	d.sw, err = vtep.New(vtep.Config{Conn: conn, FDB: d.fdb, Logger: cfg.Logger, OnPortStopped: d.portStopped})
 	if err != nil {
 		conn.Close()
 		return d, err
 	}
 	d.swReady.Store(d.sw)
+	if err := d.startGossip(key); err != nil {
+		return d, err
+	}
 	if cfg.VNI != 0 {
 		if err := d.createNetwork(control.Network{Name: DefaultNetwork, VNI: cfg.VNI, Subnet: cfg.Subnet, Gateway: cfg.Gateway}); err != nil {
 			return d, err
@@ -205,7 +229,11 @@ func New(cfg Config) (d *Daemon, reterr error) {
 
 // addHostPort creates the host's own TAP port on the default network.
 func (d *Daemon) addHostPort() error {
-	dev, err := tap.Create(tap.Config{Name: d.cfg.TAP, MTU: d.mtu, Addresses: d.cfg.Address, Up: true})
+	mac, err := d.endpointMAC(d.cfg.VNI, "")
+	if err != nil {
+		return err
+	}
+	dev, err := tap.Create(tap.Config{Name: d.cfg.TAP, MTU: d.mtu, MAC: mac, Addresses: d.cfg.Address, Up: true})
 	if err != nil {
 		if errors.Is(err, tap.ErrNameInUse) {
 			return fmt.Errorf("a link named %s already exists: remove it (ip link del %s) or pass another --tap", d.cfg.TAP, d.cfg.TAP)
@@ -218,12 +246,27 @@ func (d *Daemon) addHostPort() error {
 		return err
 	}
 	d.hostPort = id
+	// Known from the start, so it is announced (and proxied) before any
+	// traffic; pinned, so an idle host port is not aged out.
+	var ips []netip.Addr
+	for _, a := range d.cfg.Address {
+		ips = append(ips, a.Addr())
+	}
+	d.fdb.Set(fdb.Entry{Key: fdb.Key{VNI: d.cfg.VNI, MAC: mac}, Location: fdb.Location{Port: id},
+		Origin: fdb.OriginLocal, IPs: ips, Pinned: true})
 	return nil
 }
 
-// Close stops the switch, removes every TAP port and the control socket.
+// Close leaves the cluster (withdrawing this node's bindings everywhere),
+// stops the switch, removes every TAP port and the control socket.
 func (d *Daemon) Close() error {
 	var errs []error
+	if a := d.agent.Swap(nil); a != nil {
+		if err := a.Leave(2 * time.Second); err != nil {
+			d.log.Warn("leave", "err", err)
+		}
+		errs = append(errs, a.Close())
+	}
 	if d.ctl != nil {
 		errs = append(errs, d.ctl.Close())
 		d.ctl = nil

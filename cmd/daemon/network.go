@@ -69,8 +69,8 @@ func (d *Daemon) createNetworkLocked(n control.Network) error {
 	n.Flood = pol.String()
 	d.networks[n.Name] = &n
 	d.sw.SetFloodPolicy(n.VNI, pol)
-	d.sw.SetPeers(n.VNI, d.cfg.Peers)
-	d.log.Info("network created", "network", n.Name, "vni", n.VNI, "subnet", n.Subnet, "mtu", n.MTU)
+	d.networksChangedLocked(n.VNI)
+	d.log.Debug("network created", "network", n.Name, "vni", n.VNI, "subnet", n.Subnet, "mtu", n.MTU)
 	return nil
 }
 
@@ -96,7 +96,7 @@ func (d *Daemon) removeNetwork(name string) error {
 		return userErrorf("network %s still has endpoints attached: %s; detach them first", name, strings.Join(in, ", "))
 	}
 	delete(d.networks, name)
-	d.sw.SetPeers(n.VNI, nil)
+	d.networksChangedLocked(n.VNI)
 	d.log.Info("network removed", "network", name)
 	return nil
 }
@@ -123,14 +123,7 @@ func (d *Daemon) inspectNetwork(name string) (control.NetworkDetail, error) {
 }
 
 func (d *Daemon) vnis() []uint32 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var out []uint32
-	for _, n := range d.networks {
-		out = append(out, n.VNI)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Clone(*d.vniSet.Load())
 }
 
 // addressInUseLocked reports who holds addr in network n, or "".
