@@ -108,6 +108,22 @@ type Config struct {
 	// same rules as OnChange. The data plane uses it to send gratuitous
 	// ARP and unsolicited neighbour advertisements.
 	OnIPMove func(k IPKey, from, to MAC)
+	// MoveMemory is how long an IP binding is remembered after its MAC
+	// entry goes, so that the same address coming back on a different MAC
+	// (a container detached and re-created) still counts as a move for
+	// OnIPMove. Zero means 5 minutes.
+	MoveMemory time.Duration
+}
+
+// maxGhosts bounds the remembered bindings of removed entries: past it,
+// removals are not remembered (a re-created endpoint is then reached after
+// its peers' neighbour caches time out, as without ovlsw).
+const maxGhosts = 1 << 16
+
+// ghost is an IP binding whose MAC entry was removed.
+type ghost struct {
+	mac MAC
+	at  int64 // unix nanoseconds
 }
 
 // DefaultConfig returns the defaults.
@@ -136,9 +152,10 @@ type entry struct {
 type Table struct {
 	cfg Config
 
-	mu   sync.RWMutex // guards the maps and the non-atomic entry fields
-	macs map[Key]*entry
-	ips  map[IPKey]MAC
+	mu    sync.RWMutex // guards the maps and the non-atomic entry fields
+	macs  map[Key]*entry
+	ips   map[IPKey]MAC
+	ghost map[IPKey]ghost // bindings of removed entries, for MoveMemory
 }
 
 // New returns an empty table.
@@ -146,7 +163,10 @@ func New(cfg Config) *Table {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Table{cfg: cfg, macs: make(map[Key]*entry), ips: make(map[IPKey]MAC)}
+	if cfg.MoveMemory <= 0 {
+		cfg.MoveMemory = 5 * time.Minute
+	}
+	return &Table{cfg: cfg, macs: make(map[Key]*entry), ips: make(map[IPKey]MAC), ghost: make(map[IPKey]ghost)}
 }
 
 // Now returns the table's clock reading.
@@ -241,7 +261,7 @@ func (t *Table) Set(e Entry) {
 	var moves []ipMove
 	for _, ip := range old.ips {
 		ik := IPKey{e.VNI, ip}
-		if prev, ok := t.ips[ik]; ok && prev != e.MAC {
+		if prev, ok := t.prevOwnerLocked(ik, e.MAC); ok {
 			moves = append(moves, ipMove{ik, prev})
 			if o, ok := t.macs[Key{e.VNI, prev}]; ok {
 				o.ips = removeAddr(o.ips, ip)
@@ -313,6 +333,14 @@ func (t *Table) Expire() []Entry {
 		return nil
 	}
 	cutoff := t.cfg.Now().Add(-t.cfg.Ageing)
+	t.mu.Lock()
+	forget := t.cfg.Now().Add(-t.cfg.MoveMemory).UnixNano()
+	for ik, g := range t.ghost {
+		if g.at < forget {
+			delete(t.ghost, ik)
+		}
+	}
+	t.mu.Unlock()
 	return t.DeleteFunc(func(e Entry) bool {
 		return (e.Origin == OriginLocal || e.Origin == OriginLearned) && !e.Pinned && e.Seen.Before(cutoff)
 	})
@@ -329,12 +357,12 @@ func (t *Table) BindIP(k Key, ip netip.Addr) bool {
 		return false
 	}
 	t.mu.Lock()
-	cur, moved := t.ips[ik]
+	if cur, ok := t.ips[ik]; ok && cur == k.MAC {
+		t.mu.Unlock()
+		return false
+	}
+	cur, moved := t.prevOwnerLocked(ik, k.MAC)
 	if moved {
-		if cur == k.MAC {
-			t.mu.Unlock()
-			return false
-		}
 		if old, ok := t.macs[Key{k.VNI, cur}]; ok {
 			old.ips = removeAddr(old.ips, ip)
 		}
@@ -389,14 +417,34 @@ func (t *Table) snapshotLocked(k Key, e *entry) Entry {
 	}
 }
 
-// dropIPsLocked removes the IP bindings of e that still point at k.MAC.
+// dropIPsLocked removes the IP bindings of e that still point at k.MAC,
+// remembering them for MoveMemory.
 func (t *Table) dropIPsLocked(k Key, e *entry) {
+	now := t.cfg.Now().UnixNano()
 	for _, ip := range e.ips {
 		ik := IPKey{k.VNI, ip}
 		if t.ips[ik] == k.MAC {
 			delete(t.ips, ik)
+			if len(t.ghost) < maxGhosts {
+				t.ghost[ik] = ghost{mac: k.MAC, at: now}
+			}
 		}
 	}
+}
+
+// prevOwnerLocked returns the MAC that held ik before mac takes it, if it
+// was another: the current binding, or one removed within MoveMemory. It
+// forgets the removed one, since mac now holds the address.
+func (t *Table) prevOwnerLocked(ik IPKey, mac MAC) (MAC, bool) {
+	if cur, ok := t.ips[ik]; ok {
+		return cur, cur != mac
+	}
+	g, ok := t.ghost[ik]
+	if !ok {
+		return MAC{}, false
+	}
+	delete(t.ghost, ik)
+	return g.mac, g.mac != mac && t.cfg.Now().UnixNano()-g.at < int64(t.cfg.MoveMemory)
 }
 
 func (t *Table) notify(ev Event) {

@@ -245,6 +245,35 @@ func TestIPMoveNotified(t *testing.T) {
 	}
 }
 
+// TestIPMoveAfterRemoval: an address that comes back on a new MAC after its
+// old MAC entry went (a container detached and re-created) is a move while
+// the old binding is remembered, and not after MoveMemory.
+func TestIPMoveAfterRemoval(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	var moves int
+	tb := New(Config{Ageing: time.Hour, Now: clk.Now, MoveMemory: time.Minute, OnIPMove: func(IPKey, MAC, MAC) { moves++ }})
+	ip := netip.MustParseAddr("10.0.0.5")
+	tb.Set(Entry{Key: Key{42, macA}, Location: Location{Port: 1}, Origin: OriginLocal, IPs: []netip.Addr{ip}})
+	tb.Delete(Key{42, macA})
+	tb.Set(Entry{Key: Key{42, macB}, Location: Location{Port: 2}, Origin: OriginLocal, IPs: []netip.Addr{ip}})
+	if moves != 1 {
+		t.Fatalf("re-created within MoveMemory: %d moves, want 1", moves)
+	}
+	tb.Delete(Key{42, macB})
+	clk.Advance(2 * time.Minute)
+	tb.Expire()
+	tb.BindIP(Key{42, macA}, ip)
+	if moves != 1 {
+		t.Fatalf("re-created after MoveMemory: %d moves, want still 1", moves)
+	}
+	// The same MAC coming back is no move.
+	tb.Delete(Key{42, macA})
+	tb.Set(Entry{Key: Key{42, macA}, Location: Location{Port: 1}, Origin: OriginLocal, IPs: []netip.Addr{ip}})
+	if moves != 1 {
+		t.Fatalf("same MAC back: %d moves, want still 1", moves)
+	}
+}
+
 func TestDeleteFuncByNode(t *testing.T) {
 	tb, _, _ := newTestTable(time.Minute)
 	for i := range 10 {
