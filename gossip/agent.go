@@ -1,8 +1,9 @@
 // Package gossip is ovlsw's control plane: cluster membership, each
-// member's VTEP and VNIs, and the MAC bindings every node owns, spread with
-// hashicorp/memberlist. It writes remote bindings into the forwarding table
-// through Table and tells the data plane the member VTEPs of each VNI
-// through Members; it never touches packets.
+// member's VTEP and VNIs, the MAC bindings every node owns and the
+// cluster's network definitions, spread with hashicorp/memberlist. It
+// writes remote bindings into the forwarding table through Table and tells
+// the data plane the member VTEPs of each VNI through Members; it never
+// touches packets.
 //
 // Design notes: every node is authoritative for its own bindings. A binding
 // carries the owner's sequence number (EVPN MAC mobility: a move bumps it,
@@ -23,11 +24,31 @@
 // whose interval memberlist scales to 60 s.) A dead
 // or departed member's bindings leave the FDB at once and stay parked (not
 // installed) for TombstoneTTL, in case it was declared dead wrongly and
-// comes back as the same process (same epoch in its metadata).
+// comes back as the same process (same epoch in its metadata). Parked
+// bindings keep their IPs claimed (Claims, UsedIPs) for that grace period,
+// so an allocator does not hand a failed node's addresses out again
+// before it could have come back.
+//
+// Networks are not owned: any node writes any of them, and they outlive
+// their writer. Each name holds one record, the last write by a Lamport
+// version (a node's clock starts, like gen, at the process start time and
+// is raised past every version it sees, so a write follows every write its
+// node had seen); equal versions go to the lower writer name. A deletion
+// is a tombstone, kept NetworkTombstoneTTL by the deleter's clock (not the
+// receiver's, or nodes would keep handing an expired tombstone back to each
+// other), so a late, older put does not resurrect the network. Broadcasts
+// are named by network; every push/pull state carries all records, so a
+// node joining later learns every network from any member. The records are
+// bounded (MaxNetworks, tombstones included): networks are few. Concurrent
+// puts can leave two live networks sharing a VNI or overlapping subnets;
+// every node then keeps the one created first (created version, then name,
+// so that updating a network never makes it lose to a younger one) and
+// reports the other by Conflicts, so all nodes agree without a leader.
 //
 // Files: agent.go the Agent's lifecycle, queries and keys; config.go the
-// Config; store.go the binding state; delegate.go memberlist's callbacks;
-// worker.go the goroutines; wire.go the encodings.
+// Config; store.go the binding state; claims.go the IP index; network.go
+// the network records; delegate.go memberlist's callbacks; worker.go the
+// goroutines; wire.go and netwire.go the encodings.
 package gossip
 
 import (
@@ -115,7 +136,8 @@ type Agent struct {
 	msgIn, msgOut                 atomic.Uint64
 	statesIn, statesOut           atomic.Uint64
 	malformed, stale, queuePruned atomic.Uint64
-	dropOut                       atomic.Bool // tests: lose outgoing broadcasts
+	netDropped                    atomic.Uint64 // network records over MaxNetworks
+	dropOut                       atomic.Bool   // tests: lose outgoing broadcasts
 
 	// mu guards the binding store, the member records and every write to
 	// table and peers, so those writes happen in the order decided.
@@ -125,15 +147,26 @@ type Agent struct {
 	keys     map[fdb.Key]*keyState
 	byOwner  map[string]map[fdb.Key]struct{} // keys whose current claim is the owner's
 	members  map[string]*member
-	horizon  map[string]uint64           // per live owner: gen up to which we hold its complete list
-	peerSets map[uint32][]netip.AddrPort // as last given to peers
-	dups     map[fdb.Key]struct{}        // keys flagged duplicate
-	delBatch map[fdb.Key]struct{}        // gossip FDB entries to delete at unlock
+	horizon  map[string]uint64                   // per live owner: gen up to which we hold its complete list
+	peerSets map[uint32][]netip.AddrPort         // as last given to peers
+	dups     map[fdb.Key]struct{}                // keys flagged duplicate
+	delBatch map[fdb.Key]struct{}                // gossip FDB entries to delete at unlock
+	claimIPs map[uint32]map[netip.Addr][]fdb.MAC // per VNI and IP: MACs whose current claim lists it
+
+	// mu also guards the network records and the view resolved from them.
+	nets         map[string]*netRecord // by name, live and tombstones, at most MaxNetworks
+	netClock     uint64                // Lamport clock: at least every version seen
+	netDirty     bool                  // nets changed since netView was resolved
+	netView      []Network             // Networks, as last resolved; replaced, never changed
+	netConflicts []Network             // Conflicts, as last resolved
+	netLogged    map[string]uint64     // conflicting networks logged: name to version
 
 	// qmu guards pending, the keys OnFDBEvent queued for the worker.
 	qmu     sync.Mutex
 	pending map[fdb.Key]struct{}
 	wake    chan struct{}
+
+	netWake chan struct{} // wakes watchNetworks after the networks changed
 
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -184,9 +217,15 @@ func New(cfg Config, table Table, members Members) (*Agent, error) {
 		peerSets: make(map[uint32][]netip.AddrPort),
 		dups:     make(map[fdb.Key]struct{}),
 		delBatch: make(map[fdb.Key]struct{}),
+		claimIPs: make(map[uint32]map[netip.Addr][]fdb.MAC),
 		pending:  make(map[fdb.Key]struct{}),
 		wake:     make(chan struct{}, 1),
 		closing:  make(chan struct{}),
+
+		nets:      make(map[string]*netRecord),
+		netClock:  epoch,
+		netLogged: make(map[string]uint64),
+		netWake:   make(chan struct{}, 1),
 	}
 	md := encodeMeta(&meta{VTEP: cfg.VTEP, Epoch: epoch, VNIs: cfg.VNIs})
 	a.meta.Store(&md)
@@ -205,9 +244,10 @@ func New(cfg Config, table Table, members Members) (*Agent, error) {
 	a.mu.Lock()
 	a.ml = ml
 	a.mu.Unlock()
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go a.worker()
 	go a.maintain()
+	go a.watchNetworks()
 	if len(cfg.Join) > 0 {
 		if _, err := a.Join(cfg.Join); err != nil {
 			a.Close()
@@ -308,8 +348,8 @@ func (a *Agent) Leave(timeout time.Duration) error {
 }
 
 // Close shuts memberlist down (without Leave, other members detect the
-// failure) and stops every goroutine. The FDB keeps what was installed. It
-// is idempotent.
+// failure) and stops every goroutine, waiting for a running OnNetworks
+// call to return. The FDB keeps what was installed. It is idempotent.
 func (a *Agent) Close() error {
 	var err error
 	a.closeOnce.Do(func() {
@@ -327,8 +367,8 @@ func (a *Agent) Close() error {
 
 // Stats are the agent's counters and sizes.
 type Stats struct {
-	MessagesIn     uint64 // binding broadcasts received
-	MessagesOut    uint64 // binding broadcasts sent (every retransmission)
+	MessagesIn     uint64 // broadcasts received (bindings, leaves and networks)
+	MessagesOut    uint64 // broadcasts sent (every retransmission)
 	StatesIn       uint64 // push/pull states received
 	StatesOut      uint64 // push/pull states sent
 	Malformed      uint64 // payloads dropped: bad encoding, unknown version, out of bounds
@@ -340,6 +380,11 @@ type Stats struct {
 	Parked         int    // bindings of members not alive, not installed
 	Tombstones     int    // remembered withdrawals
 	Duplicates     int    // MACs flagged by duplicate detection
+
+	Networks          int    // live networks, as Networks lists them
+	NetworkConflicts  int    // live networks left out, as Conflicts lists them
+	NetworkTombstones int    // remembered network deletions
+	NetworksDropped   uint64 // received records of new networks dropped: MaxNetworks held
 }
 
 // Stats returns the current counters.
@@ -349,10 +394,18 @@ func (a *Agent) Stats() Stats {
 		StatesIn: a.statesIn.Load(), StatesOut: a.statesOut.Load(),
 		Malformed: a.malformed.Load(), Stale: a.stale.Load(),
 		QueuePruned: a.queuePruned.Load(), Queued: a.queue.NumQueued(),
+		NetworksDropped: a.netDropped.Load(),
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s.Duplicates = len(a.dups)
+	nets, conflicts := a.netViewLocked()
+	s.Networks, s.NetworkConflicts = len(nets), len(conflicts)
+	for _, r := range a.nets {
+		if r.Deleted {
+			s.NetworkTombstones++
+		}
+	}
 	for _, ks := range a.keys {
 		s.Tombstones += len(ks.tombs)
 		switch c := ks.cur; {

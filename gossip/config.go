@@ -74,12 +74,24 @@ type Config struct {
 	// TombstoneTTL is how long a withdrawal is remembered, so that a late,
 	// older announcement of the same binding is not installed again. It
 	// also bounds how long bindings of a failed node are parked in case it
-	// comes back. It should exceed the time a broadcast stays in the
-	// retransmit queues (seconds); push/pull repairs anything later.
+	// comes back, and so is the grace period for which a failed or departed
+	// node's addresses stay claimed (Agent.Claims, Agent.UsedIPs) before an
+	// allocator may hand them out again. It should exceed the time a
+	// broadcast stays in the retransmit queues (seconds); push/pull repairs
+	// anything later. (Deleted networks are remembered NetworkTombstoneTTL.)
 	TombstoneTTL time.Duration
-	// Now is the clock for duplicate detection and tombstone ageing; nil
-	// means time.Now.
+	// Now is the clock for duplicate detection, tombstone ageing and the
+	// time stamped on network writes; nil means time.Now.
 	Now func() time.Time
+	// OnNetworks, if set, is called with the full list of live networks,
+	// as Agent.Networks returns it, whenever that list changes: by
+	// PutNetwork or DeleteNetwork here, or by gossip (which includes
+	// joining: it may be called before New returns). It is called from one
+	// goroutine of the agent, without the agent's lock held, one call at a
+	// time and in order; changes in quick succession may be coalesced into
+	// one call with the latest list. It may call the Agent's methods other
+	// than Close (which waits for it) and should return promptly.
+	OnNetworks func([]Network)
 }
 
 // DefaultConfig returns the defaults. Name, VTEP and VNIs must still be set.

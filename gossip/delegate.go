@@ -26,8 +26,8 @@ var (
 	_ memberlist.EventDelegate = (*delegate)(nil)
 )
 
-// broadcast is one binding message in the retransmit queue, named by
-// (VNI, MAC) so that a newer one replaces it.
+// broadcast is one message in the retransmit queue, named by (VNI, MAC),
+// by leaving owner or by network, so that a newer one replaces it.
 type broadcast struct {
 	name string
 	msg  []byte
@@ -52,11 +52,15 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return md
 }
 
-// NotifyMsg applies a received binding message and rebroadcasts it if it
-// was news.
+// NotifyMsg applies a received binding, leave or network message and
+// rebroadcasts it if it was news.
 func (d *delegate) NotifyMsg(b []byte) {
 	a := (*Agent)(d)
 	a.msgIn.Add(1)
+	if len(b) >= 2 && b[0] == wireVersion && b[1] == typeNetwork {
+		a.notifyNetwork(b)
+		return
+	}
 	m, err := decodeMessage(b)
 	if err != nil {
 		a.malformed.Add(1)
@@ -78,7 +82,22 @@ func (d *delegate) NotifyMsg(b []byte) {
 	}
 }
 
-// GetBroadcasts hands memberlist queued binding messages.
+// notifyNetwork applies a network message.
+func (a *Agent) notifyNetwork(b []byte) {
+	r, err := decodeNetMessage(b)
+	if err != nil {
+		a.malformed.Add(1)
+		return
+	}
+	now := a.cfg.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.closed && a.applyNetLocked(r, now) {
+		a.queueNamed(netName(r.Net.Name), bytes.Clone(b))
+	}
+}
+
+// GetBroadcasts hands memberlist queued messages.
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	a := (*Agent)(d)
 	if a.dropOut.Load() {
@@ -91,12 +110,14 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 
 // LocalState returns this node's own bindings, complete at its current
 // generation, and what it holds of every other live owner's, so that one
-// push/pull with anyone repairs broadcasts missed from anyone.
+// push/pull with anyone repairs broadcasts missed from anyone; and every
+// network record, tombstones included.
 func (d *delegate) LocalState(join bool) []byte {
 	a := (*Agent)(d)
+	now := a.cfg.Now()
 	a.lock()
 	self := a.cfg.Name
-	s := state{Sections: []section{a.sectionLocked(self, a.gen)}}
+	s := state{Sections: []section{a.sectionLocked(self, a.gen)}, Nets: a.netRecordsLocked(now)}
 	total := len(s.Sections[0].Recs)
 	for owner, keys := range a.byOwner {
 		if owner == self || !a.liveLocked(owner) || len(keys) > MaxStateBindings ||
@@ -120,7 +141,8 @@ func (a *Agent) sectionLocked(owner string, gen uint64) section {
 	return sec
 }
 
-// MergeRemoteState applies another node's state, section by section.
+// MergeRemoteState applies another node's state, section by section, then
+// its network records.
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	a := (*Agent)(d)
 	a.statesIn.Add(1)
@@ -140,6 +162,12 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	for _, sec := range s.Sections {
 		if sec.Owner != a.cfg.Name { // we know our own bindings
 			a.mergeSectionLocked(sec)
+		}
+	}
+	now := a.cfg.Now()
+	for i := range s.Nets {
+		if r := &s.Nets[i]; a.applyNetLocked(*r, now) {
+			a.queueNamed(netName(r.Net.Name), encodeNetMessage(r))
 		}
 	}
 }

@@ -181,6 +181,7 @@ func (a *Agent) setCurLocked(k fdb.Key, ks *keyState, c *claim, now time.Time) {
 			}
 		}
 	}
+	a.reindexLocked(k, prev, c)
 	ks.cur = c
 	if c != nil {
 		set := a.byOwner[c.owner]

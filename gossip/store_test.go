@@ -42,14 +42,14 @@ type solo struct {
 	clk *fakeClock
 }
 
-func newSolo(t *testing.T) *solo {
+func newSolo(t *testing.T, opts ...nodeOpt) *solo {
 	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
-	n, err := startNode(t, 0, 0, nil, func(c *Config) {
+	n, err := startNode(t, 0, 0, nil, append([]nodeOpt{func(c *Config) {
 		c.Now = clk.Now
 		c.DuplicateMoves = 2
 		c.DuplicateWindow = time.Minute
 		c.TombstoneTTL = time.Minute
-	})
+	}}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,8 @@
 // Owners do not repeat.
 // Meta:    version (1) | VTEP | epoch (8) | count (2) | count x VNI (3 bytes, strictly increasing).
 // An owner is a length byte (1..255) and that many bytes of node name.
+// Network messages (type 4) and states that carry network records (type 5)
+// are described in netwire.go.
 
 package gossip
 
@@ -113,9 +115,10 @@ type section struct {
 }
 
 // state is one node's push/pull payload: its own section first, then what
-// it holds of other live owners.
+// it holds of other live owners; and every network record it holds.
 type state struct {
 	Sections []section
+	Nets     []netRecord // encoded as type 5 when not empty
 }
 
 // meta is a node's memberlist metadata.
@@ -184,8 +187,15 @@ func encodeState(s *state) []byte {
 	for i := range s.Sections {
 		size += 1 + len(s.Sections[i].Owner) + 12 + len(s.Sections[i].Recs)*64
 	}
+	for i := range s.Nets {
+		size += 64 + len(s.Nets[i].Net.Name) + len(s.Nets[i].Writer) + len(s.Nets[i].Net.Flood)
+	}
+	typ := byte(typeState)
+	if len(s.Nets) > 0 {
+		typ = typeStateNets
+	}
 	b := make([]byte, 0, size)
-	b = append(b, wireVersion, typeState)
+	b = append(b, wireVersion, typ)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(s.Sections)))
 	for i := range s.Sections {
 		sec := &s.Sections[i]
@@ -195,6 +205,13 @@ func encodeState(s *state) []byte {
 		for j := range sec.Recs {
 			b = appendRecord(b, &sec.Recs[j])
 		}
+	}
+	if len(s.Nets) == 0 {
+		return b
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s.Nets)))
+	for i := range s.Nets {
+		b = appendNetRecord(b, &s.Nets[i])
 	}
 	return b
 }
@@ -371,10 +388,12 @@ func decodeMessage(b []byte) (message, error) {
 	return message{}, r.err
 }
 
-// decodeState decodes a push/pull state. Only live records may appear.
+// decodeState decodes a push/pull state. Only live binding records may
+// appear; network records may be tombstones.
 func decodeState(b []byte) (state, error) {
 	r := reader{b: b}
-	if r.header(true) != typeState {
+	typ := r.header(true)
+	if typ != typeState && typ != typeStateNets {
 		r.fail(errMalformed)
 	}
 	nsec := int(r.u16())
@@ -415,6 +434,11 @@ func decodeState(b []byte) (state, error) {
 			sec.Recs = append(sec.Recs, rec)
 		}
 		s.Sections = append(s.Sections, sec)
+	}
+	if typ == typeStateNets {
+		if s.Nets = r.netRecords(); r.err != nil {
+			return state{}, r.err
+		}
 	}
 	return s, r.end()
 }

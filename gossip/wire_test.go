@@ -53,9 +53,15 @@ func sampleStates() map[string]state {
 			VTEP: v4VTEP, IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})},
 		})
 	}
+	nets := sampleNetRecords()
 	return map[string]state{
-		"none":  {},
-		"empty": {Sections: []section{{Owner: "node01", Gen: 5, Recs: []record{}}}},
+		"none":      {},
+		"empty":     {Sections: []section{{Owner: "node01", Gen: 5, Recs: []record{}}}},
+		"nets-only": {Nets: []netRecord{nets["tombstone"]}},
+		"nets": {
+			Sections: []section{{Owner: "node01", Gen: 200, Recs: recs[:2]}},
+			Nets:     []netRecord{nets["bare"], nets["v6"], nets["max"], nets["v4"], nets["4in6"]},
+		},
 		"two": {Sections: []section{
 			{Owner: "node01", Gen: 200, Recs: recs[:3]},
 			{Owner: "node02", Gen: 0, Recs: recs[3:]},
@@ -231,8 +237,11 @@ func FuzzDecodeState(f *testing.F) {
 				checkRecord(t, &sec.Recs[i])
 			}
 		}
-		if total > MaxStateRecords || len(s.Sections) > MaxSections {
-			t.Fatalf("%d records in %d sections", total, len(s.Sections))
+		if total > MaxStateRecords || len(s.Sections) > MaxSections || len(s.Nets) > MaxNetworks {
+			t.Fatalf("%d records in %d sections, %d networks", total, len(s.Sections), len(s.Nets))
+		}
+		for i := range s.Nets {
+			checkNetRecord(t, &s.Nets[i])
 		}
 		if re := encodeState(&s); !bytes.Equal(re, b) {
 			t.Fatalf("re-encoded\n%x\nwant\n%x", re, b)
@@ -272,7 +281,14 @@ func TestUpdateCorpus(t *testing.T) {
 	}
 	huge := encodeState(&state{Sections: []section{{Owner: "n"}}})
 	binary.BigEndian.PutUint32(huge[len(huge)-4:], 1<<31)
-	seeds["FuzzDecodeState"] = append(seeds["FuzzDecodeState"], huge)
+	hugeNets := encodeState(&state{Nets: []netRecord{sampleNetRecords()["bare"]}})
+	binary.BigEndian.PutUint16(hugeNets[4:], MaxNetworks+1)
+	seeds["FuzzDecodeState"] = append(seeds["FuzzDecodeState"], huge, hugeNets)
+	for _, r := range sortedValues(sampleNetRecords()) {
+		seeds["FuzzDecodeNetwork"] = append(seeds["FuzzDecodeNetwork"], encodeNetMessage(&r))
+	}
+	seeds["FuzzDecodeNetwork"] = append(seeds["FuzzDecodeNetwork"],
+		[]byte{wireVersion, typeNetwork, 0}, []byte{wireVersion, typeNetwork})
 	for _, m := range sortedValues(sampleMetas()) {
 		seeds["FuzzDecodeMeta"] = append(seeds["FuzzDecodeMeta"], encodeMeta(&m))
 	}

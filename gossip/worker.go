@@ -1,6 +1,7 @@
-// The agent's two goroutines: the worker that turns FDB changes of local
+// The agent's goroutines: the worker that turns FDB changes of local
 // entries into announcements and withdrawals, and the maintenance loop that
-// expires tombstones, parked claims, duplicate flags and old member records.
+// expires tombstones, parked claims, duplicate flags, old member records
+// and network tombstones. (The third, watchNetworks, is in network.go.)
 
 package gossip
 
@@ -88,8 +89,8 @@ func (a *Agent) syncLocal(k fdb.Key) {
 	}
 }
 
-// maintain expires tombstones, parked claims, duplicate flags and old
-// member records.
+// maintain expires tombstones, parked claims, duplicate flags, old member
+// records and network tombstones.
 func (a *Agent) maintain() {
 	defer a.wg.Done()
 	every := min(a.cfg.TombstoneTTL, a.cfg.DuplicateWindow) / 4
@@ -116,14 +117,8 @@ func (a *Agent) expire() {
 	defer a.unlock()
 	for k, ks := range a.keys {
 		ks.tombs = slices.DeleteFunc(ks.tombs, func(t tomb) bool { return now.Sub(t.at) > ttl })
-		if c := ks.cur; c != nil && !a.liveLocked(c.owner) {
-			since := c.at
-			if m := a.members[c.owner]; m != nil && m.since.After(since) {
-				since = m.since
-			}
-			if now.Sub(since) > ttl {
-				a.setCurLocked(k, ks, nil, now)
-			}
+		if c := ks.cur; c != nil && a.parkedExpiredLocked(c, now) {
+			a.setCurLocked(k, ks, nil, now)
 		}
 		if _, ok := a.dups[k]; ok && !ks.dupUntil.After(now) {
 			delete(a.dups, k)
@@ -141,4 +136,5 @@ func (a *Agent) expire() {
 			delete(a.members, name)
 		}
 	}
+	a.expireNetsLocked(now)
 }
