@@ -29,7 +29,8 @@ func threeNodes(t *testing.T, extra ...string) (*testbed.Bed, []*testbed.Netns, 
 	var ov []netip.Prefix
 	for i, h := range hosts {
 		addr := netip.MustParsePrefix(fmt.Sprintf("10.92.0.%d/24", i+1))
-		args := append([]string{"--vni", "42", "--bind", ul[i].String(), "--address", addr.String()}, extra...)
+		args := append([]string{"--vni", "42", "--bind", ul[i].String(), "--address", addr.String(),
+			"--address", fmt.Sprintf("fd92::%d/64", i+1)}, extra...)
 		if i > 0 {
 			args = append(args, "--join", ul[0].String())
 		}
