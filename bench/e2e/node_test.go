@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,7 +82,11 @@ func socketPath(t *testing.T, name string) string {
 func startNode(t *testing.T, ns *testbed.Netns, name string, args ...string) *node {
 	t.Helper()
 	n := &node{t: t, ns: ns, socket: socketPath(t, name), tap: "ovl" + name}
-	argv := append([]string{ovlswBinary(t), "up", "--name", name, "--socket", n.socket, "--tap", n.tap, "--log-level", "debug"}, args...)
+	argv := []string{ovlswBinary(t), "up", "--name", name, "--socket", n.socket, "--log-level", "debug"}
+	if slices.Contains(args, "--vni") {
+		argv = append(argv, "--tap", n.tap) // the host port of the default network
+	}
+	argv = append(argv, args...)
 	t.Cleanup(func() { os.Remove(n.socket) })
 	proc, err := ns.Start(context.Background(), argv...)
 	if err != nil {
@@ -147,6 +152,13 @@ func (n *node) cliErr(args ...string) error {
 		return fmt.Errorf("%s", strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// execOvlsw runs an ovlsw client command against n and returns its output;
+// safe from any goroutine.
+func execOvlsw(n *node, args ...string) (string, error) {
+	out, err := exec.Command(binPath, append(args, "--socket", n.socket)...).CombinedOutput()
+	return string(out), err
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

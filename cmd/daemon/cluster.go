@@ -54,6 +54,7 @@ func (d *Daemon) startGossip(key []byte) error {
 		gc.GossipPort = d.cfg.GossipPort
 	}
 	gc.SecretKey = key
+	gc.OnNetworks = d.applyNetworks
 	a, err := gossip.New(gc, d.fdb, d)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
@@ -62,6 +63,7 @@ func (d *Daemon) startGossip(key []byte) error {
 		return err
 	}
 	d.agent.Store(a)
+	d.applyNetworks(a.Networks()) // learned while starting, before d.agent was set
 	if len(d.cfg.Join) > 0 {
 		join, err := joinAddrs(d.cfg.Join, netip.AddrPortFrom(d.cfg.Bind, uint16(gc.GossipPort)))
 		if err != nil {
@@ -146,23 +148,25 @@ func (d *Daemon) served(vni uint32) bool {
 	return slices.Contains(*d.vniSet.Load(), vni)
 }
 
-// networksChanged tells the switch and the cluster which VNIs this node
-// serves. Called with d.mu held.
-func (d *Daemon) networksChangedLocked(vni uint32) {
+// networksChangedLocked tells the switch and the cluster which VNIs this
+// node serves after the networks changed, recomputing the peer lists of the
+// changed VNIs. Called with d.mu held.
+func (d *Daemon) networksChangedLocked(changed map[uint32]bool) {
 	var vnis []uint32
 	for _, n := range d.networks {
 		vnis = append(vnis, n.VNI)
 	}
 	slices.Sort(vnis)
 	d.vniSet.Store(&vnis)
-	d.applyPeers(vni)
+	for vni := range changed {
+		d.applyPeers(vni)
+	}
 	if a := d.agent.Load(); a != nil {
 		if err := a.SetVNIs(vnis, time.Second); err != nil {
 			d.log.Warn("advertise VNIs", "err", err)
 		}
 	}
 }
-
 func (d *Daemon) peers() []control.Member {
 	a := d.agent.Load()
 	if a == nil {

@@ -38,19 +38,21 @@ type Config struct {
 	Flood   string           // default flood policy of networks (vtep.ParseFloodPolicy)
 	Socket  string           // control socket path
 
-	Join          []string     // gossip members to join; none founds a cluster
-	GossipPort    int          // gossip TCP and UDP port
-	GossipKeyFile string       // base64 32-byte key encrypting gossip; empty: plain
-	Logger        *slog.Logger // nil discards
+	Join          []string      // gossip members to join; none founds a cluster
+	GossipPort    int           // gossip TCP and UDP port
+	GossipKeyFile string        // base64 32-byte key encrypting gossip; empty: plain
+	ClaimSettle   time.Duration // how long an allocated address's claim waits for conflicts
+	Logger        *slog.Logger  // nil discards
 }
 
 // DefaultConfig returns the defaults `ovlsw up` starts from.
 func DefaultConfig() Config {
 	return Config{
-		Port:       vtep.DefaultPort,      // IANA VXLAN port (the Linux driver needs `dstport 4789` to match)
-		Ageing:     300 * time.Second,     // as the Linux bridge
-		Socket:     control.DefaultSocket, // one daemon per host; namespaces pass their own
-		GossipPort: 7946,                  // memberlist's and Serf's usual port
+		Port:        vtep.DefaultPort,      // IANA VXLAN port (the Linux driver needs `dstport 4789` to match)
+		Ageing:      300 * time.Second,     // as the Linux bridge
+		Socket:      control.DefaultSocket, // one daemon per host; namespaces pass their own
+		GossipPort:  7946,                  // memberlist's and Serf's usual port
+		ClaimSettle: time.Second,           // a few gossip rounds (200 ms each) on a LAN
 	}
 }
 
@@ -70,6 +72,7 @@ type Daemon struct {
 	mu        sync.Mutex
 	networks  map[string]*control.Network
 	endpoints map[int]*control.Endpoint // by switch port ID
+	pending   map[fdb.IPKey]struct{}    // addresses claimed by attaches in progress
 	hostPort  int                       // port ID of the host TAP, 0 if none
 
 	swReady atomic.Pointer[vtep.Switch]  // d.sw, for callbacks that may run before New returns
@@ -181,6 +184,7 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	d = &Daemon{
 		cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, cfg.Port), mtu: cfg.MTU,
 		networks: make(map[string]*control.Network), endpoints: make(map[int]*control.Endpoint),
+		pending:     make(map[fdb.IPKey]struct{}),
 		gossipPeers: make(map[uint32][]netip.AddrPort),
 	}
 	d.vniSet.Store(&[]uint32{})

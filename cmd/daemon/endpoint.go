@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -36,8 +37,9 @@ func netnsPath(s string) string {
 	return filepath.Join("/run/netns", s)
 }
 
-// Attach puts a new port of a network into a network namespace.
-func (d *Daemon) Attach(req control.AttachRequest) (_ control.Endpoint, reterr error) {
+// Attach puts a new port of a network into a network namespace. An
+// allocated address is claimed cluster-wide first (see ipam.go).
+func (d *Daemon) Attach(req control.AttachRequest) (control.Endpoint, error) {
 	if req.Netns == "" {
 		return control.Endpoint{}, userErrorf("attach: --netns is required")
 	}
@@ -51,68 +53,119 @@ func (d *Daemon) Attach(req control.AttachRequest) (_ control.Endpoint, reterr e
 	if _, err := os.Stat(path); err != nil {
 		return control.Endpoint{}, userErrorf("attach: network namespace %s: %v (create it with `ip netns add`)", req.Netns, err)
 	}
+	avoid := map[netip.Addr]bool{}
+	for try := 0; ; try++ {
+		c, err := d.claim(req, path, avoid)
+		if err != nil {
+			return control.Endpoint{}, err
+		}
+		if d.othersAlive() {
+			time.Sleep(d.cfg.ClaimSettle) // let a conflicting claim arrive
+		}
+		winner, lost := d.lostClaim(c.n.VNI, c.addr.Addr(), c.mac)
+		if !lost {
+			return d.finishAttach(req, path, c)
+		}
+		d.abandon(c)
+		if req.Address.IsValid() || try >= 8 {
+			return control.Endpoint{}, userErrorf("attach: address %v was claimed at the same moment by node %s", c.addr.Addr(), winner)
+		}
+		d.log.Info("address claimed concurrently elsewhere; picking another", "address", c.addr.Addr(), "winner", winner)
+		avoid[c.addr.Addr()] = true
+	}
+}
 
+// claim is an endpoint being attached: its port exists and its binding is
+// announced, but the namespace is not touched yet.
+type claim struct {
+	n    *control.Network
+	addr netip.Prefix
+	mac  fdb.MAC
+	dev  tap.Device
+	port int
+	name string
+}
+
+// claim picks the address and MAC, creates the TAP and its port, and
+// announces the binding.
+func (d *Daemon) claim(req control.AttachRequest, path string, avoid map[netip.Addr]bool) (_ *claim, reterr error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n, ok := d.networks[req.Network]
 	if !ok {
-		return control.Endpoint{}, userErrorf("attach: no network %q (see `ovlsw network ls`)", req.Network)
+		return nil, userErrorf("attach: no network %q (see `ovlsw network ls`)", req.Network)
 	}
 	for _, ep := range d.endpoints {
 		if netnsPath(ep.Netns) == path && ep.IfName == req.IfName {
-			return control.Endpoint{}, userErrorf("attach: %s in %s is already attached to network %s", req.IfName, req.Netns, ep.Network)
+			return nil, userErrorf("attach: %s in %s is already attached to network %s", req.IfName, req.Netns, ep.Network)
 		}
 	}
 	addr := req.Address
 	if addr.IsValid() {
 		if n.Subnet.IsValid() && (!n.Subnet.Contains(addr.Addr()) || addr.Bits() != n.Subnet.Bits()) {
-			return control.Endpoint{}, userErrorf("attach: address %v is not in network %s's subnet %v", addr, n.Name, n.Subnet)
+			return nil, userErrorf("attach: address %v is not in network %s's subnet %v", addr, n.Name, n.Subnet)
 		}
 		if who := d.addressInUseLocked(n, addr.Addr()); who != "" {
-			return control.Endpoint{}, userErrorf("attach: address %v is taken by %s", addr.Addr(), who)
+			return nil, userErrorf("attach: address %v is taken by %s", addr.Addr(), who)
 		}
 	} else {
 		var err error
-		if addr, err = d.allocateLocked(n); err != nil {
-			return control.Endpoint{}, err
+		if addr, err = d.allocateLocked(n, avoid); err != nil {
+			return nil, err
 		}
 	}
 	mac, err := d.endpointMAC(n.VNI, req.MAC)
 	if err != nil {
-		return control.Endpoint{}, err
+		return nil, err
 	}
-	name := req.Name
-	if name == "" {
-		name = req.Netns + "/" + req.IfName
+	c := &claim{n: n, addr: addr, mac: mac, name: req.Name}
+	if c.name == "" {
+		c.name = req.Netns + "/" + req.IfName
 	}
-
-	dev, err := tap.Create(tap.Config{Name: "ovt%d", MTU: n.MTU, MAC: mac})
-	if err != nil {
-		return control.Endpoint{}, fmt.Errorf("attach: create TAP: %w", err)
+	if c.dev, err = tap.Create(tap.Config{Name: "ovt%d", MTU: n.MTU, MAC: mac}); err != nil {
+		return nil, fmt.Errorf("attach: create TAP: %w", err)
 	}
-	defer func() {
-		if reterr != nil {
-			dev.Close() // removes the TAP, wherever it is by now
-		}
-	}()
-	gw := n.Gateway
-	if err := moveAndConfigure(dev.Name(), path, req.IfName, addr, gw); err != nil {
-		return control.Endpoint{}, fmt.Errorf("attach: %w", err)
+	if c.port, err = d.sw.AddPort(vtep.PortConfig{Name: c.name, VNI: n.VNI, Device: c.dev, MTU: n.MTU}); err != nil {
+		c.dev.Close()
+		return nil, fmt.Errorf("attach: %w", err)
 	}
-	id, err := d.sw.AddPort(vtep.PortConfig{Name: name, VNI: n.VNI, Device: dev, MTU: n.MTU})
-	if err != nil {
-		return control.Endpoint{}, fmt.Errorf("attach: %w", err)
-	}
+	d.pending[fdb.IPKey{VNI: n.VNI, IP: addr.Addr()}] = struct{}{}
+	// Pinned: known for as long as it is attached. Announced by gossip.
 	d.fdb.Set(fdb.Entry{
-		Key: fdb.Key{VNI: n.VNI, MAC: mac}, Location: fdb.Location{Port: id},
+		Key: fdb.Key{VNI: n.VNI, MAC: mac}, Location: fdb.Location{Port: c.port},
 		Origin: fdb.OriginLocal, IPs: []netip.Addr{addr.Addr()}, Pinned: true,
 	})
-	ep := &control.Endpoint{
-		Name: name, Network: n.Name, VNI: n.VNI, Node: d.cfg.Name, Netns: req.Netns, IfName: req.IfName,
-		MAC: mac.String(), Address: addr, Gateway: gw, MTU: n.MTU,
+	return c, nil
+}
+
+// abandon undoes a claim that lost: the port goes, and with it the binding.
+func (d *Daemon) abandon(c *claim) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.pending, fdb.IPKey{VNI: c.n.VNI, IP: c.addr.Addr()})
+	if err := d.sw.RemovePort(c.port); err != nil {
+		d.log.Warn("abandon claim", "err", err)
 	}
-	d.endpoints[id] = ep
-	d.log.Info("attached", "endpoint", name, "network", n.Name, "address", addr, "mac", ep.MAC)
+}
+
+// finishAttach moves the claimed port into the namespace and configures it.
+func (d *Daemon) finishAttach(req control.AttachRequest, path string, c *claim) (control.Endpoint, error) {
+	if err := moveAndConfigure(c.dev.Name(), path, req.IfName, c.addr, c.n.Gateway); err != nil {
+		d.abandon(c)
+		if errors.As(err, new(*userError)) {
+			return control.Endpoint{}, userErrorf("attach: %v", err)
+		}
+		return control.Endpoint{}, fmt.Errorf("attach: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.pending, fdb.IPKey{VNI: c.n.VNI, IP: c.addr.Addr()})
+	ep := &control.Endpoint{
+		Name: c.name, Network: c.n.Name, VNI: c.n.VNI, Node: d.cfg.Name, Netns: req.Netns, IfName: req.IfName,
+		MAC: c.mac.String(), Address: c.addr, Gateway: c.n.Gateway, MTU: c.n.MTU,
+	}
+	d.endpoints[c.port] = ep
+	d.log.Info("attached", "endpoint", ep.Name, "network", ep.Network, "address", ep.Address, "mac", ep.MAC)
 	return *ep, nil
 }
 
