@@ -58,8 +58,9 @@ func (d *Daemon) createNetwork(n control.Network) error {
 	a := d.agent.Load()
 	for _, o := range a.Networks() {
 		switch {
-		case o.Name == n.Name && o.VNI == n.VNI && o.Subnet == n.Subnet && o.Gateway == n.Gateway:
-			return nil // already there: a node joining with the same --vni
+		case o.Name == n.Name && o.VNI == n.VNI && (!n.Subnet.IsValid() || o.Subnet == n.Subnet) &&
+			(!n.Gateway.IsValid() || o.Gateway == n.Gateway):
+			return nil // already there: a node joining with the same --vni (and --subnet, if given)
 		case o.Name == n.Name:
 			return userErrorf("network %s already exists (VNI %d, subnet %v)", n.Name, o.VNI, o.Subnet)
 		case o.VNI == n.VNI:
