@@ -257,10 +257,24 @@ func (s *Switch) Close() error {
 		ports := s.ports.Load()
 		s.mu.Unlock()
 		err = s.conn.Close()
+		// Concurrently: the kernel unregisters each TAP with a grace
+		// period; one after another that is ~16 ms a port (16 s for
+		// 1000), at once it is 0.1 s for 200.
+		errs := make([]error, 0, len(ports.byID))
+		var mu sync.Mutex
+		var closers sync.WaitGroup
 		for _, p := range ports.byID {
-			if cerr := p.dev.Close(); cerr != nil && err == nil {
-				err = cerr
-			}
+			closers.Go(func() {
+				if cerr := p.dev.Close(); cerr != nil {
+					mu.Lock()
+					errs = append(errs, cerr)
+					mu.Unlock()
+				}
+			})
+		}
+		closers.Wait()
+		if err == nil && len(errs) > 0 {
+			err = errs[0]
 		}
 		s.wg.Wait()
 	})
