@@ -3,6 +3,7 @@ module github.com/ovlsw/ovlsw
 go 1.26.8
 
 require (
+	github.com/containernetworking/cni v1.3.0
 	github.com/google/gopacket v1.1.19
 	github.com/hashicorp/memberlist v0.7.0
 	github.com/spf13/cobra v1.10.2
