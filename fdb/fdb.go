@@ -383,6 +383,16 @@ func (t *Table) BindIP(k Key, ip netip.Addr) bool {
 	return true
 }
 
+// NumIPs returns how many addresses are bound to the MAC of k.
+func (t *Table) NumIPs(k Key) int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if e, ok := t.macs[k]; ok {
+		return len(e.ips)
+	}
+	return 0
+}
+
 // LookupIP returns the MAC bound to ip in vni.
 func (t *Table) LookupIP(k IPKey) (MAC, bool) {
 	t.mu.RLock()

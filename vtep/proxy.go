@@ -272,3 +272,38 @@ func (s *Switch) AnnounceIP(vni uint32, ip netip.Addr, mac fdb.MAC) {
 		}
 	}
 }
+
+// maxSourceIPs bounds how many addresses source learning binds to one MAC.
+// A host has one or two; a router forwarding others' packets under its
+// own MAC would otherwise bind every address it routes.
+const maxSourceIPs = 4
+
+// learnSourceIP binds the source address of an IPv4 or IPv6 frame from a
+// local port to its source MAC, if the address is bound to no MAC yet and
+// the MAC has fewer than maxSourceIPs: a host that never sends ARP or NA
+// (static neighbour entries) still gets its address known and announced.
+// An address bound already is left to ARP, ND and gossip. Known addresses
+// cost one read-locked lookup and no allocation.
+func (s *Switch) learnSourceIP(vni uint32, frame []byte, c *FrameClass) {
+	var ip netip.Addr
+	l3 := frame[c.L2Len:]
+	switch {
+	case c.EtherType == 0x0800 && len(l3) >= 20 && l3[0]>>4 == 4:
+		ip = netip.AddrFrom4([4]byte(l3[12:16]))
+	case c.EtherType == 0x86dd && len(l3) >= 40 && l3[0]>>4 == 6:
+		ip = netip.AddrFrom16([16]byte(l3[8:24]))
+	default:
+		return
+	}
+	if !ip.IsGlobalUnicast() && !ip.IsLinkLocalUnicast() {
+		return
+	}
+	if _, ok := s.fdb.LookupIP(fdb.IPKey{VNI: vni, IP: ip}); ok {
+		return
+	}
+	k := fdb.Key{VNI: vni, MAC: c.Src}
+	if s.fdb.NumIPs(k) >= maxSourceIPs {
+		return
+	}
+	s.fdb.BindIP(k, ip)
+}

@@ -234,3 +234,33 @@ func TestLearnNARules(t *testing.T) {
 		})
 	}
 }
+
+// TestLearnSourceIP: the source address of IP frames from a port is bound
+// to the frame's source MAC when nothing else binds it, up to four per MAC,
+// and never steals an address bound elsewhere.
+func TestLearnSourceIP(t *testing.T) {
+	r := newRig(t)
+	ipv4 := func(src string) []byte {
+		return serialize(t,
+			// To its own MAC: dropped as hairpin after learning, so only the barrier travels.
+			&layers.Ethernet{SrcMAC: mac1[:], DstMAC: mac1[:], EthernetType: layers.EthernetTypeIPv4},
+			&layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
+				SrcIP: netip.MustParseAddr(src).AsSlice(), DstIP: net.IP{10, 0, 9, 99}},
+			gopacket.Payload([]byte("x")))
+	}
+	r.fdb.BindIP(fdb.Key{VNI: 42, MAC: mac2}, netip.MustParseAddr("10.0.9.50"))
+	for _, src := range []string{"10.0.9.1", "10.0.9.50", "10.0.9.2", "10.0.9.3", "10.0.9.4", "10.0.9.5"} {
+		r.p1.Inject(ipv4(src))
+	}
+	r.barrierFromPort()
+	want := map[string]bool{"10.0.9.1": true, "10.0.9.2": true, "10.0.9.3": true, "10.0.9.4": true}
+	for _, a := range []string{"10.0.9.1", "10.0.9.2", "10.0.9.3", "10.0.9.4", "10.0.9.5"} {
+		m, ok := r.fdb.LookupIP(fdb.IPKey{VNI: 42, IP: netip.MustParseAddr(a)})
+		if ok != want[a] || (ok && m != mac1) {
+			t.Errorf("%s bound to %v %v, want bound to mac1: %v", a, m, ok, want[a])
+		}
+	}
+	if m, _ := r.fdb.LookupIP(fdb.IPKey{VNI: 42, IP: netip.MustParseAddr("10.0.9.50")}); m != mac2 {
+		t.Errorf("10.0.9.50 stolen: bound to %v", m)
+	}
+}

@@ -170,6 +170,9 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 				continue
 			}
 		}
+		if c.EtherType == 0x0800 || c.EtherType == 0x86dd {
+			s.learnSourceIP(p.vni, frame, &c)
+		}
 		_ = Header{VNI: p.vni}.Encode(bufs[i])
 		pkt := bufs[i][:HeaderLen+sizes[i]]
 
