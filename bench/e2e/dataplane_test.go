@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,9 @@ func TestE2ETwoNodes(t *testing.T) {
 		t.Fatalf("64 MiB stream n1 -> n2: %v\n%s", err, jsonString(n1.status()))
 	}
 
+	if fi, err := os.Stat(n1.socket); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("control socket mode: %v %v, want 0600", fi.Mode(), err)
+	}
 	st := n1.status()
 	if len(st.Ports) != 1 || st.Ports[0].Name != n1.tap || st.Ports[0].MTU != 1450 || st.Ports[0].RxBytes < 64<<20 {
 		t.Errorf("n1 ports: %s", jsonString(st.Ports))

@@ -74,6 +74,19 @@ func TestE2ENetworks(t *testing.T) {
 	if err := testbed.TCPStream(ctx, cs[0], cs[2], eps[2].Address.Addr(), 8<<20); err != nil {
 		t.Fatalf("TCP c1 -> c3: %v", err)
 	}
+	// An explicit address that is taken, or outside the subnet, is refused.
+	cx := mustNetns(t, bed, "cx")
+	if err := nodes[1].cliErr("attach", "--netns", cx.Name, "--network", "web", "--ip", eps[0].Address.String()); err == nil ||
+		!strings.Contains(err.Error(), "is taken by") {
+		t.Errorf("attach with a taken address: %v", err)
+	}
+	if err := nodes[1].cliErr("attach", "--netns", cx.Name, "--network", "web", "--ip", "10.0.99.5/24"); err == nil ||
+		!strings.Contains(err.Error(), "not in network web's subnet 10.0.9.0/24") {
+		t.Errorf("attach outside the subnet: %v", err)
+	}
+	if bed.LinkExists(cx, "eth0") {
+		t.Error("a refused attach left eth0 behind")
+	}
 	// network inspect on any node lists all three endpoints with their nodes.
 	var d control.NetworkDetail
 	if err := nodes[2].get("/v1/networks/web", &d); err != nil || len(d.Endpoints) != 3 {
