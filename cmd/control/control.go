@@ -95,6 +95,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, v any) error
 	if err != nil {
 		return err
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return c.explain(err)
@@ -106,22 +109,44 @@ func (c *Client) Do(ctx context.Context, method, path string, body, v any) error
 	}
 	if resp.StatusCode/100 != 2 {
 		var e Error
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
 		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		return &APIError{Status: resp.StatusCode, Msg: e.Error}
 	}
 	if v == nil {
 		return nil
 	}
-	return json.Unmarshal(data, v)
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
 }
+
+// APIError is a non-2xx answer: its HTTP status (400 a refused request,
+// 404 nothing of that name, 500 a daemon failure) and the daemon's message.
+type APIError struct {
+	Status int
+	Msg    string
+}
+
+func (e *APIError) Error() string { return e.Msg }
+
+// IsNotFound reports whether err is the daemon's 404.
+func IsNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
+}
+
+// ErrNotRunning is wrapped by Do when no daemon listens on the socket: the
+// file is missing or refuses connections.
+var ErrNotRunning = errors.New("no ovlsw is running")
 
 // explain turns a dial failure into advice.
 func (c *Client) explain(err error) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("no ovlsw is running at %s: start one with `ovlsw up`, or pass --socket with its path", c.Socket)
+		return fmt.Errorf("%w at %s: start one with `ovlsw up`, or pass --socket with its path", ErrNotRunning, c.Socket)
 	case errors.Is(err, os.ErrPermission), errors.Is(err, syscall.EACCES):
 		return fmt.Errorf("permission denied on %s: the control socket is root's only; run as root", c.Socket)
 	}

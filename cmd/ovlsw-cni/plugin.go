@@ -178,7 +178,7 @@ func add(conf *netConf, args *skel.CmdArgs) (*types100.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	var ep control.Endpoint
-	if err := newClient(conf.Socket).do(ctx, http.MethodPost, "/v1/attach", req, &ep); err != nil {
+	if err := newClient(conf.Socket).Do(ctx, http.MethodPost, "/v1/attach", req, &ep); err != nil {
 		return nil, cniError(err)
 	}
 
@@ -230,7 +230,7 @@ func cmdDel(args *skel.CmdArgs) error {
 		// port of a namespace that is destroyed; one that lingers (held open
 		// elsewhere) is found by the name ADD gave it.
 		var eps []control.Endpoint
-		err := c.do(ctx, http.MethodGet, "/v1/endpoints", nil, &eps)
+		err := c.Do(ctx, http.MethodGet, "/v1/endpoints", nil, &eps)
 		if err != nil {
 			return delError(err)
 		}
@@ -243,8 +243,8 @@ func cmdDel(args *skel.CmdArgs) error {
 			return nil
 		}
 	}
-	err = c.do(ctx, http.MethodPost, "/v1/detach", req, nil)
-	if err == nil || isNotFound(err) {
+	err = c.Do(ctx, http.MethodPost, "/v1/detach", req, nil)
+	if err == nil || control.IsNotFound(err) {
 		return nil
 	}
 	return delError(err)
@@ -253,9 +253,8 @@ func cmdDel(args *skel.CmdArgs) error {
 // delError is nil for a daemon that is not running (see the design notes),
 // else the CNI error.
 func delError(err error) error {
-	var de *downError
-	if errors.As(err, &de) {
-		fmt.Fprintf(os.Stderr, "ovlsw-cni: DEL: no ovlsw daemon is running at %s (%s); nothing to detach, its ports went with it\n", de.socket, de.reason())
+	if errors.Is(err, control.ErrNotRunning) {
+		fmt.Fprintf(os.Stderr, "ovlsw-cni: DEL: %v; nothing to detach, its ports went with it\n", err)
 		return nil
 	}
 	return cniError(err)
@@ -269,7 +268,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	var eps []control.Endpoint
-	if err := newClient(conf.Socket).do(ctx, http.MethodGet, "/v1/endpoints", nil, &eps); err != nil {
+	if err := newClient(conf.Socket).Do(ctx, http.MethodGet, "/v1/endpoints", nil, &eps); err != nil {
 		return cniError(err)
 	}
 	var ep *control.Endpoint
@@ -406,11 +405,11 @@ func cmdStatus(args *skel.CmdArgs) error {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	var n control.NetworkDetail
-	err = newClient(conf.Socket).do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(conf.Network), nil, &n)
+	err = newClient(conf.Socket).Do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(conf.Network), nil, &n)
 	switch {
 	case err == nil:
 		return nil
-	case isNotFound(err), errors.As(err, new(*downError)):
+	case control.IsNotFound(err), errors.Is(err, control.ErrNotRunning):
 		return types.NewError(errPluginNotAvailable, "ovlsw-cni: "+err.Error(), "")
 	}
 	return cniError(err)
