@@ -96,6 +96,12 @@ func TestE2EAttach(t *testing.T) {
 	}
 	n1.stop(bed)
 	n2.stop(bed)
+	// Every port the daemons owned went with them, inside the namespaces too.
+	for _, c := range []*testbed.Netns{c1, c2, c3} {
+		if bed.LinkExists(c, "eth0") {
+			t.Errorf("eth0 left in %s after its daemon exited", c.Name)
+		}
+	}
 }
 
 func poll(timeout time.Duration, cond func() bool) bool {
