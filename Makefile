@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
 
-.PHONY: deps help build test unit race lint fuzz bench bench-go integ tidy-check demo install clean
+.PHONY: scale deps help build test unit race lint fuzz bench bench-go integ tidy-check demo install clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,8 +42,16 @@ fuzz: ## run every fuzz target for FUZZTIME (default 60s)
 	    echo "== $$pkg $$fz"; $(GO) test -run '^$$' -fuzz "^$$fz$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; done
 
+BENCHFLAGS ?=
+bench: build ## underlay, kernel vxlan and ovlsw measured in one run (root; installs iperf3; BENCHFLAGS=--quick, --json, ...)
+	@command -v iperf3 >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iperf3; }
+	$(GO) run ./bench/harness --ovlsw $(BIN)/ovlsw $(BENCHFLAGS)
+
 bench-go: ## Go benchmarks of the hot functions, with allocations
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+scale: ## attach 1000 endpoints to one node: attach latency, memory per endpoint (root)
+	OVLSW_SCALE=$${OVLSW_SCALE:-1000} $(GO) test -count=1 -v -run TestScaleEndpoints -timeout 30m ./bench/e2e/
 
 integ: ## end-to-end tests only (root)
 	$(GO) test -count=1 -v -run 'E2E' ./bench/...
@@ -55,8 +63,13 @@ deps: ## install what the demo and the end-to-end tests use (Debian/Ubuntu, root
 demo: deps build ## two nodes in network namespaces, a ping across, torn down (root)
 	sh ./bench/demo.sh $(BIN)/ovlsw
 
-install: build ## install ovlsw into PREFIX/bin
+CNI_BIN_DIR ?= $(DESTDIR)/opt/cni/bin
+install: build ## install ovlsw, ovlsw-attach, ovlsw-cni into PREFIX/bin, and ovlsw-cni into CNI_BIN_DIR
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ovlsw-cni ./cmd/ovlsw-cni
 	install -D -m 0755 $(BIN)/ovlsw $(DESTDIR)$(PREFIX)/bin/ovlsw
+	install -D -m 0755 $(BIN)/ovlsw-cni $(DESTDIR)$(PREFIX)/bin/ovlsw-cni
+	install -D -m 0755 cmd/ovlsw-attach/ovlsw-attach $(DESTDIR)$(PREFIX)/bin/ovlsw-attach
+	install -D -m 0755 $(BIN)/ovlsw-cni $(CNI_BIN_DIR)/ovlsw-cni
 
 clean: ## remove build output
 	rm -rf $(BIN)
