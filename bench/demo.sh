@@ -46,14 +46,14 @@ ip -n "$h1" addr add 192.168.91.1/24 dev ul0
 ip -n "$h2" addr add 192.168.91.2/24 dev ul0
 for h in "$h1" "$h2"; do ip -n "$h" link set lo up; ip -n "$h" link set ul0 up; done
 
-echo "demo: ovlsw up on each host, overlay 10.91.0.0/24 on VNI 42"
-ip netns exec "$h1" "$OVLSW" up --vni 42 --bind 192.168.91.1 --peer 192.168.91.2 \
+echo "demo: ovlsw up on each host, overlay 10.91.0.0/24 on VNI 42; host2 joins host1 by gossip"
+ip netns exec "$h1" "$OVLSW" up --vni 42 --bind 192.168.91.1 \
 	--address 10.91.0.1/24 --socket "$s1" --name host1 &
 p1=$!
-ip netns exec "$h2" "$OVLSW" up --vni 42 --bind 192.168.91.2 --peer 192.168.91.1 \
+wait_socket "$s1"
+ip netns exec "$h2" "$OVLSW" up --vni 42 --bind 192.168.91.2 --join 192.168.91.1 \
 	--address 10.91.0.2/24 --socket "$s2" --name host2 &
 p2=$!
-wait_socket "$s1"
 wait_socket "$s2"
 
 echo "demo: ping 10.91.0.2 from host1 across the overlay"
@@ -64,3 +64,6 @@ echo "demo: ovlsw status on host1"
 echo
 echo "demo: ovlsw fdb on host1"
 "$OVLSW" fdb --socket "$s1"
+echo
+echo "demo: ovlsw peers on host1"
+"$OVLSW" peers --socket "$s1"
