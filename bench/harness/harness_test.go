@@ -29,6 +29,7 @@ func TestQuickRun(t *testing.T) {
 		"tcp1": all, "tcp4": all, "udp_pps": all, "udp_loss": all, "ping_p50": all, "ping_p99": all,
 		"tcp_rr": all, "cpu_gb_tcp1": all, "cpu_gb_tcp4": all, "ovlsw_cpu_tcp1": ovlsw, "rss": ovlsw,
 		"fdb_empty": overlays, "fdb_full": overlays, "fdb_entries": overlays, "fdb_rss": ovlsw,
+		"gossip_join": ovlsw, "gossip_bind": ovlsw,
 	}
 	for _, n := range opts.ScalePairs {
 		want[scaleID(n)] = all
@@ -66,16 +67,22 @@ func TestQuickRun(t *testing.T) {
 	if rw := got["tcp1"]; rw != nil && rw.Ratios[buildOvlsw+"/"+buildKernel] == 0 {
 		t.Errorf("no ovlsw/kernel ratio for TCP 1 stream: %+v", rw.Ratios)
 	}
-	if rw := got["gossip20"]; rw == nil || rw.TODO == "" || len(rw.Values) != 0 {
-		t.Errorf("gossip row: want a TODO without numbers, got %+v", rw)
+	for _, id := range []string{"gossip_join", "gossip_bind"} {
+		if rw := got[id]; rw != nil && (rw.TODO != "" || len(rw.Values) != 1 ||
+			!slices.Equal(rw.NotApplicable, []string{buildUnderlay, buildKernel}) || len(rw.Ratios) != 0) {
+			t.Errorf("%s: want an ovlsw value only, kernel and underlay n/a, no ratios; got %+v", id, rw)
+		}
+	}
+	if rw := got["gossip_join"]; rw != nil && !strings.Contains(rw.Metric, fmt.Sprintf("%d nodes", gossipQuickNodes)) {
+		t.Errorf("gossip row does not name the --quick cluster size: %q", rw.Metric)
 	}
 
 	var table, js bytes.Buffer
 	if err := rep.writeTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(table.String(), "ovlsw/kernel") || !strings.Contains(table.String(), "TODO") {
-		t.Errorf("table lacks its header or the TODO row:\n%s", table.String())
+	if !strings.Contains(table.String(), "ovlsw/kernel") || !strings.Contains(table.String(), "n/a") {
+		t.Errorf("table lacks its header or the n/a cells of the gossip rows:\n%s", table.String())
 	}
 	if err := rep.writeJSON(&js); err != nil {
 		t.Fatal(err)

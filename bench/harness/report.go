@@ -24,6 +24,10 @@ type rowDef struct {
 	id, scenario, metric, unit string
 }
 
+// onlyBuild names, by row id, the one build a row applies to; the others
+// read n/a.
+var onlyBuild = map[string]string{"gossip_join": buildOvlsw, "gossip_bind": buildOvlsw}
+
 // rowDefs returns the rows in report order.
 func rowDefs(opts options) []rowDef {
 	defs := []rowDef{
@@ -48,8 +52,19 @@ func rowDefs(opts options) []rowDef {
 		rowDef{"fdb_full", scenarioFDB, "TCP 1 stream, FDB filled with " + entries + " MACs", "Gbit/s"},
 		rowDef{"fdb_entries", scenarioFDB, "FDB entries after the fill (smaller host)", "entries"},
 		rowDef{"fdb_rss", scenarioFDB, "ovlsw peak RSS after the fill, before any FDB listing", "MiB"},
-		rowDef{"gossip20", scenarioGossip, "gossip, 20 nodes on one machine: convergence", "s"},
+		rowDef{"gossip_join", scenarioGossip, gossipLabel(opts) + ": join, until every FDB holds every node's host port", "s"},
+		rowDef{"gossip_bind", scenarioGossip, gossipLabel(opts) + ": one new binding (attach) reaches every node", "s"},
 	)
+}
+
+// gossipLabel starts the gossip rows' metric: the cluster size, and that
+// --quick made it smaller.
+func gossipLabel(opts options) string {
+	s := fmt.Sprintf("gossip, %d nodes", opts.GossipNodes)
+	if opts.Quick && opts.GossipNodes != gossipNodes {
+		s += fmt.Sprintf(" (--quick; full run %d)", gossipNodes)
+	}
+	return s
 }
 
 // cell is one build's samples for a row.
@@ -69,20 +84,23 @@ type row struct {
 	Ratios map[string]float64 `json:"ratios,omitempty"`
 	// TODO says why a row has no numbers yet.
 	TODO string `json:"todo,omitempty"`
+	// NotApplicable lists the builds the row does not apply to.
+	NotApplicable []string `json:"not_applicable,omitempty"`
 
 	def rowDef
 }
 
 // settings is what the run was asked to do.
 type settings struct {
-	Quick      bool     `json:"quick"`
-	Repeat     int      `json:"repeat"`
-	Duration   string   `json:"duration"`
-	Pings      int      `json:"pings"`
-	Builds     []string `json:"builds"`
-	Scenarios  []string `json:"scenarios"`
-	FDBEntries int      `json:"fdb_entries"`
-	ScalePairs []int    `json:"scale_pairs"`
+	Quick       bool     `json:"quick"`
+	Repeat      int      `json:"repeat"`
+	Duration    string   `json:"duration"`
+	Pings       int      `json:"pings"`
+	Builds      []string `json:"builds"`
+	Scenarios   []string `json:"scenarios"`
+	FDBEntries  int      `json:"fdb_entries"`
+	ScalePairs  []int    `json:"scale_pairs"`
+	GossipNodes int      `json:"gossip_nodes"`
 }
 
 // background is how much CPU other work on the machine used.
@@ -117,11 +135,16 @@ func newReport(opts options) *report {
 		Settings: settings{
 			Quick: opts.Quick, Repeat: opts.Repeat, Duration: opts.Duration.String(), Pings: opts.Pings,
 			Builds: opts.Builds, Scenarios: opts.Scenes, FDBEntries: opts.FDBEntries, ScalePairs: opts.ScalePairs,
+			GossipNodes: opts.GossipNodes,
 		},
 		rows: make(map[string]*row),
 	}
 	for _, d := range rowDefs(opts) {
-		r.rows[d.id] = &row{ID: d.id, Scenario: d.scenario, Metric: d.metric, Unit: d.unit, def: d}
+		rw := &row{ID: d.id, Scenario: d.scenario, Metric: d.metric, Unit: d.unit, def: d}
+		if only := onlyBuild[d.id]; only != "" {
+			rw.NotApplicable = slices.DeleteFunc(slices.Clone(allBuilds), func(b string) bool { return b == only })
+		}
+		r.rows[d.id] = rw
 	}
 	r.note(fmt.Sprintf("medians of %d run(s); iperf3 runs last %ds (--duration rounded up to whole seconds), "+
 		"the request/response loop %v; ratios are ovlsw's median over the other build's", opts.Repeat,
@@ -239,14 +262,15 @@ func (r *report) writeTable(w io.Writer) error {
 			scenario = rw.Scenario
 			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\n", left("["+scenario+"]"))
 		}
-		if rw.TODO != "" {
-			fmt.Fprintf(tw, "%s\t%s\tTODO\tTODO\tTODO\t-\t-\t\n", left(rw.Metric), rw.Unit)
-			continue
-		}
 		fmt.Fprintf(tw, "%s\t%s\t", left(rw.Metric), rw.Unit)
 		for _, b := range allBuilds {
 			v := "-"
-			if c := rw.Values[b]; c != nil {
+			switch c := rw.Values[b]; {
+			case slices.Contains(rw.NotApplicable, b):
+				v = "n/a"
+			case rw.TODO != "":
+				v = "TODO"
+			case c != nil:
 				v = formatValue(c.Median, rw.Unit)
 			}
 			fmt.Fprintf(tw, "%s\t", v)
@@ -285,7 +309,7 @@ func (r *report) writeTable(w io.Writer) error {
 // formatValue formats v with the precision its unit deserves.
 func formatValue(v float64, unit string) string {
 	switch unit {
-	case "Gbit/s", "CPU-s/GB", "cores":
+	case "Gbit/s", "CPU-s/GB", "cores", "s":
 		return strconv.FormatFloat(v, 'f', 2, 64)
 	case "%", "MiB":
 		return strconv.FormatFloat(v, 'f', 1, 64)

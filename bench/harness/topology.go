@@ -350,9 +350,19 @@ func (h *harness) startNode(ctx context.Context, t *topo, side int, bind, peer n
 	if addr.IsValid() {
 		argv = append(argv, "--address", addr.String())
 	}
+	if err := h.launchNode(ctx, n, argv); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// launchNode runs argv, an `ovlsw up` command line for n, in n's namespace,
+// waits until its control socket answers and checks that the daemon's pid
+// is the process testbed started.
+func (h *harness) launchNode(ctx context.Context, n *node, argv []string) error {
 	proc, err := n.ns.Start(ctx, argv...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.proc = proc
 
@@ -371,13 +381,13 @@ func (h *harness) startNode(ctx context.Context, t *topo, side int, bind, peer n
 		}
 		select {
 		case <-proc.Done():
-			return nil, fmt.Errorf("ovlsw %s exited at start:\n%s", n.name, proc.Output())
+			return fmt.Errorf("ovlsw %s exited at start:\n%s", n.name, proc.Output())
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("ovlsw %s did not answer on %s within %v: %v\n%s", n.name, n.socket, readyTimeout, err, proc.Output())
+			return fmt.Errorf("ovlsw %s did not answer on %s within %v: %v\n%s", n.name, n.socket, readyTimeout, err, proc.Output())
 		}
 	}
 	// `ip netns exec` execs the command, so the pid testbed started is
@@ -390,9 +400,9 @@ func (h *harness) startNode(ctx context.Context, t *topo, side int, bind, peer n
 	want := filepath.Base(h.opts.Ovlsw)
 	want = want[:min(len(want), 15)]
 	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", n.pid)); err != nil || strings.TrimSpace(string(comm)) != want {
-		return nil, fmt.Errorf("ovlsw %s: pid %d is not %s (comm %q, %v)", n.name, n.pid, h.opts.Ovlsw, strings.TrimSpace(string(comm)), err)
+		return fmt.Errorf("ovlsw %s: pid %d is not %s (comm %q, %v)", n.name, n.pid, h.opts.Ovlsw, strings.TrimSpace(string(comm)), err)
 	}
-	return n, nil
+	return nil
 }
 
 // fdbMACs returns the MAC of every entry in the node's forwarding table.
