@@ -7,28 +7,30 @@ type DropReason int
 
 // Drop reasons. Each has its own counter, visible in ovlsw status.
 const (
-	DropShort      DropReason = iota // shorter than the VXLAN header plus an Ethernet header
-	DropBadHeader                    // VXLAN I flag clear
-	DropUnknownVNI                   // a VNI this node does not serve
-	DropNotMember                    // sent by an address that is not a member VTEP of the VNI
-	DropMTU                          // inner frame larger than the port MTU (never fragmented)
-	DropBadSource                    // multicast or zero source MAC
-	DropHairpin                      // destination is the port the frame came from
-	DropWriteError                   // the TAP or socket refused the write
-	DropPolicy                       // unknown unicast, broadcast or ARP/ND the VNI's flood policy drops
+	DropShort        DropReason = iota // shorter than the VXLAN header plus an Ethernet header
+	DropBadHeader                      // VXLAN I flag clear
+	DropUnknownVNI                     // a VNI this node does not serve
+	DropNotMember                      // sent by an address that is not a member VTEP of the VNI
+	DropMTU                            // inner frame larger than the port MTU (never fragmented)
+	DropBadSource                      // multicast or zero source MAC
+	DropHairpin                        // destination is the port the frame came from
+	DropWriteError                     // the TAP or socket refused the write
+	DropPolicy                         // unknown unicast, broadcast or ARP/ND the VNI's flood policy drops
+	DropPortSecurity                   // a secure port's frame with another source MAC, or ARP/NA for another address
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
-	DropShort:      "short",
-	DropBadHeader:  "bad_header",
-	DropUnknownVNI: "unknown_vni",
-	DropNotMember:  "not_member",
-	DropMTU:        "mtu",
-	DropBadSource:  "bad_source",
-	DropHairpin:    "hairpin",
-	DropWriteError: "write_error",
-	DropPolicy:     "flood_policy",
+	DropShort:        "short",
+	DropBadHeader:    "bad_header",
+	DropUnknownVNI:   "unknown_vni",
+	DropNotMember:    "not_member",
+	DropMTU:          "mtu",
+	DropBadSource:    "bad_source",
+	DropHairpin:      "hairpin",
+	DropWriteError:   "write_error",
+	DropPolicy:       "flood_policy",
+	DropPortSecurity: "port_security",
 }
 
 // String is the reason's name as ovlsw status prints it.

@@ -12,6 +12,7 @@ package vtep
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -146,7 +147,14 @@ const (
 	notQuestion     question = iota
 	answered                 // answered in place: the buffer now holds the reply
 	unknownQuestion          // asks about an address the FDB does not know
+	spoofed                  // a secure port claims an address that is not its own
 )
+
+// owns reports whether a secure port may claim ip: one of its addresses,
+// or an IPv6 link-local one (which hosts make up themselves).
+func (p *port) owns(ip netip.Addr) bool {
+	return !p.secure || ip.IsLinkLocalUnicast() || slices.Contains(p.ips, ip)
+}
 
 // proxy learns bindings from the ARP or ND frame in buf[HeaderLen:], read
 // from port p, and answers it in place if it asks about a known address.
@@ -160,6 +168,9 @@ func (s *Switch) proxy(p *port, buf []byte, size int, c *FrameClass) (question, 
 			return notQuestion, 0
 		}
 		if !req.Probe {
+			if p.secure && (req.SenderMAC != p.mac || !p.owns(req.SenderIP)) {
+				return spoofed, 0
+			}
 			s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: req.SenderMAC}, req.SenderIP)
 		}
 		if op != ARPOpRequest || req.Gratuitous {
@@ -205,6 +216,11 @@ func (s *Switch) proxy(p *port, buf []byte, size int, c *FrameClass) (question, 
 			s.proxyCtr.ndAnswered.Add(1)
 			return answered, n
 		case 136:
+			if p.secure {
+				if na, ok := ParseNA(frame, c); ok && (!p.owns(na.Target) || (na.HasTargetLLA && na.TargetLLA != p.mac)) {
+					return spoofed, 0
+				}
+			}
 			s.learnNA(p.vni, frame, c)
 		}
 	}

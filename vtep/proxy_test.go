@@ -9,6 +9,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/tap/taptest"
 	"github.com/ovlsw/ovlsw/vtep"
 )
 
@@ -262,5 +263,37 @@ func TestLearnSourceIP(t *testing.T) {
 	}
 	if m, _ := r.fdb.LookupIP(fdb.IPKey{VNI: 42, IP: netip.MustParseAddr("10.0.9.50")}); m != mac2 {
 		t.Errorf("10.0.9.50 stolen: bound to %v", m)
+	}
+}
+
+// TestPortSecurity: a secure port drops frames from any MAC but its own,
+// and ARP or NA claiming an address that is not its own; what it may send
+// passes.
+func TestPortSecurity(t *testing.T) {
+	r := newRig(t)
+	macS := fdb.MAC{0x02, 0, 0, 0, 0, 0x44}
+	ps := taptest.New("secure", 1450)
+	if _, err := r.sw.AddPort(vtep.PortConfig{VNI: 42, Device: ps, Secure: true, MAC: macS,
+		IPs: []netip.Addr{netip.MustParseAddr("10.0.9.44")}}); err != nil {
+		t.Fatal(err)
+	}
+	ps.Inject(frame(fdb.Broadcast, fdb.MAC{0x02, 6, 6, 6, 6, 6}, "spoofed source MAC"))
+	ps.Inject(arpRequest(t, macS, "10.0.9.45", "10.0.9.1"))     // claims another address
+	ps.Inject(neighborAdvertisement(t, macS, "fd00::45", 0x20)) // claims another address
+	ok := arpRequest(t, macS, "10.0.9.44", "10.0.9.1")          // its own: flooded
+	ps.Inject(ok)
+	r.expectFrame(r.p1, ok)
+	r.expectFrame(r.p2, ok)
+	r.expectDatagram(r.toB, "B", 42, ok)
+	r.expectDatagram(r.toC, "C", 42, ok)
+	r.expectQuiet(r.p1, r.p2, r.p3)
+	if got := r.sw.Drops(vtep.DropPortSecurity); got != 3 {
+		t.Errorf("port_security drops = %d, want 3", got)
+	}
+	if _, ok := r.fdb.LookupIP(fdb.IPKey{VNI: 42, IP: netip.MustParseAddr("10.0.9.45")}); ok {
+		t.Error("a spoofed claim was learned")
+	}
+	if _, ok := r.fdb.Lookup(fdb.Key{VNI: 42, MAC: fdb.MAC{0x02, 6, 6, 6, 6, 6}}); ok {
+		t.Error("a spoofed source MAC was learned")
 	}
 }

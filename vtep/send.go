@@ -161,6 +161,10 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			s.drops.add(DropMTU, 1)
 			continue
 		}
+		if p.secure && c.Src != p.mac {
+			s.drops.add(DropPortSecurity, 1)
+			continue
+		}
 		s.fdb.Learn(fdb.Key{VNI: p.vni, MAC: c.Src}, fdb.Location{Port: p.id}, fdb.OriginLocal, now)
 		q := notQuestion
 		if c.EtherType == 0x0806 || c.EtherType == 0x86dd {
@@ -169,8 +173,12 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 				local.add(p, bufs[i][:HeaderLen+n]) // the reply, built in place
 				continue
 			}
+			if q == spoofed {
+				s.drops.add(DropPortSecurity, 1)
+				continue
+			}
 		}
-		if c.EtherType == 0x0800 || c.EtherType == 0x86dd {
+		if !p.secure && (c.EtherType == 0x0800 || c.EtherType == 0x86dd) {
 			s.learnSourceIP(p.vni, frame, &c)
 		}
 		_ = Header{VNI: p.vni}.Encode(bufs[i])

@@ -54,6 +54,15 @@ type PortConfig struct {
 	VNI    uint32     // the VXLAN network the port belongs to
 	Device tap.Device // the switch owns it from AddPort on and closes it
 	MTU    int        // frames larger than this are dropped; 0 means Device.MTU()
+
+	// Secure turns on port security: frames whose source MAC is not MAC,
+	// and ARP or neighbour advertisements claiming an address not in IPs
+	// (IPv6 link-local addresses excepted), are dropped and counted as
+	// port_security. Attached containers have it; a host port, which may
+	// route for others, does not.
+	Secure bool
+	MAC    fdb.MAC
+	IPs    []netip.Addr
 }
 
 // port is a local port. Its fields are immutable after AddPort except the
@@ -65,6 +74,10 @@ type port struct {
 	mtu  int
 	dev  tap.Device
 	done chan struct{} // closed when the reader goroutine exits
+
+	secure bool // port security: only mac, and only ips in ARP/NA
+	mac    fdb.MAC
+	ips    []netip.Addr
 
 	traffic trafficCounters
 	err     atomic.Pointer[error] // why the reader stopped, if it did
@@ -152,6 +165,9 @@ func (s *Switch) AddPort(pc PortConfig) (int, error) {
 	if pc.Device == nil {
 		return 0, errors.New("vtep: PortConfig.Device is required")
 	}
+	if pc.Secure && (pc.MAC.IsZero() || pc.MAC.IsMulticast()) {
+		return 0, errors.New("vtep: a secure port needs its unicast MAC")
+	}
 	if pc.VNI == 0 || pc.VNI > MaxVNI {
 		return 0, fmt.Errorf("vtep: VNI %d out of range 1..%d", pc.VNI, MaxVNI)
 	}
@@ -168,7 +184,8 @@ func (s *Switch) AddPort(pc PortConfig) (int, error) {
 		return 0, errors.New("vtep: switch closed")
 	default:
 	}
-	p := &port{id: s.nextPort, name: pc.Name, vni: pc.VNI, mtu: pc.MTU, dev: pc.Device, done: make(chan struct{})}
+	p := &port{id: s.nextPort, name: pc.Name, vni: pc.VNI, mtu: pc.MTU, dev: pc.Device, done: make(chan struct{}),
+		secure: pc.Secure, mac: pc.MAC, ips: slices.Clone(pc.IPs)}
 	s.nextPort++
 	old := s.ports.Load()
 	next := &portSet{byID: make(map[int]*port, len(old.byID)+1), byVNI: make(map[uint32][]*port, len(old.byVNI)+1)}

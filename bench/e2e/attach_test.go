@@ -68,6 +68,25 @@ func TestE2EAttach(t *testing.T) {
 		t.Errorf("local traffic crossed the underlay: %d bytes sent to the peer", sent)
 	}
 
+	// Port security: c1 changing its MAC is cut off and counted; changing
+	// it back restores it.
+	drops := n1.status().Drops["port_security"]
+	if _, err := c1.Run(ctx, "ip", "link", "set", "eth0", "address", "02:de:ad:be:ef:01"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Ping(ctx, e2.Address.Addr(), 2); err == nil {
+		t.Error("a container with a spoofed MAC still reached c2")
+	}
+	if got := n1.status().Drops["port_security"]; got <= drops {
+		t.Errorf("port_security drops %d -> %d", drops, got)
+	}
+	if _, err := c1.Run(ctx, "ip", "link", "set", "eth0", "address", e1.MAC); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.WaitPing(ctx, e2.Address.Addr(), 10*time.Second); err != nil {
+		t.Fatalf("c1 with its own MAC again: %v", err)
+	}
+
 	// A network with endpoints cannot be removed, and says which.
 	err = n1.cliErr("network", "rm", "default")
 	if err == nil || !strings.Contains(err.Error(), e1.Name) {

@@ -31,6 +31,7 @@ type Endpoint struct {
 	Address netip.Prefix `json:"address,omitzero"`
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 	MTU     int          `json:"mtu"`
+	Secure  bool         `json:"port_security"`
 }
 
 // AttachRequest is the body of POST /v1/attach.
@@ -41,6 +42,9 @@ type AttachRequest struct {
 	IfName  string       `json:"ifname,omitempty"` // default eth0
 	MAC     string       `json:"mac,omitempty"`    // default: generated
 	Name    string       `json:"name,omitempty"`   // default: netns/ifname
+	// NoPortSecurity lets the port send from other MACs and claim other
+	// addresses (a container that routes or bridges). Off by default.
+	NoPortSecurity bool `json:"no_port_security,omitempty"`
 }
 
 // DetachRequest is the body of POST /v1/detach.

@@ -125,7 +125,9 @@ func (d *Daemon) claim(req control.AttachRequest, path string, avoid map[netip.A
 	if c.dev, err = tap.Create(tap.Config{Name: "ovt%d", MTU: n.MTU, MAC: mac}); err != nil {
 		return nil, fmt.Errorf("attach: create TAP: %w", err)
 	}
-	if c.port, err = d.sw.AddPort(vtep.PortConfig{Name: c.name, VNI: n.VNI, Device: c.dev, MTU: n.MTU}); err != nil {
+	pc := vtep.PortConfig{Name: c.name, VNI: n.VNI, Device: c.dev, MTU: n.MTU,
+		Secure: !req.NoPortSecurity, MAC: mac, IPs: []netip.Addr{addr.Addr()}}
+	if c.port, err = d.sw.AddPort(pc); err != nil {
 		c.dev.Close()
 		return nil, fmt.Errorf("attach: %w", err)
 	}
@@ -162,7 +164,7 @@ func (d *Daemon) finishAttach(req control.AttachRequest, path string, c *claim) 
 	delete(d.pending, fdb.IPKey{VNI: c.n.VNI, IP: c.addr.Addr()})
 	ep := &control.Endpoint{
 		Name: c.name, Network: c.n.Name, VNI: c.n.VNI, Node: d.cfg.Name, Netns: req.Netns, IfName: req.IfName,
-		MAC: c.mac.String(), Address: c.addr, Gateway: c.n.Gateway, MTU: c.n.MTU,
+		MAC: c.mac.String(), Address: c.addr, Gateway: c.n.Gateway, MTU: c.n.MTU, Secure: !req.NoPortSecurity,
 	}
 	d.endpoints[c.port] = ep
 	d.log.Info("attached", "endpoint", ep.Name, "network", ep.Network, "address", ep.Address, "mac", ep.MAC)

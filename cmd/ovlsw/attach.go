@@ -57,6 +57,7 @@ func newAttach() *cobra.Command {
 	f.StringVar(&req.IfName, "ifname", "eth0", "interface name inside the namespace")
 	f.StringVar(&req.MAC, "mac", "", "MAC address (default: generated, locally administered)")
 	f.StringVar(&req.Name, "name", "", "endpoint name (default NETNS/IFNAME)")
+	f.BoolVar(&req.NoPortSecurity, "no-port-security", false, "let the port send from other MACs and claim other addresses (a container that routes or bridges)")
 	_ = c.MarkFlagRequired("netns")
 	return c
 }
