@@ -57,6 +57,19 @@ func userErrorf(format string, args ...any) error {
 	return &userError{msg: fmt.Sprintf(format, args...)}
 }
 
+// handlePost registers a POST handler that decodes the body into a Req and
+// answers with what fn returns.
+func handlePost[Req any](mux *http.ServeMux, path string, fn func(Req) (any, error)) {
+	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if !decode(w, r, &req) {
+			return
+		}
+		v, err := fn(req)
+		reply(w, v, err)
+	})
+}
+
 func (d *Daemon) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -72,17 +85,11 @@ func (d *Daemon) handler() http.Handler {
 		n, err := d.inspectNetwork(r.PathValue("name"))
 		reply(w, n, err)
 	})
-	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
-		var n control.Network
-		if !decode(w, r, &n) {
-			return
-		}
+	handlePost(mux, "/v1/networks", func(n control.Network) (any, error) {
 		if err := d.createNetwork(n); err != nil {
-			reply(w, nil, err)
-			return
+			return nil, err
 		}
-		detail, err := d.inspectNetwork(n.Name)
-		reply(w, detail, err)
+		return d.inspectNetwork(n.Name)
 	})
 	mux.HandleFunc("DELETE /v1/networks/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, struct{}{}, d.removeNetwork(r.PathValue("name")))
@@ -94,32 +101,14 @@ func (d *Daemon) handler() http.Handler {
 		keys, err := d.listKeys()
 		reply(w, keys, err)
 	})
-	mux.HandleFunc("POST /v1/keys", func(w http.ResponseWriter, r *http.Request) {
-		var req control.KeyRequest
-		if !decode(w, r, &req) {
-			return
-		}
-		reply(w, struct{}{}, d.keyOp(req))
+	handlePost(mux, "/v1/keys", func(req control.KeyRequest) (any, error) {
+		return struct{}{}, d.keyOp(req)
 	})
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, r *http.Request) {
 		control.WriteJSON(w, http.StatusOK, d.listEndpoints(""))
 	})
-	mux.HandleFunc("POST /v1/attach", func(w http.ResponseWriter, r *http.Request) {
-		var req control.AttachRequest
-		if !decode(w, r, &req) {
-			return
-		}
-		ep, err := d.Attach(req)
-		reply(w, ep, err)
-	})
-	mux.HandleFunc("POST /v1/detach", func(w http.ResponseWriter, r *http.Request) {
-		var req control.DetachRequest
-		if !decode(w, r, &req) {
-			return
-		}
-		ep, err := d.Detach(req)
-		reply(w, ep, err)
-	})
+	handlePost(mux, "/v1/attach", func(req control.AttachRequest) (any, error) { return d.Attach(req) })
+	handlePost(mux, "/v1/detach", func(req control.DetachRequest) (any, error) { return d.Detach(req) })
 	return mux
 }
 
