@@ -108,6 +108,15 @@ type Config struct {
 	// same rules as OnChange. The data plane uses it to send gratuitous
 	// ARP and unsolicited neighbour advertisements.
 	OnIPMove func(k IPKey, from, to MAC)
+	// MaxPerPort and MaxPerVNI bound data-plane learning: a local port
+	// learns at most MaxPerPort source MACs, a VNI holds at most MaxPerVNI
+	// local and learned entries. Past a limit a new MAC is not learned (its
+	// frames still flow, as unknown unicast) and Refused counts it; nothing
+	// already learned is evicted, so a port flooding random source MACs
+	// cannot push out its neighbours' entries or grow the table without
+	// bound. Control-plane entries (Set: static, gossip, attached
+	// endpoints) are not limited. Zero means no limit.
+	MaxPerPort, MaxPerVNI int
 	// MoveMemory is how long an IP binding is remembered after its MAC
 	// entry goes, so that the same address coming back on a different MAC
 	// (a container detached and re-created) still counts as a move for
@@ -156,6 +165,11 @@ type Table struct {
 	macs  map[Key]*entry
 	ips   map[IPKey]MAC
 	ghost map[IPKey]ghost // bindings of removed entries, for MoveMemory
+
+	// Learned-entry counts for the limits, guarded by mu.
+	perPort map[int]int
+	perVNI  map[uint32]int
+	refused atomic.Uint64
 }
 
 // New returns an empty table.
@@ -166,7 +180,8 @@ func New(cfg Config) *Table {
 	if cfg.MoveMemory <= 0 {
 		cfg.MoveMemory = 5 * time.Minute
 	}
-	return &Table{cfg: cfg, macs: make(map[Key]*entry), ips: make(map[IPKey]MAC), ghost: make(map[IPKey]ghost)}
+	return &Table{cfg: cfg, macs: make(map[Key]*entry), ips: make(map[IPKey]MAC), ghost: make(map[IPKey]ghost),
+		perPort: make(map[int]int), perVNI: make(map[uint32]int)}
 }
 
 // Now returns the table's clock reading.
@@ -224,14 +239,26 @@ func (t *Table) learnSlow(k Key, loc Location, origin Origin, now int64) bool {
 			t.mu.Unlock()
 			return false
 		}
+		if !t.mayLearnLocked(k.VNI, loc, true) {
+			t.mu.Unlock()
+			t.refused.Add(1)
+			return false
+		}
 		typ = Updated
+		t.countLocked(k, e, -1)
 		t.dropIPsLocked(k, e)
 		e.loc, e.origin, e.node, e.ips, e.pinned = loc, origin, "", nil, false
 		e.seq++ // a move bumps the sequence number (EVPN MAC mobility)
 	} else {
+		if !t.mayLearnLocked(k.VNI, loc, false) {
+			t.mu.Unlock()
+			t.refused.Add(1)
+			return false
+		}
 		e = &entry{loc: loc, origin: origin}
 		t.macs[k] = e
 	}
+	t.countLocked(k, e, +1)
 	e.seen.Store(now)
 	ev := Event{Type: typ, Entry: t.snapshotLocked(k, e)}
 	t.mu.Unlock()
@@ -251,12 +278,14 @@ func (t *Table) Set(e Entry) {
 	typ := Added
 	if ok {
 		typ = Updated
+		t.countLocked(e.Key, old, -1)
 		t.dropIPsLocked(e.Key, old)
 	} else {
 		old = &entry{}
 		t.macs[e.Key] = old
 	}
 	old.loc, old.origin, old.node, old.seq, old.dup, old.pinned = e.Location, e.Origin, e.Node, e.Seq, e.Duplicate, e.Pinned
+	t.countLocked(e.Key, old, +1)
 	old.ips = append([]netip.Addr(nil), e.IPs...)
 	var moves []ipMove
 	for _, ip := range old.ips {
@@ -314,6 +343,7 @@ func (t *Table) DeleteFunc(match func(Entry) bool) []Entry {
 	for k, e := range t.macs {
 		s := t.snapshotLocked(k, e)
 		if match(s) {
+			t.countLocked(k, e, -1)
 			t.dropIPsLocked(k, e)
 			delete(t.macs, k)
 			gone = append(gone, s)
@@ -456,6 +486,36 @@ func (t *Table) prevOwnerLocked(ik IPKey, mac MAC) (MAC, bool) {
 	delete(t.ghost, ik)
 	return g.mac, g.mac != mac && t.cfg.Now().UnixNano()-g.at < int64(t.cfg.MoveMemory)
 }
+
+// countLocked adds delta to the limit counts e is part of: local and
+// learned entries count towards their VNI, local ones also their port.
+func (t *Table) countLocked(k Key, e *entry, delta int) {
+	if e.origin != OriginLocal && e.origin != OriginLearned {
+		return
+	}
+	t.perVNI[k.VNI] += delta
+	if t.perVNI[k.VNI] <= 0 {
+		delete(t.perVNI, k.VNI)
+	}
+	if e.loc.IsLocal() {
+		t.perPort[e.loc.Port] += delta
+		if t.perPort[e.loc.Port] <= 0 {
+			delete(t.perPort, e.loc.Port)
+		}
+	}
+}
+
+// mayLearnLocked reports whether learning a MAC at loc in vni stays within
+// the limits; moved says the MAC is already counted in the VNI.
+func (t *Table) mayLearnLocked(vni uint32, loc Location, moved bool) bool {
+	if t.cfg.MaxPerVNI > 0 && !moved && t.perVNI[vni] >= t.cfg.MaxPerVNI {
+		return false
+	}
+	return t.cfg.MaxPerPort <= 0 || !loc.IsLocal() || t.perPort[loc.Port] < t.cfg.MaxPerPort
+}
+
+// Refused returns how many MACs the learning limits kept out.
+func (t *Table) Refused() uint64 { return t.refused.Load() }
 
 func (t *Table) notify(ev Event) {
 	if t.cfg.OnChange != nil {

@@ -362,3 +362,44 @@ func BenchmarkLearnRefresh(b *testing.B) {
 		tb.Learn(k, Location{Port: 1}, OriginLocal, int64(i))
 	}
 }
+
+// TestLearningLimits: a port flooding source MACs stops at MaxPerPort and
+// cannot evict another port's entries; a VNI stops at MaxPerVNI; entries
+// that go make room again; control-plane entries are not limited.
+func TestLearningLimits(t *testing.T) {
+	tb := New(Config{MaxPerPort: 10, MaxPerVNI: 15})
+	mac := func(i int) MAC { return MAC{2, 0, 0, 0, byte(i >> 8), byte(i)} }
+	tb.Learn(Key{42, mac(1000)}, Location{Port: 2}, OriginLocal, 1) // a neighbour
+	for i := range 100 {
+		tb.Learn(Key{42, mac(i)}, Location{Port: 1}, OriginLocal, 1)
+	}
+	if got := tb.Len(); got != 11 {
+		t.Fatalf("entries after a flood from port 1: %d, want 10 + the neighbour", got)
+	}
+	if tb.Refused() != 90 {
+		t.Errorf("refused %d, want 90", tb.Refused())
+	}
+	if _, ok := tb.Lookup(Key{42, mac(1000)}); !ok {
+		t.Fatal("the flood evicted the neighbour")
+	}
+	// Remote learning counts towards the VNI: 15 in all.
+	for i := range 10 {
+		tb.Learn(Key{42, mac(2000 + i)}, Location{VTEP: vtep1}, OriginLearned, 1)
+	}
+	if got := tb.Len(); got != 15 {
+		t.Fatalf("entries at the VNI limit: %d, want 15", got)
+	}
+	// Another VNI is not affected; the control plane is not limited.
+	if !tb.Learn(Key{43, mac(1)}, Location{Port: 3}, OriginLocal, 1) {
+		t.Error("VNI 43 refused")
+	}
+	tb.Set(Entry{Key: Key{42, mac(3000)}, Location: Location{VTEP: vtep2}, Origin: OriginGossip})
+	if _, ok := tb.Lookup(Key{42, mac(3000)}); !ok {
+		t.Error("a gossip entry was limited")
+	}
+	// Deleting makes room.
+	tb.DeleteFunc(func(e Entry) bool { return e.Port == 1 })
+	if !tb.Learn(Key{42, mac(500)}, Location{Port: 1}, OriginLocal, 1) {
+		t.Error("no room after the port's entries went")
+	}
+}

@@ -355,6 +355,11 @@ func (h *harness) startNode(ctx context.Context, t *topo, side int, bind, peer n
 	if addr.IsValid() {
 		argv = append(argv, "--address", addr.String())
 	}
+	// The FDB fill learns 100,000 MACs from one port; the kernel's bridge
+	// has no learning limit either.
+	if hasFlag(ctx, h.opts.Ovlsw, "--max-macs-per-vni", "up") {
+		argv = append(argv, "--max-macs-per-port", "0", "--max-macs-per-vni", "0")
+	}
 	if err := h.launchNode(ctx, n, argv); err != nil {
 		return nil, err
 	}

@@ -36,7 +36,14 @@ type Node struct {
 type Status struct {
 	Node   Node    `json:"node"`
 	Gossip *Gossip `json:"gossip,omitempty"`
+	FDB    FDBStat `json:"fdb"`
 	vtep.Stats
+}
+
+// FDBStat summarises the forwarding table.
+type FDBStat struct {
+	Entries int    `json:"entries"`
+	Refused uint64 `json:"refused"` // MACs not learned: a port or VNI at its limit
 }
 
 // FDBEntry is one row of GET /v1/fdb.

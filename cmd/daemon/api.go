@@ -120,6 +120,7 @@ func (d *Daemon) status() control.Status {
 		},
 		Stats:  d.sw.Stats(),
 		Gossip: d.gossipStatus(),
+		FDB:    control.FDBStat{Entries: d.fdb.Len(), Refused: d.fdb.Refused()},
 	}
 }
 

@@ -36,7 +36,10 @@ type Config struct {
 	Address []netip.Prefix   // addresses for the host TAP port, if any
 	Ageing  time.Duration    // FDB ageing for local and learned entries
 	Flood   string           // default flood policy of networks (vtep.ParseFloodPolicy)
-	Socket  string           // control socket path
+	// MaxMACsPerPort and MaxMACsPerVNI bound data-plane learning
+	// (fdb.Config.MaxPerPort, MaxPerVNI); 0 means no limit.
+	MaxMACsPerPort, MaxMACsPerVNI int
+	Socket                        string // control socket path
 
 	Join          []string      // gossip members to join; none founds a cluster
 	GossipPort    int           // gossip TCP and UDP port
@@ -48,11 +51,13 @@ type Config struct {
 // DefaultConfig returns the defaults `ovlsw up` starts from.
 func DefaultConfig() Config {
 	return Config{
-		Port:        vtep.DefaultPort,      // IANA VXLAN port (the Linux driver needs `dstport 4789` to match)
-		Ageing:      300 * time.Second,     // as the Linux bridge
-		Socket:      control.DefaultSocket, // one daemon per host; namespaces pass their own
-		GossipPort:  7946,                  // memberlist's and Serf's usual port
-		ClaimSettle: time.Second,           // a few gossip rounds (200 ms each) on a LAN
+		Port:           vtep.DefaultPort,      // IANA VXLAN port (the Linux driver needs `dstport 4789` to match)
+		Ageing:         300 * time.Second,     // as the Linux bridge
+		MaxMACsPerPort: 4096,                  // a container has one MAC; a host port bridging a LAN segment may have many
+		MaxMACsPerVNI:  65536,                 // ~10 MB of FDB per VNI at most
+		Socket:         control.DefaultSocket, // one daemon per host; namespaces pass their own
+		GossipPort:     7946,                  // memberlist's and Serf's usual port
+		ClaimSettle:    time.Second,           // a few gossip rounds (200 ms each) on a LAN
 	}
 }
 
@@ -136,6 +141,9 @@ func (c *Config) Validate() error {
 	if c.Ageing < time.Second {
 		return fmt.Errorf("--ageing %v is too short: give at least 1s", c.Ageing)
 	}
+	if c.MaxMACsPerPort < 0 || c.MaxMACsPerVNI < 0 {
+		return errors.New("--max-macs-per-port and --max-macs-per-vni must be 0 (no limit) or more")
+	}
 	if _, err := vtep.ParseFloodPolicy(c.Flood); err != nil {
 		return fmt.Errorf("--flood: %v", err)
 	}
@@ -207,7 +215,8 @@ func New(cfg Config) (d *Daemon, reterr error) {
 		}
 		return d, err
 	}
-	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing, OnIPMove: d.ipMoved, OnChange: d.fdbChanged})
+	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing, OnIPMove: d.ipMoved, OnChange: d.fdbChanged,
+		MaxPerPort: cfg.MaxMACsPerPort, MaxPerVNI: cfg.MaxMACsPerVNI})
 	d.sw, err = vtep.New(vtep.Config{Conn: conn, FDB: d.fdb, Logger: cfg.Logger, OnPortStopped: d.portStopped})
 	if err != nil {
 		conn.Close()
