@@ -17,6 +17,7 @@ const (
 	DropWriteError                     // the TAP or socket refused the write
 	DropPolicy                         // unknown unicast, broadcast or ARP/ND the VNI's flood policy drops
 	DropPortSecurity                   // a secure port's frame with another source MAC, or ARP/NA for another address
+	DropFloodRate                      // a port's broadcast/unknown frames beyond its flood rate
 	numDropReasons
 )
 
@@ -31,6 +32,7 @@ var dropNames = [numDropReasons]string{
 	DropWriteError:   "write_error",
 	DropPolicy:       "flood_policy",
 	DropPortSecurity: "port_security",
+	DropFloodRate:    "flood_rate",
 }
 
 // String is the reason's name as ovlsw status prints it.

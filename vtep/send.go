@@ -209,7 +209,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		// Broadcast, multicast, unknown unicast: every other port of the
 		// VNI and every member VTEP (head-end replication), as the VNI's
 		// flood policy allows.
-		if !s.mayFlood(p.vni, &c, q) {
+		if !s.mayFlood(p.vni, &c, q) || !p.floodToken(now) {
 			continue
 		}
 		for _, dp := range ports.byVNI[p.vni] {
@@ -250,5 +250,26 @@ func (s *Switch) mayFlood(vni uint32, c *FrameClass, q question) bool {
 		s.drops.add(DropPolicy, 1)
 		return false
 	}
+	return true
+}
+
+// floodToken takes one token from the port's flood budget (a token bucket
+// of FloodRate tokens a second, holding at most one second's worth) and
+// reports whether there was one; without, the frame is dropped and counted
+// as flood_rate. Only the port's reader goroutine calls it.
+func (p *port) floodToken(now int64) bool {
+	if p.floodRate <= 0 {
+		return true
+	}
+	if p.floodAt == 0 {
+		p.floodTokens, p.floodAt = float64(p.floodRate), now
+	}
+	p.floodTokens = min(float64(p.floodRate), p.floodTokens+float64(now-p.floodAt)*float64(p.floodRate)/1e9)
+	p.floodAt = now
+	if p.floodTokens < 1 {
+		p.drops.add(DropFloodRate, 1)
+		return false
+	}
+	p.floodTokens--
 	return true
 }

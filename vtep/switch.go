@@ -63,6 +63,12 @@ type PortConfig struct {
 	Secure bool
 	MAC    fdb.MAC
 	IPs    []netip.Addr
+
+	// FloodRate limits the broadcast, multicast and unknown-unicast frames
+	// the port may flood, in frames a second (bursts up to one second's
+	// worth); past it they are dropped and counted as flood_rate. 0 means
+	// no limit.
+	FloodRate int
 }
 
 // port is a local port. Its fields are immutable after AddPort except the
@@ -78,6 +84,12 @@ type port struct {
 	secure bool // port security: only mac, and only ips in ARP/NA
 	mac    fdb.MAC
 	ips    []netip.Addr
+
+	// Flood rate limit, touched only by the port's reader goroutine.
+	floodRate   int
+	floodTokens float64
+	floodAt     int64 // unix nanoseconds of the last refill
+	drops       *dropCounters
 
 	traffic trafficCounters
 	err     atomic.Pointer[error] // why the reader stopped, if it did
@@ -185,7 +197,7 @@ func (s *Switch) AddPort(pc PortConfig) (int, error) {
 	default:
 	}
 	p := &port{id: s.nextPort, name: pc.Name, vni: pc.VNI, mtu: pc.MTU, dev: pc.Device, done: make(chan struct{}),
-		secure: pc.Secure, mac: pc.MAC, ips: slices.Clone(pc.IPs)}
+		secure: pc.Secure, mac: pc.MAC, ips: slices.Clone(pc.IPs), floodRate: pc.FloodRate, drops: &s.drops}
 	s.nextPort++
 	old := s.ports.Load()
 	next := &portSet{byID: make(map[int]*port, len(old.byID)+1), byVNI: make(map[uint32][]*port, len(old.byVNI)+1)}

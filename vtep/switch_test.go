@@ -2,6 +2,7 @@ package vtep_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -325,5 +326,45 @@ func TestCloseIsIdempotent(t *testing.T) {
 	}
 	if _, err := r.sw.AddPort(vtep.PortConfig{VNI: 42, Device: taptest.New("late", 1450)}); err == nil {
 		t.Error("AddPort after Close succeeded")
+	}
+}
+
+// TestFloodRate: a port may flood FloodRate frames a second (a second's
+// worth in a burst); the rest are dropped and counted, while known unicast
+// is not limited. The clock stands still, so exactly the burst passes.
+func TestFloodRate(t *testing.T) {
+	checkGoroutines(t)
+	net := vteptest.NewNetwork()
+	now := time.Unix(1_700_000_000, 0)
+	table := fdb.New(fdb.Config{Now: func() time.Time { return now }})
+	sw, err := vtep.New(vtep.Config{Conn: net.Listen(self), FDB: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sw.Close() })
+	p1, p2 := taptest.New("p1", 1450), taptest.New("p2", 1450)
+	if _, err := sw.AddPort(vtep.PortConfig{VNI: 42, Device: p1, FloodRate: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sw.AddPort(vtep.PortConfig{VNI: 42, Device: p2}); err != nil {
+		t.Fatal(err)
+	}
+	p2.Inject(frame(fdb.Broadcast, mac2, "p2 here")) // learn mac2 on p2
+	p1.Expect(t, wait)
+	for i := range 20 {
+		p1.Inject(frame(fdb.Broadcast, mac1, fmt.Sprint("bcast ", i)))
+	}
+	barrier := frame(mac2, mac1, "known unicast is not limited")
+	p1.Inject(barrier)
+	var got int
+	for {
+		f := p2.Expect(t, wait)
+		if bytes.Equal(f, barrier) {
+			break
+		}
+		got++
+	}
+	if got != 5 || sw.Drops(vtep.DropFloodRate) != 15 {
+		t.Errorf("flooded %d, dropped %d; want 5 and 15", got, sw.Drops(vtep.DropFloodRate))
 	}
 }

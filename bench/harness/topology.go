@@ -360,6 +360,11 @@ func (h *harness) startNode(ctx context.Context, t *topo, side int, bind, peer n
 	if hasFlag(ctx, h.opts.Ovlsw, "--max-macs-per-vni", "up") {
 		argv = append(argv, "--max-macs-per-port", "0", "--max-macs-per-vni", "0")
 	}
+	// ... at 50,000 frames a second of unknown unicast, which no flood
+	// rate limit of a production default lets through.
+	if hasFlag(ctx, h.opts.Ovlsw, "--flood-rate", "up") {
+		argv = append(argv, "--flood-rate", "0")
+	}
 	if err := h.launchNode(ctx, n, argv); err != nil {
 		return nil, err
 	}

@@ -39,7 +39,10 @@ type Config struct {
 	// MaxMACsPerPort and MaxMACsPerVNI bound data-plane learning
 	// (fdb.Config.MaxPerPort, MaxPerVNI); 0 means no limit.
 	MaxMACsPerPort, MaxMACsPerVNI int
-	Socket                        string // control socket path
+	// FloodRate limits each port's broadcast, multicast and unknown-unicast
+	// frames a second (vtep.PortConfig.FloodRate); 0 means no limit.
+	FloodRate int
+	Socket    string // control socket path
 
 	Join          []string      // gossip members to join; none founds a cluster
 	GossipPort    int           // gossip TCP and UDP port
@@ -141,8 +144,8 @@ func (c *Config) Validate() error {
 	if c.Ageing < time.Second {
 		return fmt.Errorf("--ageing %v is too short: give at least 1s", c.Ageing)
 	}
-	if c.MaxMACsPerPort < 0 || c.MaxMACsPerVNI < 0 {
-		return errors.New("--max-macs-per-port and --max-macs-per-vni must be 0 (no limit) or more")
+	if c.MaxMACsPerPort < 0 || c.MaxMACsPerVNI < 0 || c.FloodRate < 0 {
+		return errors.New("--max-macs-per-port, --max-macs-per-vni and --flood-rate must be 0 (no limit) or more")
 	}
 	if _, err := vtep.ParseFloodPolicy(c.Flood); err != nil {
 		return fmt.Errorf("--flood: %v", err)
@@ -253,7 +256,7 @@ func (d *Daemon) addHostPort() error {
 		}
 		return fmt.Errorf("create TAP port %s: %w", d.cfg.TAP, err)
 	}
-	id, err := d.sw.AddPort(vtep.PortConfig{VNI: d.cfg.VNI, Device: dev, MTU: d.mtu})
+	id, err := d.sw.AddPort(vtep.PortConfig{VNI: d.cfg.VNI, Device: dev, MTU: d.mtu, FloodRate: d.cfg.FloodRate})
 	if err != nil {
 		dev.Close()
 		return err

@@ -126,7 +126,7 @@ func (d *Daemon) claim(req control.AttachRequest, path string, avoid map[netip.A
 		return nil, fmt.Errorf("attach: create TAP: %w", err)
 	}
 	pc := vtep.PortConfig{Name: c.name, VNI: n.VNI, Device: c.dev, MTU: n.MTU,
-		Secure: !req.NoPortSecurity, MAC: mac, IPs: []netip.Addr{addr.Addr()}}
+		Secure: !req.NoPortSecurity, MAC: mac, IPs: []netip.Addr{addr.Addr()}, FloodRate: d.cfg.FloodRate}
 	if c.port, err = d.sw.AddPort(pc); err != nil {
 		c.dev.Close()
 		return nil, fmt.Errorf("attach: %w", err)

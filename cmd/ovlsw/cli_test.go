@@ -35,6 +35,7 @@ func TestUpFlagErrors(t *testing.T) {
 		{"extra argument", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "now"}, `unknown command "now"`},
 		{"bad flood policy", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--flood", "arp=sometimes"}, "--flood"},
 		{"negative MAC limit", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--max-macs-per-port", "-1"}, "must be 0 (no limit) or more"},
+		{"negative flood rate", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--flood-rate", "-5"}, "--flood-rate must be 0"},
 		{"status bad flag", []string{"status", "--jsn"}, "unknown flag: --jsn"},
 	}
 	for _, tt := range tests {

@@ -91,6 +91,7 @@ func newUp() *cobra.Command {
 	f.DurationVar(&cfg.Ageing, "ageing", cfg.Ageing, "how long a learned MAC lives without traffic")
 	f.IntVar(&cfg.MaxMACsPerPort, "max-macs-per-port", cfg.MaxMACsPerPort, "most source MACs learned from one port (0: no limit); past it new MACs are not learned")
 	f.IntVar(&cfg.MaxMACsPerVNI, "max-macs-per-vni", cfg.MaxMACsPerVNI, "most learned MACs in one VNI (0: no limit)")
+	f.IntVar(&cfg.FloodRate, "flood-rate", cfg.FloodRate, "most broadcast, multicast and unknown-unicast frames a second each port may flood (0: no limit)")
 	f.StringVar(&cfg.Flood, "flood", "flood", "flood policy for traffic the FDB cannot place: flood, drop, or arp=,unicast=,broadcast= with flood|drop (multicast always floods)")
 	f.StringArrayVar(&cfg.Join, "join", nil, "gossip member `HOST[:PORT]` to join (repeatable); without it the node founds a cluster")
 	f.IntVar(&cfg.GossipPort, "gossip-port", cfg.GossipPort, "gossip TCP and UDP port")
