@@ -3,6 +3,9 @@ package e2e
 import (
 	"encoding/binary"
 	"net"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,3 +62,55 @@ func TestE2EMACFlood(t *testing.T) {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// TestE2EQueueDrops: frames a container sends while ovlsw cannot read them
+// (here: ovlsw stopped with SIGSTOP) overflow the TAP's queue; ovlsw status
+// shows them as the port's queue_drops, as the kernel counts them.
+func TestE2EQueueDrops(t *testing.T) {
+	bed, h1, _ := twoHosts(t)
+	n1 := startNode(t, h1, "q1", "--vni", "42", "--subnet", "10.98.0.0/24", "--bind", ul1.Addr().String())
+	c := mustNetns(t, bed, "qc")
+	ep := n1.attach(c)
+	var fd, index int
+	if err := c.Do(func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		index = ifi.Index
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	mac, _ := net.ParseMAC(ep.MAC)
+	frame := make([]byte, 60)
+	copy(frame[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	copy(frame[6:12], mac)
+	binary.BigEndian.PutUint16(frame[12:14], 0x88b5)
+
+	if err := n1.proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	to := &unix.SockaddrLinklayer{Ifindex: index, Halen: 6}
+	for range 3000 {
+		unix.Sendto(fd, frame, 0, to) // past the queue, the kernel drops and counts
+	}
+	if err := n1.proc.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	var got uint64
+	for _, p := range n1.status().Ports {
+		if p.Name == ep.Name {
+			got = p.QueueDrops
+		}
+	}
+	if got == 0 {
+		t.Fatalf("queue_drops 0 after 3000 frames sent to a stopped ovlsw:\n%s", n1.cli("status"))
+	}
+	out, err := c.Run(testCtx(t, 10*time.Second), "cat", "/sys/class/net/eth0/statistics/tx_dropped")
+	if err != nil || strings.TrimSpace(out) != strconv.FormatUint(got, 10) {
+		t.Errorf("queue_drops %d, the kernel's tx_dropped %q (%v)", got, out, err)
+	}
+}

@@ -113,7 +113,7 @@ func (d *Daemon) handler() http.Handler {
 }
 
 func (d *Daemon) status() control.Status {
-	return control.Status{
+	st := control.Status{
 		Node: control.Node{
 			Name: d.cfg.Name, VTEP: d.vtep, VNIs: d.vnis(),
 			Started: d.started, PID: os.Getpid(),
@@ -122,6 +122,8 @@ func (d *Daemon) status() control.Status {
 		Gossip: d.gossipStatus(),
 		FDB:    control.FDBStat{Entries: d.fdb.Len(), Refused: d.fdb.Refused()},
 	}
+	d.queueDrops(st.Ports)
+	return st
 }
 
 func (d *Daemon) fdbEntries() []control.FDBEntry {

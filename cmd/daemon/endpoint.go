@@ -299,3 +299,53 @@ func (d *Daemon) listEndpoints(network string) []control.Endpoint {
 	slices.SortFunc(out, func(a, b control.Endpoint) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
+
+// queueDrops fills in each port's QueueDrops: the TX drops of its TAP as
+// the kernel counts them (frames the container or host sent that the TAP
+// queue could not hold until ovlsw read them). Endpoints' links are read
+// in their namespaces. Errors leave the figure zero.
+func (d *Daemon) queueDrops(ports []vtep.PortStats) {
+	d.mu.Lock()
+	where := make(map[int][2]string, len(d.endpoints)+1)
+	for id, ep := range d.endpoints {
+		where[id] = [2]string{netnsPath(ep.Netns), ep.IfName}
+	}
+	if d.hostPort != 0 {
+		where[d.hostPort] = [2]string{"", d.cfg.TAP}
+	}
+	d.mu.Unlock()
+	for i := range ports {
+		w, ok := where[ports[i].ID]
+		if !ok {
+			continue
+		}
+		if n, err := txDropped(w[0], w[1]); err == nil {
+			ports[i].QueueDrops = n
+		}
+	}
+}
+
+// txDropped reads a link's TX drop counter, in the namespace at path ("":
+// the daemon's own).
+func txDropped(path, ifname string) (uint64, error) {
+	h := &netlink.Handle{}
+	if path != "" {
+		ns, err := netns.GetFromPath(path)
+		if err != nil {
+			return 0, err
+		}
+		defer ns.Close()
+		if h, err = netlink.NewHandleAt(ns); err != nil {
+			return 0, err
+		}
+		defer h.Close()
+	}
+	link, err := h.LinkByName(ifname)
+	if err != nil {
+		return 0, err
+	}
+	if s := link.Attrs().Statistics; s != nil {
+		return s.TxDropped, nil
+	}
+	return 0, nil
+}

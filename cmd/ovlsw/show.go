@@ -78,9 +78,9 @@ func writeStatus(out io.Writer, st control.Status) {
 
 	fmt.Fprintln(out, "\nPORTS")
 	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tVNI\tMTU\tRX FRAMES\tRX BYTES\tTX FRAMES\tTX BYTES\tERROR\t")
+	fmt.Fprintln(w, "NAME\tVNI\tMTU\tRX FRAMES\tRX BYTES\tTX FRAMES\tTX BYTES\tQUEUE DROPS\tERROR\t")
 	for _, p := range st.Ports {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", p.Name, p.VNI, p.MTU, p.RxFrames, p.RxBytes, p.TxFrames, p.TxBytes, p.Error)
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", p.Name, p.VNI, p.MTU, p.RxFrames, p.RxBytes, p.TxFrames, p.TxBytes, p.QueueDrops, p.Error)
 	}
 	w.Flush()
 
