@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ovlsw/ovlsw/bench/testbed"
 )
 
 // TestE2EMACFlood: a host port (no port security) sending from 500 random
@@ -25,20 +27,7 @@ func TestE2EMACFlood(t *testing.T) {
 	}
 	before := len(n1.fdb())
 
-	var fd, index int
-	if err := h1.Do(func() error {
-		ifi, err := net.InterfaceByName(n1.tap)
-		if err != nil {
-			return err
-		}
-		index = ifi.Index
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	to := &unix.SockaddrLinklayer{Ifindex: index, Halen: 6}
+	fd, to := rawSocket(t, h1, n1.tap)
 	frame := make([]byte, 60)
 	copy(frame[0:6], []byte{0x02, 0xee, 0xee, 0xee, 0xee, 0xee}) // unknown unicast
 	binary.BigEndian.PutUint16(frame[12:14], 0x88b5)             // local experimental EtherType
@@ -63,17 +52,13 @@ func TestE2EMACFlood(t *testing.T) {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// TestE2EQueueDrops: frames a container sends while ovlsw cannot read them
-// (here: ovlsw stopped with SIGSTOP) overflow the TAP's queue; ovlsw status
-// shows them as the port's queue_drops, as the kernel counts them.
-func TestE2EQueueDrops(t *testing.T) {
-	bed, h1, _ := twoHosts(t)
-	n1 := startNode(t, h1, "q1", "--vni", "42", "--subnet", "10.98.0.0/24", "--bind", ul1.Addr().String())
-	c := mustNetns(t, bed, "qc")
-	ep := n1.attach(c)
+// rawSocket opens an AF_PACKET socket in ns for sending whole Ethernet
+// frames out of ifname, closed when the test ends.
+func rawSocket(t *testing.T, ns *testbed.Netns, ifname string) (int, *unix.SockaddrLinklayer) {
+	t.Helper()
 	var fd, index int
-	if err := c.Do(func() error {
-		ifi, err := net.InterfaceByName("eth0")
+	if err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
 		}
@@ -84,6 +69,18 @@ func TestE2EQueueDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
+	return fd, &unix.SockaddrLinklayer{Ifindex: index, Halen: 6}
+}
+
+// TestE2EQueueDrops: frames a container sends while ovlsw cannot read them
+// (here: ovlsw stopped with SIGSTOP) overflow the TAP's queue; ovlsw status
+// shows them as the port's queue_drops, as the kernel counts them.
+func TestE2EQueueDrops(t *testing.T) {
+	bed, h1, _ := twoHosts(t)
+	n1 := startNode(t, h1, "q1", "--vni", "42", "--subnet", "10.98.0.0/24", "--bind", ul1.Addr().String())
+	c := mustNetns(t, bed, "qc")
+	ep := n1.attach(c)
+	fd, to := rawSocket(t, c, "eth0")
 	mac, _ := net.ParseMAC(ep.MAC)
 	frame := make([]byte, 60)
 	copy(frame[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
@@ -93,7 +90,6 @@ func TestE2EQueueDrops(t *testing.T) {
 	if err := n1.proc.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	to := &unix.SockaddrLinklayer{Ifindex: index, Halen: 6}
 	for range 3000 {
 		unix.Sendto(fd, frame, 0, to) // past the queue, the kernel drops and counts
 	}
