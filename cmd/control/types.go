@@ -1,6 +1,20 @@
 package control
 
-import "net/netip"
+import (
+	"net/netip"
+	"path/filepath"
+	"strings"
+)
+
+// NetnsPath resolves the netns field of a request: a name under /run/netns
+// (as `ip netns` makes them), or a path, which is cleaned. The daemon and
+// its clients match endpoints by this path.
+func NetnsPath(s string) string {
+	if strings.ContainsRune(s, '/') {
+		return filepath.Clean(s)
+	}
+	return filepath.Join("/run/netns", s)
+}
 
 // Network is an overlay network: one VXLAN network identifier, an optional
 // subnet from which addresses are handed out, an optional gateway.

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -29,14 +28,6 @@ import (
 	"github.com/ovlsw/ovlsw/vtep"
 )
 
-// netnsPath turns a name into its /run/netns path; a path stays as it is.
-func netnsPath(s string) string {
-	if strings.ContainsRune(s, '/') {
-		return filepath.Clean(s)
-	}
-	return filepath.Join("/run/netns", s)
-}
-
 // Attach puts a new port of a network into a network namespace. An
 // allocated address is claimed cluster-wide first (see ipam.go).
 func (d *Daemon) Attach(req control.AttachRequest) (control.Endpoint, error) {
@@ -49,7 +40,7 @@ func (d *Daemon) Attach(req control.AttachRequest) (control.Endpoint, error) {
 	if len(req.IfName) > 15 || strings.ContainsAny(req.IfName, "/: \t") {
 		return control.Endpoint{}, userErrorf("attach: interface name %q: at most 15 characters, no '/', ':' or spaces", req.IfName)
 	}
-	path := netnsPath(req.Netns)
+	path := control.NetnsPath(req.Netns)
 	if _, err := os.Stat(path); err != nil {
 		return control.Endpoint{}, userErrorf("attach: network namespace %s: %v (create it with `ip netns add`)", req.Netns, err)
 	}
@@ -96,7 +87,7 @@ func (d *Daemon) claim(req control.AttachRequest, path string, avoid map[netip.A
 		return nil, userErrorf("attach: no network %q (see `ovlsw network ls`)", req.Network)
 	}
 	for _, ep := range d.endpoints {
-		if netnsPath(ep.Netns) == path && ep.IfName == req.IfName {
+		if control.NetnsPath(ep.Netns) == path && ep.IfName == req.IfName {
 			return nil, userErrorf("attach: %s in %s is already attached to network %s", req.IfName, req.Netns, ep.Network)
 		}
 	}
@@ -252,11 +243,11 @@ func (d *Daemon) Detach(req control.DetachRequest) (control.Endpoint, error) {
 	if req.IfName == "" {
 		req.IfName = "eth0"
 	}
-	path := netnsPath(req.Netns)
+	path := control.NetnsPath(req.Netns)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for id, ep := range d.endpoints {
-		if netnsPath(ep.Netns) == path && ep.IfName == req.IfName {
+		if control.NetnsPath(ep.Netns) == path && ep.IfName == req.IfName {
 			return *ep, d.removeEndpointLocked(id, "detached")
 		}
 	}
@@ -308,7 +299,7 @@ func (d *Daemon) queueDrops(ports []vtep.PortStats) {
 	d.mu.Lock()
 	where := make(map[int][2]string, len(d.endpoints)+1)
 	for id, ep := range d.endpoints {
-		where[id] = [2]string{netnsPath(ep.Netns), ep.IfName}
+		where[id] = [2]string{control.NetnsPath(ep.Netns), ep.IfName}
 	}
 	if d.hostPort != 0 {
 		where[d.hostPort] = [2]string{"", d.cfg.TAP}

@@ -34,7 +34,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -138,15 +137,6 @@ func endpointName(args *skel.CmdArgs) string {
 		id = id[:12]
 	}
 	return id + "/" + args.IfName
-}
-
-// netnsPath is how the daemon names a namespace: a bare name lives under
-// /run/netns, a path is cleaned.
-func netnsPath(s string) string {
-	if strings.ContainsRune(s, '/') {
-		return filepath.Clean(s)
-	}
-	return filepath.Join("/run/netns", s)
 }
 
 func cmdAdd(args *skel.CmdArgs) error {
@@ -273,7 +263,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	}
 	var ep *control.Endpoint
 	for i := range eps {
-		if netnsPath(eps[i].Netns) == netnsPath(args.Netns) && eps[i].IfName == args.IfName {
+		if control.NetnsPath(eps[i].Netns) == control.NetnsPath(args.Netns) && eps[i].IfName == args.IfName {
 			ep = &eps[i]
 		}
 	}
