@@ -13,13 +13,16 @@ import (
 // less the terminating NUL.
 const ifNameMax = 15
 
-// Config describes the TAP port Create makes.
+// Config describes the TAP port Create makes, or the existing one Adopt
+// attaches to. Adopt uses only Name and Persist (and leaves the link's
+// MTU, MAC, addresses and state as they are).
 type Config struct {
 	// Name is the interface name; required. Linux allows 1 to 15 bytes
 	// without '/', ':' or white space. One "%d" in it lets the kernel pick
 	// the lowest free number ("ovl%d" becomes "ovl0"); Device.Name
-	// reports the name it got. The name must not exist yet: Create never
-	// attaches to an existing (persistent) TAP.
+	// reports the name it got. For Create the name must not exist yet:
+	// Create never attaches to an existing (persistent) TAP. For Adopt it
+	// is the existing TAP's exact name, without "%d".
 	Name string
 
 	// MTU is the link MTU in bytes, 68 to 65535. 0 leaves the kernel
@@ -39,6 +42,13 @@ type Config struct {
 	// Up brings the link up once it is configured. A link that is down
 	// passes no frames.
 	Up bool
+
+	// Persist makes the TAP persistent (TUNSETPERSIST): the link outlives
+	// the Device and the process, and Close only closes the file. Adopt
+	// attaches to it again; Persister.SetPersist(false) before Close
+	// removes it. Adopt sets persistence to Persist too, so a TAP adopted
+	// with Persist false disappears when the adopting Device is closed.
+	Persist bool
 }
 
 // DefaultConfig returns the configuration of a typical ovlsw port.

@@ -7,7 +7,7 @@ package tap
 
 import "errors"
 
-// Errors that Create and the Device methods return, wrapped with context;
+// Errors that Create, Adopt and the Device methods return, wrapped with context;
 // test for them with errors.Is.
 var (
 	// ErrClosed is returned by Read and Write after Close. The device is
@@ -24,12 +24,19 @@ var (
 	// it needs root or CAP_NET_ADMIN.
 	ErrPermission = errors.New("tap: permission denied (needs root or CAP_NET_ADMIN)")
 
-	// ErrNameInUse means an interface with the requested name already
-	// exists; pick another name or remove the old interface.
+	// ErrNameInUse means, from Create, that an interface with the
+	// requested name already exists: pick another name or remove the old
+	// interface; from Adopt, that another open file (another process)
+	// holds the TAP's single queue.
 	ErrNameInUse = errors.New("tap: interface name already in use")
 
-	// ErrUnsupported is returned by Create where TAP devices are not
-	// implemented (every OS but Linux).
+	// ErrNotFound is returned by Adopt when the network namespace has no
+	// TAP of the name, or the link of that name is not a TAP. Adopt
+	// created nothing: Create a new TAP instead.
+	ErrNotFound = errors.New("tap: no such TAP device")
+
+	// ErrUnsupported is returned by Create and Adopt where TAP devices
+	// are not implemented (every OS but Linux).
 	ErrUnsupported = errors.New("tap: TAP devices are only supported on Linux")
 )
 
@@ -70,4 +77,14 @@ type Device interface {
 	// Close releases the device; a non-persistent TAP disappears from the
 	// kernel. Close is idempotent and unblocks a pending Read.
 	Close() error
+}
+
+// Persister is implemented by devices whose kernel link can outlive them
+// (the Linux TAP; find it by type assertion).
+type Persister interface {
+	// SetPersist makes the link persistent (on), so that it stays when the
+	// device is closed or the process exits, or not (off), so that Close
+	// removes it. Safe for concurrent use with Read and Write; after Close
+	// it returns ErrClosed.
+	SetPersist(on bool) error
 }

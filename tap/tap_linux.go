@@ -2,8 +2,9 @@
 
 package tap
 
-// This file holds the Linux TAP: Create opens /dev/net/tun and sets the
-// link up through netlink; Read and Write move batches of frames.
+// This file holds the Linux TAP device: Read and Write move batches of
+// frames on its fd, SetPersist and Close manage its life. open_linux.go
+// makes one (Create, Adopt).
 //
 // Design notes: the fd is opened non-blocking and wrapped in an os.File, so
 // goroutines park in the runtime netpoller (RawConn.Read/Write) rather than
@@ -14,30 +15,18 @@ package tap
 // state lives in the device, so neither Read nor Write allocates. Writers
 // share one write state under a mutex: os.File serialises RawConn writers
 // anyway (its fd write lock), so this costs no parallelism.
-//
-// Create passes IFF_TUN_EXCL, so it never attaches to an existing
-// (persistent) TAP of the same name: the device is always new, and
-// disappears when Close drops the last reference to the fd. IFF_VNET_HDR
-// (offloads) will be one more flag to openTAP plus TUNSETVNETHDRSZ and
-// TUNSETOFFLOAD after it.
 
 import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
-
-// tunPath is the TUN/TAP clone device.
-const tunPath = "/dev/net/tun"
 
 // linuxTAP is a Device on a Linux TAP (or, in tests, any fd that keeps
 // message boundaries).
@@ -59,7 +48,10 @@ type linuxTAP struct {
 	closed atomic.Bool // set first thing in Close
 }
 
-var _ Device = (*linuxTAP)(nil)
+var (
+	_ Device    = (*linuxTAP)(nil)
+	_ Persister = (*linuxTAP)(nil)
+)
 
 // reader is the state of one Read, shared with its RawConn callback.
 type reader struct {
@@ -126,116 +118,6 @@ func (w *writer) write(fd uintptr) bool {
 		w.next++
 	}
 	return true
-}
-
-// Create makes a new, non-persistent TAP as cfg says and returns it as a
-// Device. The TAP lives in the network namespace of the calling thread and
-// disappears when the Device is closed (or the process exits). Errors wrap
-// ErrNoTUN, ErrPermission or ErrNameInUse where one of them is the cause.
-// If any step fails, what was made is removed again.
-func Create(cfg Config) (_ Device, reterr error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	// The TAP and the netlink sockets that configure it must be in the
-	// same network namespace: keep every step on this thread.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-
-	fd, name, err := openTAP(cfg.Name, unix.IFF_TAP|unix.IFF_NO_PI)
-	if err != nil {
-		return nil, err
-	}
-	t, err := newFromFD(fd, name, 0)
-	if err != nil {
-		return nil, fmt.Errorf("tap: %s: %w", name, err)
-	}
-	defer func() {
-		if reterr != nil {
-			t.Close()
-		}
-	}()
-	if t.mtu, err = configureLink(name, cfg); err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
-// openTAP opens the clone device and attaches a new interface of the given
-// name and TUNSETIFF flags (IFF_TUN_EXCL is added) to it. It returns the
-// non-blocking fd and the name the kernel gave the interface.
-func openTAP(name string, flags uint16) (fd int, kname string, reterr error) {
-	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		err = os.NewSyscallError("open "+tunPath, err)
-		switch {
-		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
-			return -1, "", fmt.Errorf("%w: %s: %w", ErrNoTUN, name, err)
-		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-			return -1, "", fmt.Errorf("%w: %s: %w", ErrPermission, name, err)
-		}
-		return -1, "", fmt.Errorf("tap: %s: %w", name, err)
-	}
-	defer func() {
-		if reterr != nil {
-			unix.Close(fd)
-		}
-	}()
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return -1, "", fmt.Errorf("tap: %s: %w", name, err)
-	}
-	ifr.SetUint16(flags | unix.IFF_TUN_EXCL)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		err = os.NewSyscallError("ioctl TUNSETIFF", err)
-		switch {
-		case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EEXIST):
-			return -1, "", fmt.Errorf("%w: %s: %w", ErrNameInUse, name, err)
-		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-			return -1, "", fmt.Errorf("%w: %s: %w", ErrPermission, name, err)
-		}
-		return -1, "", fmt.Errorf("tap: %s: %w", name, err)
-	}
-	return fd, ifr.Name(), nil
-}
-
-// configureLink sets the link's MAC, MTU, addresses and state as cfg says,
-// through netlink, and returns the MTU the link has.
-func configureLink(name string, cfg Config) (int, error) {
-	fail := func(what string, err error) error {
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-			return fmt.Errorf("%w: %s: %s: %w", ErrPermission, name, what, err)
-		}
-		return fmt.Errorf("tap: %s: %s: %w", name, what, err)
-	}
-	link, err := netlink.LinkByName(name)
-	if err != nil {
-		return 0, fail("find link", err)
-	}
-	if cfg.MAC != [6]byte{} {
-		if err := netlink.LinkSetHardwareAddr(link, net.HardwareAddr(cfg.MAC[:])); err != nil {
-			return 0, fail(fmt.Sprintf("set MAC %v", net.HardwareAddr(cfg.MAC[:])), err)
-		}
-	}
-	mtu := link.Attrs().MTU
-	if cfg.MTU != 0 {
-		if err := netlink.LinkSetMTU(link, cfg.MTU); err != nil {
-			return 0, fail(fmt.Sprintf("set MTU %d", cfg.MTU), err)
-		}
-		mtu = cfg.MTU
-	}
-	for _, p := range cfg.Addresses {
-		ipn := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-		if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: ipn}); err != nil {
-			return 0, fail(fmt.Sprintf("add address %v", p), err)
-		}
-	}
-	if cfg.Up {
-		if err := netlink.LinkSetUp(link); err != nil {
-			return 0, fail("set link up", err)
-		}
-	}
-	return mtu, nil
 }
 
 // newFromFD makes a device of fd, which must keep message boundaries (a
@@ -338,9 +220,30 @@ func (t *linuxTAP) Name() string { return t.name }
 // MTU implements Device.
 func (t *linuxTAP) MTU() int { return t.mtu }
 
+// SetPersist implements Persister with ioctl TUNSETPERSIST on the fd.
+func (t *linuxTAP) SetPersist(on bool) error {
+	if t.closed.Load() {
+		return ErrClosed
+	}
+	v := 0
+	if on {
+		v = 1
+	}
+	var ierr error
+	if err := t.rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, v)
+	}); err != nil {
+		return ErrClosed // the fd is closing; nothing else fails Control
+	}
+	if ierr != nil {
+		return kernelErr(t.name, fmt.Sprintf("ioctl TUNSETPERSIST %d", v), ierr)
+	}
+	return nil
+}
+
 // Close implements Device. It closes the fd, which removes the TAP from the
-// kernel; a pending Read or Write returns ErrClosed first. Later calls do
-// nothing and return nil.
+// kernel unless it is persistent; a pending Read or Write returns
+// ErrClosed first. Later calls do nothing and return nil.
 func (t *linuxTAP) Close() error {
 	if t.closed.Swap(true) {
 		return nil

@@ -9,3 +9,9 @@ import "fmt"
 func Create(cfg Config) (Device, error) {
 	return nil, fmt.Errorf("%w (asked for %q)", ErrUnsupported, cfg.Name)
 }
+
+// Adopt returns an error wrapping ErrUnsupported: TAP devices are only
+// implemented on Linux.
+func Adopt(cfg Config) (Device, error) {
+	return nil, fmt.Errorf("%w (asked for %q)", ErrUnsupported, cfg.Name)
+}
