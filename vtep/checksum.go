@@ -1,88 +1,27 @@
 package vtep
 
-// This file holds the Internet checksum (RFC 1071) used by the frames the
-// switch writes itself (neighbour advertisements today; inner checksums on
-// the fast path later).
-//
-// Design notes: the one's-complement sum of big-endian 16-bit words equals
-// the one's-complement sum of big-endian 64-bit words folded down to 16 bits,
-// because 2^16 ≡ 1 (mod 2^16-1) and so 2^32 and 2^64 are too: a carry out of
-// any word size is worth the same as a carry out of 16 bits. Checksum
-// therefore adds 8 bytes at a time with math/bits.Add64, which compiles to
-// ADD/ADC, and carries the end-around carry in the carry flag. The byte order
-// of the loads must match the byte order of the result, so both are
-// big-endian (the compiler emits a load plus BSWAP or MOVBE).
+// This file keeps the Internet checksum under the names the rest of vtep
+// uses (neighbour advertisements today). The implementation, its design
+// notes, tests and benchmarks live in package offload, which the fast path
+// shares.
 
 import (
-	"encoding/binary"
-	"math/bits"
 	"net/netip"
+
+	"github.com/ovlsw/ovlsw/vtep/offload"
 )
 
-// Checksum returns the 16-bit one's-complement sum of b, taken as big-endian
-// 16-bit words with a trailing odd byte padded with a zero byte, added to
-// initial, a partial sum such as PseudoHeaderSum6 returns or the result of an
-// earlier Checksum over the preceding bytes (chaining is only correct when
-// those preceding bytes were of even length).
-//
-// The result is not complemented. To fill a checksum field, zero it, sum the
-// covered bytes and store the complement: ^Checksum(b, pseudo). To verify, sum
-// the covered bytes including the field: a correct checksum sums to 0xffff.
-//
-// Checksum does not allocate and is safe for concurrent use.
+// Checksum returns the 16-bit one's-complement sum of b (big-endian words, a
+// trailing odd byte padded with zero) added to the partial sum initial, not
+// complemented. It is offload.Checksum; see there for chaining and how to fill
+// or verify a checksum field. It does not allocate.
 func Checksum(b []byte, initial uint64) uint16 {
-	var ac uint64 = initial
-	var carry uint64
-	for len(b) >= 32 {
-		ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(b[0:8]), carry)
-		ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(b[8:16]), carry)
-		ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(b[16:24]), carry)
-		ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(b[24:32]), carry)
-		b = b[32:]
-	}
-	for len(b) >= 8 {
-		ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(b[0:8]), carry)
-		b = b[8:]
-	}
-	if len(b) >= 4 {
-		ac, carry = bits.Add64(ac, uint64(binary.BigEndian.Uint32(b[0:4])), carry)
-		b = b[4:]
-	}
-	if len(b) >= 2 {
-		ac, carry = bits.Add64(ac, uint64(binary.BigEndian.Uint16(b[0:2])), carry)
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		ac, carry = bits.Add64(ac, uint64(b[0])<<8, carry)
-	}
-	ac, carry = bits.Add64(ac, carry, 0)
-	ac += carry // ac is 0 when carry is 1, so this cannot overflow
-	return fold64(ac)
-}
-
-// fold64 folds a 64-bit one's-complement partial sum to 16 bits.
-func fold64(s uint64) uint16 {
-	s = s>>32 + s&0xffffffff // at most 33 bits
-	s = s>>32 + s&0xffffffff // at most 32 bits
-	s = s>>16 + s&0xffff     // at most 17 bits
-	s = s>>16 + s&0xffff     // 16 bits
-	return uint16(s)
+	return offload.Checksum(b, initial)
 }
 
 // PseudoHeaderSum6 returns the partial one's-complement sum of the IPv6
-// pseudo-header (RFC 8200 section 8.1): source and destination addresses,
-// the 32-bit upper-layer packet length and the next-header value proto (58
-// for ICMPv6, 17 for UDP, 6 for TCP). Pass it as Checksum's initial value
-// over the upper-layer packet. IPv4 addresses are summed in their 16-byte
-// IPv4-mapped form; zones are ignored.
+// pseudo-header (RFC 8200 section 8.1) for Checksum's initial value. It is
+// offload.PseudoHeaderSum6.
 func PseudoHeaderSum6(src, dst netip.Addr, length uint32, proto uint8) uint64 {
-	s := src.As16()
-	d := dst.As16()
-	var ac, carry uint64
-	ac, carry = bits.Add64(binary.BigEndian.Uint64(s[0:8]), binary.BigEndian.Uint64(s[8:16]), 0)
-	ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(d[0:8]), carry)
-	ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(d[8:16]), carry)
-	ac, carry = bits.Add64(ac, uint64(length)+uint64(proto), carry)
-	ac, carry = bits.Add64(ac, carry, 0)
-	return ac + carry // ac is 0 when carry is 1
+	return offload.PseudoHeaderSum6(src, dst, length, proto)
 }
