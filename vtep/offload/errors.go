@@ -34,7 +34,7 @@ var (
 	errFragment       = fmt.Errorf("%w: TSO of an IPv4 fragment", ErrMalformed)
 	errNotTCP         = fmt.Errorf("%w: TSO of a packet that is not TCP", ErrMalformed)
 	errTCPOffset      = fmt.Errorf("%w: TCP data offset below 5", ErrMalformed)
-	errSegmentTooLong = fmt.Errorf("%w: headers plus gso_size exceed 65535 bytes of IP", ErrMalformed)
+	errSegmentTooLong = fmt.Errorf("%w: a segment exceeds the 65535 bytes an IP length field holds", ErrMalformed)
 	errGSOECN         = fmt.Errorf("%w: ECN bit without a GSO type", ErrMalformed)
 	errGSOType        = fmt.Errorf("%w: GSO type (only TCPv4 and TCPv6)", ErrUnsupported)
 	errIPv6Ext        = fmt.Errorf("%w: IPv6 extension headers", ErrUnsupported)
