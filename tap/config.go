@@ -14,8 +14,8 @@ import (
 const ifNameMax = 15
 
 // Config describes the TAP port Create makes, or the existing one Adopt
-// attaches to. Adopt uses only Name and Persist (and leaves the link's
-// MTU, MAC, addresses and state as they are).
+// attaches to. Adopt uses only Name, Persist and Offload (and leaves the
+// link's MTU, MAC, addresses and state as they are).
 type Config struct {
 	// Name is the interface name; required. Linux allows 1 to 15 bytes
 	// without '/', ':' or white space. One "%d" in it lets the kernel pick
@@ -49,6 +49,15 @@ type Config struct {
 	// removes it. Adopt sets persistence to Persist too, so a TAP adopted
 	// with Persist false disappears when the adopting Device is closed.
 	Persist bool
+
+	// Offload opens the TAP with virtio-net headers (IFF_VNET_HDR) and asks
+	// for checksum and TCP segmentation offload (TUN_F_CSUM, TUN_F_TSO4,
+	// TUN_F_TSO6), taking less where the kernel refuses; Device.Offloads
+	// reports what it granted. Every frame read and written then starts
+	// with a VnetHdrLen-byte header, and Read returns TCP super-frames:
+	// size read buffers to MaxOffloadFrame. Without Offload, Adopt turns
+	// off any offloads a former owner left on the TAP.
+	Offload bool
 }
 
 // DefaultConfig returns the configuration of a typical ovlsw port.

@@ -17,6 +17,15 @@ package tap
 // in, not the thread's), and after TUNSETIFF checks that the interface
 // index is unchanged. A link removed in between would have been re-created
 // as a new, non-persistent TAP, which closing the fd removes again.
+//
+// Offloads: IFF_VNET_HDR must be given to TUNSETIFF (the flags of an
+// attached fd cannot change), and a kernel that does not know it refuses
+// the whole call with EINVAL, so openFlags tries again without it.
+// TUNSETOFFLOAD refuses unknown bits with EINVAL, which is how
+// setOffloads probes, from the most to the least. The header size stays at
+// the TUNSETVNETHDRSZ default of 10 (VnetHdrLen). TUNSETIFF and
+// TUNSETOFFLOAD set the device, not the fd: the last to open or adopt a
+// TAP decides, which is why Adopt always sets offloads, if only to none.
 
 import (
 	"errors"
@@ -47,7 +56,7 @@ func Create(cfg Config) (_ Device, reterr error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	fd, name, err := openTAP(cfg.Name, unix.IFF_TAP|unix.IFF_NO_PI|unix.IFF_TUN_EXCL)
+	fd, name, vnet, err := openFlags(cfg.Name, unix.IFF_TAP|unix.IFF_NO_PI|unix.IFF_TUN_EXCL, cfg.Offload)
 	if err != nil {
 		return nil, err
 	}
@@ -64,6 +73,11 @@ func Create(cfg Config) (_ Device, reterr error) {
 			t.Close()
 		}
 	}()
+	if vnet {
+		if t.offloads, err = t.setOffloads(true); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Persist {
 		if err := t.SetPersist(true); err != nil {
 			return nil, err
@@ -81,8 +95,9 @@ func Create(cfg Config) (_ Device, reterr error) {
 // earlier Create (or an earlier run of the process) left behind, and
 // returns it as a Device. It never creates a TAP: if there is no link of
 // that name, or the link is not a TAP, the error wraps ErrNotFound. It sets
-// the TAP's persistence to cfg.Persist and leaves its MAC, MTU, addresses
-// and up state alone; Device.MTU reports the link's MTU. Other errors wrap
+// the TAP's persistence to cfg.Persist and its offloads as cfg.Offload
+// says, and leaves its MAC, MTU, addresses and up state alone; Device.MTU
+// reports the link's MTU. Other errors wrap
 // ErrNoTUN, ErrPermission, or ErrNameInUse when another open file holds the
 // TAP.
 //
@@ -103,7 +118,7 @@ func Adopt(cfg Config) (_ Device, reterr error) {
 	if err != nil {
 		return nil, err
 	}
-	fd, name, err := openTAP(cfg.Name, unix.IFF_TAP|unix.IFF_NO_PI)
+	fd, name, vnet, err := openFlags(cfg.Name, unix.IFF_TAP|unix.IFF_NO_PI, cfg.Offload)
 	if errors.Is(err, ErrNameInUse) {
 		return nil, fmt.Errorf("%w (adopt: another open file holds the TAP)", err)
 	} else if err != nil {
@@ -121,6 +136,9 @@ func Adopt(cfg Config) (_ Device, reterr error) {
 	now, err := netlink.LinkByName(name)
 	if err != nil || now.Attrs().Index != link.Attrs().Index {
 		return nil, fmt.Errorf("%w: %s: the link was removed while being adopted", ErrNotFound, name)
+	}
+	if t.offloads, err = t.setOffloads(vnet); err != nil {
+		return nil, err
 	}
 	if err := t.SetPersist(cfg.Persist); err != nil {
 		return nil, err
@@ -149,6 +167,53 @@ func findTAP(name string) (*netlink.Tuntap, error) {
 		return nil, fmt.Errorf("%w: %s is a TUN device, not a TAP", ErrNotFound, name)
 	}
 	return tt, nil
+}
+
+// openFlags is openTAP with IFF_VNET_HDR added if vnet is set and the
+// kernel takes it; it reports whether it did.
+func openFlags(name string, flags uint16, vnet bool) (fd int, kname string, vnetOn bool, err error) {
+	if vnet {
+		fd, kname, err = openTAP(name, flags|unix.IFF_VNET_HDR)
+		if !errors.Is(err, unix.EINVAL) {
+			return fd, kname, err == nil, err
+		}
+	}
+	fd, kname, err = openTAP(name, flags)
+	return fd, kname, false, err
+}
+
+// offloadTries are the TUNSETOFFLOAD arguments setOffloads tries in turn,
+// with what each grants; TSO needs CSUM.
+var offloadTries = [...]struct {
+	flags int
+	got   Offloads
+}{
+	{unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6, Offloads{VnetHdr: true, CSUM: true, TSO4: true, TSO6: true}},
+	{unix.TUN_F_CSUM, Offloads{VnetHdr: true, CSUM: true}},
+	{0, Offloads{VnetHdr: true}},
+}
+
+// setOffloads asks for as much offload as the kernel grants if t has
+// virtio-net headers (vnet), and turns offloads off if it has not: frames
+// a former owner's offloads would leave unsegmented are unreadable without
+// the header.
+func (t *linuxTAP) setOffloads(vnet bool) (Offloads, error) {
+	if !vnet {
+		if err := t.ioctl("TUNSETOFFLOAD", unix.TUNSETOFFLOAD, 0); err != nil {
+			return Offloads{}, err
+		}
+		return Offloads{}, nil
+	}
+	var err error
+	for _, try := range offloadTries {
+		if err = t.ioctl("TUNSETOFFLOAD", unix.TUNSETOFFLOAD, try.flags); err == nil {
+			return try.got, nil
+		}
+		if !errors.Is(err, unix.EINVAL) {
+			break
+		}
+	}
+	return Offloads{}, err
 }
 
 // openTAP opens the clone device and attaches the interface of the given

@@ -5,7 +5,10 @@
 // frame (the VXLAN header is written there in place, no copy).
 package tap
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // Errors that Create, Adopt and the Device methods return, wrapped with context;
 // test for them with errors.Is.
@@ -49,19 +52,43 @@ var (
 // batch back behind the last.
 const DefaultBatchSize = 64
 
+// VnetHdrLen is the length of the virtio-net header in front of every
+// frame of a device whose Offloads has VnetHdr: struct virtio_net_hdr
+// {u8 flags; u8 gso_type; u16 hdr_len, gso_size, csum_start, csum_offset},
+// 1+1+4*2 = 10 bytes, the TUNSETVNETHDRSZ default. Its 16-bit fields are
+// in host byte order (little-endian on amd64 and arm64), and csum_start
+// counts from the start of the Ethernet header.
+const VnetHdrLen = 10
+
+// MaxOffloadFrame is the buffer size, from the offset on, that one frame
+// of a device whose Offloads has TSO4 or TSO6 needs: Read then returns TCP
+// super-frames of up to 64 KB. It is VnetHdrLen, plus 65535 (the largest
+// IP packet, also the kernel's legacy GSO limit), plus 18 (an Ethernet
+// header with one VLAN tag).
+const MaxOffloadFrame = VnetHdrLen + 65535 + 18
+
 // Device is a TAP port as a batched frame device.
 type Device interface {
 	// Read reads up to len(bufs) frames. Frame i is placed at bufs[i][offset:]
 	// and its length stored in sizes[i]. Read blocks until at least one frame
 	// is available and returns the number of frames read. A frame that does
 	// not fit its buffer is truncated by the kernel; callers size buffers for
-	// MTU+EthernetHeader. Read must be called from one goroutine at a time.
+	// MTU+EthernetHeader, or MaxOffloadFrame if Offloads has TSO4 or TSO6.
+	// With Offloads().VnetHdr every frame starts with a VnetHdrLen-byte
+	// virtio-net header, which sizes[i] counts. Read must be called from
+	// one goroutine at a time.
 	Read(bufs [][]byte, sizes []int, offset int) (n int, err error)
 
 	// Write writes bufs[i][offset:] as one frame for every i and returns the
-	// number of frames written. Write is safe for concurrent use with Read
+	// number of frames written. With Offloads().VnetHdr each bufs[i][offset:]
+	// must start with a virtio-net header (all zero for a plain frame with
+	// its checksums complete). Write is safe for concurrent use with Read
 	// and with other Writes; each frame is written atomically.
 	Write(bufs [][]byte, offset int) (n int, err error)
+
+	// Offloads reports the offloads the kernel granted the device, fixed
+	// when it was opened. Safe for concurrent use.
+	Offloads() Offloads
 
 	// BatchSize is the largest number of frames Read returns at once; callers
 	// size bufs and sizes to it.
@@ -77,6 +104,46 @@ type Device interface {
 	// Close releases the device; a non-persistent TAP disappears from the
 	// kernel. Close is idempotent and unblocks a pending Read.
 	Close() error
+}
+
+// Offloads are the virtio-net header offloads of a Device.
+type Offloads struct {
+	// VnetHdr means every frame read and written starts with a
+	// VnetHdrLen-byte virtio-net header (IFF_VNET_HDR). The kernel then
+	// accepts written frames marked NEEDS_CSUM or GSO whatever the other
+	// fields say; those say what Read may return.
+	VnetHdr bool
+
+	// CSUM means Read may return frames whose L4 checksum holds only the
+	// pseudo-header sum (header flag NEEDS_CSUM; TUN_F_CSUM).
+	CSUM bool
+
+	// TSO4 and TSO6 mean Read may return TCP super-frames of up to 64 KB
+	// over IPv4 and IPv6 (header gso_type TCPV4, TCPV6; TUN_F_TSO4,
+	// TUN_F_TSO6).
+	TSO4, TSO6 bool
+}
+
+// String lists the offloads that are on, "vnet_hdr,csum,tso4,tso6" when
+// all are, or returns "off" when none is.
+func (o Offloads) String() string {
+	var b strings.Builder
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{o.VnetHdr, "vnet_hdr"}, {o.CSUM, "csum"}, {o.TSO4, "tso4"}, {o.TSO6, "tso6"}} {
+		if !f.on {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(f.name)
+	}
+	if b.Len() == 0 {
+		return "off"
+	}
+	return b.String()
 }
 
 // Persister is implemented by devices whose kernel link can outlive them

@@ -32,11 +32,12 @@ import (
 // message boundaries).
 type linuxTAP struct {
 	// Set by newFromFD (mtu by Create), then read-only.
-	f     *os.File
-	rc    syscall.RawConn
-	name  string
-	mtu   int
-	batch int
+	f        *os.File
+	rc       syscall.RawConn
+	name     string
+	mtu      int
+	batch    int
+	offloads Offloads
 
 	// Read side: used only by the one goroutine in Read at a time.
 	rd reader
@@ -220,23 +221,32 @@ func (t *linuxTAP) Name() string { return t.name }
 // MTU implements Device.
 func (t *linuxTAP) MTU() int { return t.mtu }
 
+// Offloads implements Device.
+func (t *linuxTAP) Offloads() Offloads { return t.offloads }
+
 // SetPersist implements Persister with ioctl TUNSETPERSIST on the fd.
 func (t *linuxTAP) SetPersist(on bool) error {
-	if t.closed.Load() {
-		return ErrClosed
-	}
 	v := 0
 	if on {
 		v = 1
 	}
+	return t.ioctl("TUNSETPERSIST", unix.TUNSETPERSIST, v)
+}
+
+// ioctl calls ioctl(2) on the fd with an integer argument (name is req's
+// name, for the error). After Close it returns ErrClosed.
+func (t *linuxTAP) ioctl(name string, req uint, arg int) error {
+	if t.closed.Load() {
+		return ErrClosed
+	}
 	var ierr error
 	if err := t.rc.Control(func(fd uintptr) {
-		ierr = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, v)
+		ierr = unix.IoctlSetInt(int(fd), req, arg)
 	}); err != nil {
 		return ErrClosed // the fd is closing; nothing else fails Control
 	}
 	if ierr != nil {
-		return kernelErr(t.name, fmt.Sprintf("ioctl TUNSETPERSIST %d", v), ierr)
+		return kernelErr(t.name, fmt.Sprintf("ioctl %s %#x", name, arg), os.NewSyscallError("ioctl", ierr))
 	}
 	return nil
 }

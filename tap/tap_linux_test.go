@@ -94,7 +94,7 @@ func readFrames(t *testing.T, dev Device, offset int) <-chan []byte {
 	frames, done := make(chan []byte, 256), make(chan struct{})
 	go func() {
 		defer close(done)
-		bufs, sizes := makeBufs(dev.BatchSize(), offset+dev.MTU()+14)
+		bufs, sizes := makeBufs(dev.BatchSize(), offset+frameBufLen(dev))
 		for {
 			n, err := dev.Read(bufs, sizes, offset)
 			if err != nil {
@@ -116,6 +116,18 @@ func readFrames(t *testing.T, dev Device, offset int) <-chan []byte {
 		<-done
 	})
 	return frames
+}
+
+// frameBufLen is the buffer size, from the offset on, that a frame of dev
+// needs, as Device.Read says.
+func frameBufLen(dev Device) int {
+	switch o := dev.Offloads(); {
+	case o.TSO4 || o.TSO6:
+		return MaxOffloadFrame
+	case o.VnetHdr:
+		return VnetHdrLen + dev.MTU() + 14
+	}
+	return dev.MTU() + 14
 }
 
 // arpRequest returns an ARP request from (mac, ip) for target, at offset.

@@ -37,8 +37,9 @@ type Device struct {
 	// closed. A frame that finds Out full is dropped (see Dropped).
 	Out chan []byte
 
-	name string
-	mtu  int
+	name     string
+	mtu      int
+	offloads tap.Offloads
 
 	dropped   atomic.Uint64
 	closed    chan struct{} // closed by Close
@@ -59,8 +60,19 @@ func New(name string, mtu int) *Device {
 	}
 }
 
+// NewWithOffloads returns a Device like New whose Offloads reports o, so
+// that code under test takes its virtio-net header path. The Device still
+// passes bytes through unchanged: with o.VnetHdr the test puts a header in
+// front of every frame it injects, and finds one in front of every frame
+// written, just as the kernel would; nothing checks or interprets them.
+func NewWithOffloads(name string, mtu int, o tap.Offloads) *Device {
+	d := New(name, mtu)
+	d.offloads = o
+	return d
+}
+
 // Inject queues frame for Read, as if the kernel had sent it into the
-// port. It copies frame, and blocks while In is full; it returns false,
+// port (with Offloads().VnetHdr, a virtio-net header first). It copies frame, and blocks while In is full; it returns false,
 // queueing nothing, if the Device is or gets closed.
 func (d *Device) Inject(frame []byte) bool {
 	f := append([]byte(nil), frame...)
@@ -165,6 +177,10 @@ func (d *Device) BatchSize() int { return BatchSize }
 
 // Name implements tap.Device.
 func (d *Device) Name() string { return d.name }
+
+// Offloads implements tap.Device: the zero Offloads for a Device from New,
+// what NewWithOffloads was given otherwise.
+func (d *Device) Offloads() tap.Offloads { return d.offloads }
 
 // MTU implements tap.Device.
 func (d *Device) MTU() int { return d.mtu }

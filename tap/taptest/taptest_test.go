@@ -196,3 +196,37 @@ func TestMetadata(t *testing.T) {
 		t.Errorf("Name, MTU, BatchSize = %q, %d, %d; want fake7, 1400, %d", d.Name(), d.MTU(), d.BatchSize(), BatchSize)
 	}
 }
+
+func TestOffloads(t *testing.T) {
+	if got := New("fake0", 1500).Offloads(); got != (tap.Offloads{}) {
+		t.Errorf("New: Offloads = %+v, want none", got)
+	}
+	o := tap.Offloads{VnetHdr: true, CSUM: true, TSO4: true, TSO6: true}
+	d := NewWithOffloads("fake1", 1500, o)
+	defer d.Close()
+	if got := d.Offloads(); got != o {
+		t.Errorf("NewWithOffloads: Offloads = %+v, want %+v", got, o)
+	}
+
+	// Headers pass through both ways as bytes.
+	const off = 4
+	hdr := []byte{1, 1, 54, 0, 0xa8, 0x05, 34, 0, 16, 0} // NEEDS_CSUM, TCPV4, gso_size 1448
+	in := append(append([]byte(nil), hdr...), frame(1, 3000)...)
+	if !d.Inject(in) {
+		t.Fatal("Inject failed")
+	}
+	bufs, sizes := buffers(BatchSize, off+tap.MaxOffloadFrame)
+	n, err := d.Read(bufs, sizes, off)
+	if n != 1 || err != nil {
+		t.Fatalf("Read = %d, %v; want 1, nil", n, err)
+	}
+	if got := bufs[0][off : off+sizes[0]]; !bytes.Equal(got, in) {
+		t.Errorf("Read returned %d bytes, want the %d injected, unchanged", len(got), len(in))
+	}
+	if _, err := d.Write([][]byte{append(make([]byte, off), in...)}, off); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Expect(t, wait); !bytes.Equal(got, in) {
+		t.Errorf("Out has %d bytes, want the %d written, unchanged", len(got), len(in))
+	}
+}
