@@ -1,38 +1,132 @@
 package vtep
 
-import "net/netip"
+import (
+	"net/netip"
+	"strconv"
+)
 
-// Message is one UDP datagram in a batch. On read, Buf is the buffer to fill
-// and N, Addr are set to the datagram length and its source. On write,
-// Buf[:N] is sent to Addr.
+// Message is one UDP message in a batch. On read, Buf is the buffer to fill
+// and N, Addr, Segment are set to the datagram length, its source and, with
+// UDP GRO, the size of the datagrams coalesced into it. On write, Buf[:N] is
+// sent to Addr, as one datagram or, with Segment > 0, as datagrams of
+// Segment bytes.
 type Message struct {
 	Buf  []byte
 	N    int
 	Addr netip.AddrPort
+
+	// Segment, if > 0, says that Buf[:N] holds datagrams of Segment bytes
+	// back to back, of which only the last may be shorter.
+	//
+	// On write, the conn sends them as one UDP GSO message when the
+	// kernel can (ConnOffloads.GSO), as separate datagrams otherwise. A
+	// message of more than MaxSegments datagrams or more than
+	// MaxSegmentedPayload bytes is refused.
+	//
+	// On read (only when ConnOffloads.GRO is on), the kernel coalesced
+	// datagrams of one sender into Buf[:N]: the caller splits it into
+	// Segment-byte datagrams. It is 0 for a datagram that was not
+	// coalesced.
+	Segment int
+
+	// Flow is the hash of the inner flow the message carries. On write,
+	// with a source-port pool (ConnConfig.SourcePorts), it picks the
+	// socket and so the outer source port: RFC 7348 section 5 asks for
+	// the source port to be a hash of the inner frame, so that the
+	// underlay's ECMP and RSS spread flows. One flow always leaves from
+	// one port, which keeps its datagrams in order. Unused on read.
+	Flow uint32
 }
+
+const (
+	// MaxSegments is the most datagrams one Message with Segment > 0
+	// may carry: the kernel's UDP_MAX_SEGMENTS (include/linux/udp.h).
+	MaxSegments = 64
+
+	// MaxSegmentedPayload is the most bytes one Message with Segment > 0
+	// may carry: a GSO message is built as one UDP datagram before it is
+	// cut up, so it is limited like one, 65535 - 20 (IPv4 header) - 8
+	// (UDP header).
+	MaxSegmentedPayload = 65507
+)
 
 // Conn is a batched UDP endpoint carrying VXLAN datagrams.
 type Conn interface {
-	// ReadBatch receives up to len(msgs) datagrams, blocking until at least
-	// one arrives, and returns how many were received. A datagram longer
-	// than its buffer is truncated; N is then len(Buf). Must be called from
-	// one goroutine at a time.
+	// ReadBatch receives up to len(msgs) messages, blocking until at
+	// least one arrives, and returns how many were received. A message
+	// longer than its buffer is truncated; N is then len(Buf). With GRO
+	// on (Offloads), a message may hold several datagrams (see
+	// Message.Segment), up to 65535 bytes: buffers smaller than that lose
+	// the tail of such a message. Must be called from one goroutine at a
+	// time.
 	ReadBatch(msgs []Message) (n int, err error)
 
-	// WriteBatch sends msgs[i].Buf[:msgs[i].N] to msgs[i].Addr for every i,
-	// returning the number sent. Safe for concurrent use.
+	// WriteBatch sends msgs[i].Buf[:msgs[i].N] to msgs[i].Addr for every
+	// i, returning the number of messages sent (a message of several
+	// segments counts once). Safe for concurrent use.
 	WriteBatch(msgs []Message) (n int, err error)
 
-	// LocalAddr is the address the endpoint is bound to.
+	// LocalAddr is the address the endpoint is bound to and receives on.
 	LocalAddr() netip.AddrPort
 
 	// BatchSize is the largest batch ReadBatch fills at once.
 	BatchSize() int
 
+	// Offloads reports what the endpoint does in the kernel. It may
+	// change once, when a GSO send fails and GSO is turned off. Safe for
+	// concurrent use; does not block.
+	Offloads() ConnOffloads
+
 	// Close is idempotent and unblocks a pending ReadBatch, which then
 	// returns net.ErrClosed.
 	Close() error
 }
+
+// ConnOffloads says which kernel offloads a Conn uses.
+type ConnOffloads struct {
+	// GSO: a Message with Segment > 0 goes to the kernel as one UDP GSO
+	// message (UDP_SEGMENT) rather than as separate datagrams.
+	GSO bool
+
+	// GRO: the kernel coalesces received datagrams (UDP_GRO) and
+	// ReadBatch reports them with Message.Segment set.
+	GRO bool
+
+	// SourcePorts is how many sockets, each with its own source port,
+	// WriteBatch picks from by Message.Flow; 0 when everything leaves
+	// from the bound socket.
+	SourcePorts int
+}
+
+// String returns the offloads for status output, such as
+// "gso,gro,srcports=16", or "off" when there are none.
+func (o ConnOffloads) String() string {
+	var b []byte
+	add := func(s string) {
+		if len(b) > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, s...)
+	}
+	if o.GSO {
+		add("gso")
+	}
+	if o.GRO {
+		add("gro")
+	}
+	if o.SourcePorts > 0 {
+		add("srcports=" + strconv.Itoa(o.SourcePorts))
+	}
+	if len(b) == 0 {
+		return "off"
+	}
+	return string(b)
+}
+
+// MaxSourcePorts is the largest ConnConfig.SourcePorts. Spreading needs
+// only a few ports per receive queue or ECMP path of the underlay; each
+// port costs a socket (a file descriptor and its buffers).
+const MaxSourcePorts = 256
 
 // ConnConfig configures Listen.
 type ConnConfig struct {
@@ -52,6 +146,26 @@ type ConnConfig struct {
 	// process has CAP_NET_ADMIN and capped there otherwise. 0 keeps the
 	// kernel default.
 	SocketBuffer int
+
+	// GSO asks for UDP generic segmentation offload on send (kernel
+	// 4.18): a Message with Segment > 0 is handed to the kernel whole. It
+	// is used only if the kernel accepts UDP_SEGMENT at Listen, and
+	// turned off for good if a GSO send fails with EIO (an egress device
+	// without checksum offload, before kernel 6.11) or EINVAL. Turn it
+	// off by hand on kernels that corrupt GSO output (7.0 to 7.1.4).
+	GSO bool
+
+	// GRO asks for UDP generic receive offload (kernel 5.12, where it can
+	// be read back): the kernel coalesces datagrams of one sender and
+	// ReadBatch returns them with Message.Segment set. Read buffers must
+	// then be 65535 bytes.
+	GRO bool
+
+	// SourcePorts is how many extra sockets, each bound to the local
+	// address with a port of the kernel's choosing (the ephemeral range),
+	// WriteBatch sends from, picked by Message.Flow. 0 sends everything
+	// from the bound socket. At most MaxSourcePorts.
+	SourcePorts int
 }
 
 // DefaultConnConfig returns the configuration ovlsw uses unless told
@@ -68,5 +182,14 @@ func DefaultConnConfig() ConnConfig {
 		// memory each: about 2 ms of 10 Gb/s, enough to ride out a
 		// scheduling hiccup of the receive goroutine without drops.
 		SocketBuffer: 4 << 20,
+		// One kernel trip per up to 64 datagrams each way, the largest
+		// win after TAP offloads; both fall back by themselves where the
+		// kernel lacks them.
+		GSO: true,
+		GRO: true,
+		// 16 ports give an underlay's ECMP hash and the receiver's RSS
+		// 16 values to spread flows over, more than the queues or paths
+		// of a typical host, for 16 file descriptors.
+		SourcePorts: 16,
 	}
 }

@@ -21,18 +21,53 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// connListen opens a conn on addr (port 0 unless given) and closes it when
-// the test ends.
+// connListen opens a conn with the default configuration on addr (port 0
+// unless given) and closes it when the test ends.
 func connListen(tb testing.TB, addr string) Conn {
 	tb.Helper()
 	cfg := DefaultConnConfig()
 	cfg.Addr = netip.MustParseAddrPort(addr)
+	return connListenConfig(tb, cfg)
+}
+
+// connListenConfig opens a conn and closes it when the test ends.
+func connListenConfig(tb testing.TB, cfg ConnConfig) Conn {
+	tb.Helper()
 	c, err := Listen(cfg)
 	if err != nil {
-		tb.Fatalf("Listen(%v): %v", addr, err)
+		tb.Fatalf("Listen(%+v): %v", cfg, err)
 	}
 	tb.Cleanup(func() { c.Close() })
 	return c
+}
+
+// connPlain is the configuration of a conn without offloads or a
+// source-port pool, as before they existed.
+func connPlain(addr string) ConnConfig {
+	cfg := DefaultConnConfig()
+	cfg.Addr = netip.MustParseAddrPort(addr)
+	cfg.GSO, cfg.GRO, cfg.SourcePorts = false, false, 0
+	return cfg
+}
+
+// connSources returns the addresses c sends from: its bound address, or
+// those of its source-port pool.
+func connSources(tb testing.TB, c Conn) map[netip.AddrPort]bool {
+	tb.Helper()
+	lc := c.(*linuxConn)
+	if len(lc.pool) == 0 {
+		return map[netip.AddrPort]bool{c.LocalAddr(): true}
+	}
+	srcs := make(map[netip.AddrPort]bool)
+	for _, rc := range lc.tx {
+		var sa unix.Sockaddr
+		var serr error
+		if err := rc.Control(func(fd uintptr) { sa, serr = unix.Getsockname(int(fd)) }); err != nil || serr != nil {
+			tb.Fatal(err, serr)
+		}
+		srcs[netip.AddrPortFrom(c.LocalAddr().Addr(), boundPort(sa))] = true
+	}
+	return srcs
 }
 
 // connPayload is datagram i of a test batch: a 2-byte index, then a pattern
@@ -47,31 +82,51 @@ func connPayload(i int) []byte {
 }
 
 // connRead reads until n datagrams arrived, failing the test if they do not
-// within 10 s. It returns copies of the datagrams and their sources.
+// within 10 s. It returns copies of the datagrams and their sources, with
+// datagrams the kernel coalesced (GRO) split again.
 func connRead(tb testing.TB, c Conn, n int) ([][]byte, []netip.AddrPort) {
+	tb.Helper()
+	var data [][]byte
+	var from []netip.AddrPort
+	connReadMessages(tb, c, func(m Message) int {
+		k := 0
+		for p := m.Buf[:m.N]; len(p) > 0 || k == 0; k++ {
+			d := p
+			if m.Segment > 0 {
+				d = p[:min(m.Segment, len(p))]
+			}
+			data = append(data, bytes.Clone(d))
+			from = append(from, m.Addr)
+			p = p[len(d):]
+		}
+		return k
+	}, n)
+	return data, from
+}
+
+// connReadMessages reads messages into 64 KB buffers and hands each to f,
+// which returns how many datagrams it held, until n datagrams arrived. It
+// fails the test if they do not within 10 s.
+func connReadMessages(tb testing.TB, c Conn, f func(Message) int, n int) {
 	tb.Helper()
 	timer := time.AfterFunc(10*time.Second, func() { c.Close() })
 	defer timer.Stop()
 	msgs := make([]Message, c.BatchSize())
 	for i := range msgs {
-		msgs[i].Buf = make([]byte, 2048)
+		msgs[i].Buf = make([]byte, 65535)
 	}
-	var data [][]byte
-	var from []netip.AddrPort
-	for len(data) < n {
+	for got := 0; got < n; {
 		k, err := c.ReadBatch(msgs)
 		if err != nil {
-			tb.Fatalf("ReadBatch after %d of %d datagrams: %v", len(data), n, err)
+			tb.Fatalf("ReadBatch after %d of %d datagrams: %v", got, n, err)
 		}
 		if k < 1 || k > len(msgs) {
 			tb.Fatalf("ReadBatch = %d, want 1..%d", k, len(msgs))
 		}
 		for _, m := range msgs[:k] {
-			data = append(data, bytes.Clone(m.Buf[:m.N]))
-			from = append(from, m.Addr)
+			got += f(m)
 		}
 	}
-	return data, from
 }
 
 // connExchange sends 100 datagrams each way between a and b and
@@ -82,8 +137,9 @@ func connExchange(t *testing.T, a, b Conn) {
 		msgs := make([]Message, count)
 		for i := range msgs {
 			p := connPayload(i)
-			msgs[i] = Message{Buf: p, N: len(p), Addr: dir.to.LocalAddr()}
+			msgs[i] = Message{Buf: p, N: len(p), Addr: dir.to.LocalAddr(), Flow: uint32(i)}
 		}
+		srcs := connSources(t, dir.from)
 		if n, err := dir.from.WriteBatch(msgs); n != count || err != nil {
 			t.Fatalf("WriteBatch = %d, %v; want %d, nil", n, err, count)
 		}
@@ -98,14 +154,18 @@ func connExchange(t *testing.T, a, b Conn) {
 			if want := connPayload(i); !bytes.Equal(d, want) {
 				t.Errorf("datagram %d: got %d bytes, want %d bytes of its pattern", i, len(d), len(want))
 			}
-			if from[k] != dir.from.LocalAddr() {
-				t.Errorf("datagram %d: source %v, want %v", i, from[k], dir.from.LocalAddr())
+			if !srcs[from[k]] {
+				t.Errorf("datagram %d: source %v, want one of %v", i, from[k], srcs)
 			}
 		}
 	}
 }
 
 func TestConnExchangeIPv4(t *testing.T) {
+	t.Run("plain", func(t *testing.T) {
+		a, b := connListenConfig(t, connPlain("127.0.0.1:0")), connListenConfig(t, connPlain("127.0.0.1:0"))
+		connExchange(t, a, b)
+	})
 	a, b := connListen(t, "127.0.0.1:0"), connListen(t, "127.0.0.1:0")
 	if a.LocalAddr().Port() == 0 || a.LocalAddr().Addr() != netip.MustParseAddr("127.0.0.1") {
 		t.Fatalf("LocalAddr = %v, want 127.0.0.1 and a port", a.LocalAddr())
@@ -156,7 +216,13 @@ func TestConnTruncated(t *testing.T) {
 // refuses are skipped without holding up the rest of the batch, and that
 // the error comes back only when nothing could be sent.
 func TestConnWriteSkipsFailures(t *testing.T) {
-	a, b := connListen(t, "127.0.0.1:0"), connListen(t, "127.0.0.1:0")
+	t.Run("default", func(t *testing.T) { connWriteSkipsFailures(t, DefaultConnConfig()) })
+	t.Run("plain", func(t *testing.T) { connWriteSkipsFailures(t, connPlain("127.0.0.1:0")) })
+}
+
+func connWriteSkipsFailures(t *testing.T, cfg ConnConfig) {
+	cfg.Addr = netip.MustParseAddrPort("127.0.0.1:0")
+	a, b := connListenConfig(t, cfg), connListen(t, "127.0.0.1:0")
 	to := b.LocalAddr()
 	good := func(s string) Message { return Message{Buf: []byte(s), N: len(s), Addr: to} }
 	huge := Message{Buf: make([]byte, 66000), N: 66000, Addr: to}                    // EMSGSIZE
@@ -165,6 +231,9 @@ func TestConnWriteSkipsFailures(t *testing.T) {
 	badN := Message{Buf: []byte("x"), N: 2, Addr: to}                                // EINVAL
 
 	msgs := []Message{good("one"), huge, v6, noAddr, good("two"), badN, huge, good("three")}
+	for i := range msgs {
+		msgs[i].Flow = 7 // order is kept within a flow
+	}
 	if n, err := a.WriteBatch(msgs); n != 3 || err != nil {
 		t.Fatalf("WriteBatch = %d, %v; want 3, nil", n, err)
 	}
@@ -245,6 +314,15 @@ func TestConnCloseUnblocksRead(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+	lc := c.(*linuxConn)
+	if len(lc.pool) == 0 {
+		t.Fatal("no source-port pool to check")
+	}
+	for i, rc := range lc.tx {
+		if err := rc.Control(func(uintptr) {}); err == nil {
+			t.Errorf("pool socket %d still open after Close", i)
+		}
+	}
 	if _, err := c.ReadBatch(make([]Message, 1)); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("ReadBatch on closed conn: %v, want net.ErrClosed", err)
 	}
@@ -282,6 +360,8 @@ func TestListenErrors(t *testing.T) {
 		{"negative batch", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), BatchSize: -1}, nil},
 		{"batch over UIO_MAXIOV", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), BatchSize: 1025}, nil},
 		{"negative buffer", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), SocketBuffer: -1}, nil},
+		{"negative source ports", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), SourcePorts: -1}, nil},
+		{"too many source ports", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), SourcePorts: MaxSourcePorts + 1}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := Listen(tt.cfg)
@@ -302,29 +382,46 @@ func TestListenErrors(t *testing.T) {
 func TestListenSocketOptions(t *testing.T) {
 	c := connListen(t, "127.0.0.1:0").(*linuxConn)
 	size := DefaultConnConfig().SocketBuffer
+	get := func(rc syscall.RawConn, name string, level, opt int) int {
+		t.Helper()
+		var got int
+		var gerr error
+		if err := rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), level, opt) }); err != nil || gerr != nil {
+			t.Fatal(name, err, gerr)
+		}
+		return got
+	}
 	for _, tt := range []struct {
 		name       string
 		level, opt int
 		min        int    // the kernel doubles a buffer size it is given
 		capByMaxOf string // without CAP_NET_ADMIN a size is capped by this sysctl
+		pool       bool   // the pool sockets have it too
 	}{
-		{"IP_MTU_DISCOVER", unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO, ""},
-		{"SO_RCVBUF", unix.SOL_SOCKET, unix.SO_RCVBUF, size, "/proc/sys/net/core/rmem_max"},
-		{"SO_SNDBUF", unix.SOL_SOCKET, unix.SO_SNDBUF, size, "/proc/sys/net/core/wmem_max"},
+		{"IP_MTU_DISCOVER", unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO, "", true},
+		{"SO_RCVBUF", unix.SOL_SOCKET, unix.SO_RCVBUF, size, "/proc/sys/net/core/rmem_max", false},
+		{"SO_SNDBUF", unix.SOL_SOCKET, unix.SO_SNDBUF, size, "/proc/sys/net/core/wmem_max", true},
 	} {
-		var got int
-		var gerr error
-		if err := c.rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), tt.level, tt.opt) }); err != nil || gerr != nil {
-			t.Fatal(tt.name, err, gerr)
-		}
 		want := tt.min
 		if b, err := os.ReadFile(tt.capByMaxOf); err == nil {
 			if max, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && max < want {
 				want = max
 			}
 		}
-		if tt.capByMaxOf == "" && got != want || got < want {
-			t.Errorf("%s = %d, want %d", tt.name, got, want)
+		rcs := []syscall.RawConn{c.rc}
+		if tt.pool {
+			rcs = append(rcs, c.tx...)
+		}
+		for i, rc := range rcs {
+			if got := get(rc, tt.name, tt.level, tt.opt); tt.capByMaxOf == "" && got != want || got < want {
+				t.Errorf("socket %d (0 bound, then the pool): %s = %d, want %d", i, tt.name, got, want)
+			}
+		}
+	}
+	// The pool is never read: its receive buffers stay at the minimum.
+	for i, rc := range c.tx {
+		if got := get(rc, "SO_RCVBUF", unix.SOL_SOCKET, unix.SO_RCVBUF); got > 64<<10 {
+			t.Errorf("pool socket %d: SO_RCVBUF = %d, want the kernel's minimum", i, got)
 		}
 	}
 }
@@ -351,7 +448,7 @@ func TestRawToAddrPort(t *testing.T) {
 // connRaw encodes addr the way WriteBatch does for an AF_INET or (v6)
 // AF_INET6 socket: an IPv4 address on the latter becomes IPv4-mapped.
 func connRaw(t *testing.T, addr string, v6 bool) unix.RawSockaddrInet6 {
-	m := newMmsgs(1, true)
+	m := newMmsgs(1, true, true)
 	if e := m.setAddr(0, netip.MustParseAddrPort(addr), v6, 0); e != 0 {
 		t.Fatal(e)
 	}

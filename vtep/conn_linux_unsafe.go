@@ -3,7 +3,7 @@
 package vtep
 
 // This file holds the unsafe half of the Linux UDP endpoint: the
-// preallocated mmsghdr/iovec/sockaddr storage handed to recvmmsg and
+// preallocated mmsghdr/iovec/sockaddr/cmsg storage handed to recvmmsg and
 // sendmmsg, the raw syscalls, and the allocation-free conversions between
 // netip.AddrPort and kernel socket addresses.
 
@@ -15,15 +15,18 @@ import (
 )
 
 // mmsgs is the storage for one recvmmsg or sendmmsg call of up to
-// len(hdrs) messages. hdrs[i] points at iovs[i] and names[i] for good, so a
-// call only fills in buffers and addresses. The fields below the storage
-// carry the arguments and results of one call through fn, which is a method
-// value created once so that passing it to RawConn.Read/Write allocates
-// nothing. An mmsgs is used by one goroutine at a time.
+// len(hdrs) messages. hdrs[i] points at iovs[i] and names[i] for good, and
+// at cmsgs[i] when it carries a control message, so a call only fills in
+// buffers, addresses and segment sizes. The fields below the storage carry
+// the arguments and results of one call through fn, which is a method value
+// created once so that passing it to RawConn.Read/Write allocates nothing.
+// An mmsgs is used by one goroutine at a time.
 type mmsgs struct {
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6 // big enough for sockaddr_in too
+	cmsgs []segCmsg               // send, or receive with GRO: one each
+	owner []int32                 // send: the index in msgs of message i
 
 	off, n int        // argument: the call covers hdrs[off:off+n]
 	got    int        // result: messages received or sent
@@ -31,11 +34,34 @@ type mmsgs struct {
 	fn     func(fd uintptr) bool
 }
 
-func newMmsgs(n int, send bool) *mmsgs {
+// segCmsg is a control message holding a UDP segment size: a UDP_SEGMENT
+// (__u16) on send, a UDP_GRO (int) on receive. Its layout is the kernel's
+// CMSG_DATA: the data follows the header at CMSG_ALIGN(sizeof(cmsghdr)),
+// which is the header's size on both 32- and 64-bit systems, and the
+// struct's size is CMSG_SPACE(sizeof(int)).
+type segCmsg struct {
+	hdr  unix.Cmsghdr
+	data [4]byte // native byte order
+}
+
+const (
+	sizeofSegCmsg = int(unsafe.Sizeof(segCmsg{}))
+	// The lengths the kernel checks (udp_cmsg_send wants exactly
+	// CMSG_LEN(sizeof(__u16))) and writes (put_cmsg of an int).
+	segmentCmsgLen = unix.SizeofCmsghdr + 2
+	groCmsgLen     = unix.SizeofCmsghdr + 4
+)
+
+// newMmsgs makes the storage for n messages; segs adds a control message
+// buffer to each (always for send, for receive with GRO).
+func newMmsgs(n int, send, segs bool) *mmsgs {
 	m := &mmsgs{
 		hdrs:  make([]unix.Mmsghdr, n),
 		iovs:  make([]unix.Iovec, n),
 		names: make([]unix.RawSockaddrInet6, n),
+	}
+	if segs {
+		m.cmsgs = make([]segCmsg, n)
 	}
 	for i := range m.hdrs {
 		h := &m.hdrs[i].Hdr
@@ -45,6 +71,7 @@ func newMmsgs(n int, send bool) *mmsgs {
 		h.Namelen = unix.SizeofSockaddrInet6
 	}
 	if send {
+		m.owner = make([]int32, n)
 		m.fn = m.send
 	} else {
 		m.fn = m.recv
@@ -68,9 +95,55 @@ func (m *mmsgs) release(n int) {
 
 // resetRecv prepares message i to receive a datagram.
 func (m *mmsgs) resetRecv(i int) {
-	m.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
-	m.hdrs[i].Hdr.Flags = 0
+	h := &m.hdrs[i].Hdr
+	h.Namelen = unix.SizeofSockaddrInet6
+	h.Flags = 0
+	if m.cmsgs != nil {
+		h.Control = (*byte)(unsafe.Pointer(&m.cmsgs[i]))
+		h.SetControllen(sizeofSegCmsg)
+	}
 	m.hdrs[i].Len = 0
+}
+
+// segment returns the UDP_GRO segment size of received message i, or 0 if
+// the kernel did not coalesce it. The buffer has room for one control
+// message, and UDP_GRO is the only one the socket asks for.
+func (m *mmsgs) segment(i int) int {
+	if m.cmsgs == nil || m.hdrs[i].Hdr.Controllen < groCmsgLen {
+		return 0
+	}
+	c := &m.cmsgs[i]
+	if c.hdr.Level != unix.SOL_UDP || c.hdr.Type != unix.UDP_GRO {
+		return 0
+	}
+	return int(*(*int32)(unsafe.Pointer(&c.data)))
+}
+
+// setSegment makes message i a UDP GSO message of size-byte segments.
+func (m *mmsgs) setSegment(i, size int) {
+	c := &m.cmsgs[i]
+	c.hdr = unix.Cmsghdr{Level: unix.SOL_UDP, Type: unix.UDP_SEGMENT}
+	c.hdr.SetLen(segmentCmsgLen)
+	*(*uint16)(unsafe.Pointer(&c.data)) = uint16(size)
+	h := &m.hdrs[i].Hdr
+	h.Control = (*byte)(unsafe.Pointer(c))
+	h.SetControllen(sizeofSegCmsg)
+}
+
+// clearSegment makes message i a plain datagram.
+func (m *mmsgs) clearSegment(i int) {
+	h := &m.hdrs[i].Hdr
+	h.Control = nil
+	h.SetControllen(0)
+}
+
+// isSegmented reports whether message i is a UDP GSO message.
+func (m *mmsgs) isSegmented(i int) bool { return m.hdrs[i].Hdr.Control != nil }
+
+// copyAddr gives message i the destination of message j.
+func (m *mmsgs) copyAddr(i, j int) {
+	m.names[i] = m.names[j]
+	m.hdrs[i].Hdr.Namelen = m.hdrs[j].Hdr.Namelen
 }
 
 func (m *mmsgs) recv(fd uintptr) bool {

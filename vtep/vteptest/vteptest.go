@@ -258,6 +258,9 @@ func (c *Conn) LocalAddr() netip.AddrPort { return c.addr }
 // BatchSize implements vtep.Conn.
 func (c *Conn) BatchSize() int { return BatchSize }
 
+// Offloads implements vtep.Conn: a Conn has none.
+func (c *Conn) Offloads() vtep.ConnOffloads { return vtep.ConnOffloads{} }
+
 // Close implements vtep.Conn: it unbinds the address (later datagrams to it
 // are dropped as NoListener) and unblocks a pending ReadBatch.
 func (c *Conn) Close() error {
