@@ -9,13 +9,17 @@ import (
 	"strings"
 )
 
+// maxQueues is the most queues a TAP can have: MAX_TAP_QUEUES in the
+// kernel's drivers/net/tun.c.
+const maxQueues = 256
+
 // ifNameMax is the longest interface name Linux accepts: IFNAMSIZ (16)
 // less the terminating NUL.
 const ifNameMax = 15
 
 // Config describes the TAP port Create makes, or the existing one Adopt
-// attaches to. Adopt uses only Name, Persist and Offload (and leaves the
-// link's MTU, MAC, addresses and state as they are).
+// attaches to. Adopt uses only Name, Persist, Offload and Queues (and
+// leaves the link's MTU, MAC, addresses and state as they are).
 type Config struct {
 	// Name is the interface name; required. Linux allows 1 to 15 bytes
 	// without '/', ':' or white space. One "%d" in it lets the kernel pick
@@ -58,6 +62,13 @@ type Config struct {
 	// size read buffers to MaxOffloadFrame. Without Offload, Adopt turns
 	// off any offloads a former owner left on the TAP.
 	Offload bool
+
+	// Queues is the number of queues, each its own fd (IFF_MULTI_QUEUE),
+	// 0 to 256 (the kernel's limit); 0 or 1 makes a single-queue TAP. The
+	// kernel spreads the frames it sends over the queues by flow;
+	// MultiQueue.Queues returns them, each with its own Read. Adopt takes
+	// this many queues of a multi-queue TAP (at least one).
+	Queues int
 }
 
 // DefaultConfig returns the configuration of a typical ovlsw port.
@@ -82,10 +93,21 @@ func (c Config) validate() error {
 		return fmt.Errorf("tap: %s: MAC %02x:%02x:%02x:%02x:%02x:%02x is multicast; a port needs a unicast address",
 			c.Name, c.MAC[0], c.MAC[1], c.MAC[2], c.MAC[3], c.MAC[4], c.MAC[5])
 	}
+	if err := c.validQueues(); err != nil {
+		return err
+	}
 	for _, p := range c.Addresses {
 		if !p.IsValid() {
 			return fmt.Errorf("tap: %s: invalid address %v", c.Name, p)
 		}
+	}
+	return nil
+}
+
+// validQueues checks Queues.
+func (c Config) validQueues() error {
+	if c.Queues < 0 || c.Queues > maxQueues {
+		return fmt.Errorf("tap: %s: %d queues out of range [0, %d]", c.Name, c.Queues, maxQueues)
 	}
 	return nil
 }

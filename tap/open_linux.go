@@ -26,6 +26,12 @@ package tap
 // the TUNSETVNETHDRSZ default of 10 (VnetHdrLen). TUNSETIFF and
 // TUNSETOFFLOAD set the device, not the fd: the last to open or adopt a
 // TAP decides, which is why Adopt always sets offloads, if only to none.
+//
+// Queues: a multi-queue TAP is one TUNSETIFF with IFF_MULTI_QUEUE per
+// queue, every one with the same flags; the first makes the device (with
+// IFF_TUN_EXCL and perhaps a name template), the others attach to it by
+// the name the kernel gave. The kernel refuses to mix single- and
+// multi-queue opens, so Adopt follows the link's own mode.
 
 import (
 	"errors"
@@ -56,7 +62,11 @@ func Create(cfg Config) (_ Device, reterr error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	fd, name, vnet, err := openFlags(cfg.Name, unix.IFF_TAP|unix.IFF_NO_PI|unix.IFF_TUN_EXCL, cfg.Offload)
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if cfg.Queues > 1 {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	fd, name, vnet, err := openFlags(cfg.Name, flags|unix.IFF_TUN_EXCL, cfg.Offload)
 	if err != nil {
 		return nil, err
 	}
@@ -70,9 +80,15 @@ func Create(cfg Config) (_ Device, reterr error) {
 			if persistent {
 				t.SetPersist(false) // so that Close removes the TAP
 			}
-			t.Close()
+			t.Close() // and every queue
 		}
 	}()
+	if vnet {
+		flags |= unix.IFF_VNET_HDR
+	}
+	if err := t.openQueues(cfg.Queues, flags); err != nil {
+		return nil, err
+	}
 	if vnet {
 		if t.offloads, err = t.setOffloads(true); err != nil {
 			return nil, err
@@ -87,6 +103,7 @@ func Create(cfg Config) (_ Device, reterr error) {
 	if t.mtu, err = configureLink(name, cfg); err != nil {
 		return nil, err
 	}
+	t.shareQueueState()
 	return t, nil
 }
 
@@ -97,9 +114,12 @@ func Create(cfg Config) (_ Device, reterr error) {
 // that name, or the link is not a TAP, the error wraps ErrNotFound. It sets
 // the TAP's persistence to cfg.Persist and its offloads as cfg.Offload
 // says, and leaves its MAC, MTU, addresses and up state alone; Device.MTU
-// reports the link's MTU. Other errors wrap
-// ErrNoTUN, ErrPermission, or ErrNameInUse when another open file holds the
-// TAP.
+// reports the link's MTU. Other errors wrap ErrNoTUN, ErrPermission, or
+// ErrNameInUse when another open file holds a single-queue TAP.
+//
+// A multi-queue TAP is adopted with max(cfg.Queues, 1) queues of its own
+// (other open files may hold more); a single-queue TAP cannot be adopted
+// with cfg.Queues > 1.
 //
 // To adopt a TAP in another network namespace, lock the goroutine to its
 // OS thread (runtime.LockOSThread), move the thread there (setns), call
@@ -118,7 +138,16 @@ func Adopt(cfg Config) (_ Device, reterr error) {
 	if err != nil {
 		return nil, err
 	}
-	fd, name, vnet, err := openFlags(cfg.Name, unix.IFF_TAP|unix.IFF_NO_PI, cfg.Offload)
+	if err := cfg.validQueues(); err != nil {
+		return nil, err
+	}
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if link.Flags&netlink.TUNTAP_MULTI_QUEUE != 0 {
+		flags |= unix.IFF_MULTI_QUEUE
+	} else if cfg.Queues > 1 {
+		return nil, fmt.Errorf("tap: adopt %s: a single-queue TAP cannot have %d queues", cfg.Name, cfg.Queues)
+	}
+	fd, name, vnet, err := openFlags(cfg.Name, flags, cfg.Offload)
 	if errors.Is(err, ErrNameInUse) {
 		return nil, fmt.Errorf("%w (adopt: another open file holds the TAP)", err)
 	} else if err != nil {
@@ -137,6 +166,12 @@ func Adopt(cfg Config) (_ Device, reterr error) {
 	if err != nil || now.Attrs().Index != link.Attrs().Index {
 		return nil, fmt.Errorf("%w: %s: the link was removed while being adopted", ErrNotFound, name)
 	}
+	if vnet {
+		flags |= unix.IFF_VNET_HDR
+	}
+	if err := t.openQueues(cfg.Queues, flags); err != nil {
+		return nil, err
+	}
 	if t.offloads, err = t.setOffloads(vnet); err != nil {
 		return nil, err
 	}
@@ -144,6 +179,7 @@ func Adopt(cfg Config) (_ Device, reterr error) {
 		return nil, err
 	}
 	t.mtu = now.Attrs().MTU
+	t.shareQueueState()
 	return t, nil
 }
 
@@ -180,6 +216,40 @@ func openFlags(name string, flags uint16, vnet bool) (fd int, kname string, vnet
 	}
 	fd, kname, err = openTAP(name, flags)
 	return fd, kname, false, err
+}
+
+// openQueues opens the queues after t, the first, up to n in all, with the
+// TUNSETIFF flags t was opened with (less IFF_TUN_EXCL), and makes them
+// one group. n <= 1 leaves t a single queue.
+func (t *linuxTAP) openQueues(n int, flags uint16) error {
+	if n <= 1 {
+		return nil
+	}
+	qs := make([]*linuxTAP, 1, n)
+	qs[0] = t
+	t.queues = qs // so that t.Close closes what is opened so far
+	for len(qs) < n {
+		fd, _, err := openTAP(t.name, flags)
+		if err != nil {
+			return fmt.Errorf("queue %d of %d: %w", len(qs)+1, n, err)
+		}
+		q, err := newFromFD(fd, t.name, 0)
+		if err != nil {
+			return fmt.Errorf("tap: %s: queue %d of %d: %w", t.name, len(qs)+1, n, err)
+		}
+		qs = append(qs, q)
+		t.queues = qs
+	}
+	return nil
+}
+
+// shareQueueState gives the other queues of t, the first, its MTU and
+// offloads (which belong to the link), and the group. Called last, before
+// the queues are handed out.
+func (t *linuxTAP) shareQueueState() {
+	for _, q := range t.queues[min(1, len(t.queues)):] {
+		q.mtu, q.offloads, q.queues = t.mtu, t.offloads, t.queues
+	}
 }
 
 // offloadTries are the TUNSETOFFLOAD arguments setOffloads tries in turn,

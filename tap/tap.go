@@ -155,3 +155,16 @@ type Persister interface {
 	// it returns ErrClosed.
 	SetPersist(on bool) error
 }
+
+// MultiQueue is implemented by devices that can have several queues
+// (the Linux TAP, Config.Queues; find it by type assertion).
+type MultiQueue interface {
+	// Queues returns every queue of the device, the device Create or Adopt
+	// returned first; a single-queue device returns itself alone. Each
+	// queue is a Device with its own Read (one reader per queue); the
+	// kernel spreads the frames it sends by flow over the queues, and a
+	// frame written on any queue enters the kernel. Closing the first
+	// queue closes them all; closing another closes that queue only. The
+	// slice is the caller's.
+	Queues() []Device
+}

@@ -38,6 +38,10 @@ type linuxTAP struct {
 	mtu      int
 	batch    int
 	offloads Offloads
+	// queues are all the queues of a multi-queue TAP, the first (which
+	// Create or Adopt returned, and whose Close closes them all) first;
+	// nil for a single queue.
+	queues []*linuxTAP
 
 	// Read side: used only by the one goroutine in Read at a time.
 	rd reader
@@ -50,8 +54,9 @@ type linuxTAP struct {
 }
 
 var (
-	_ Device    = (*linuxTAP)(nil)
-	_ Persister = (*linuxTAP)(nil)
+	_ Device     = (*linuxTAP)(nil)
+	_ Persister  = (*linuxTAP)(nil)
+	_ MultiQueue = (*linuxTAP)(nil)
 )
 
 // reader is the state of one Read, shared with its RawConn callback.
@@ -251,15 +256,34 @@ func (t *linuxTAP) ioctl(name string, req uint, arg int) error {
 	return nil
 }
 
-// Close implements Device. It closes the fd, which removes the TAP from the
-// kernel unless it is persistent; a pending Read or Write returns
+// Queues implements MultiQueue.
+func (t *linuxTAP) Queues() []Device {
+	if t.queues == nil {
+		return []Device{t}
+	}
+	qs := make([]Device, len(t.queues))
+	for i, q := range t.queues {
+		qs[i] = q
+	}
+	return qs
+}
+
+// Close implements Device. It closes the fd, and on the first queue of a
+// multi-queue TAP every other queue's too. The TAP leaves the kernel with
+// its last fd, unless it is persistent. A pending Read or Write returns
 // ErrClosed first. Later calls do nothing and return nil.
 func (t *linuxTAP) Close() error {
 	if t.closed.Swap(true) {
 		return nil
 	}
-	if err := t.f.Close(); err != nil {
-		return fmt.Errorf("tap: close %s: %w", t.name, err)
+	var errs []error
+	if len(t.queues) > 0 && t.queues[0] == t {
+		for _, q := range t.queues[1:] {
+			errs = append(errs, q.Close())
+		}
 	}
-	return nil
+	if err := t.f.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("tap: close %s: %w", t.name, err))
+	}
+	return errors.Join(errs...)
 }

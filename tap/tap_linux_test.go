@@ -316,6 +316,8 @@ func TestCreateInvalidConfig(t *testing.T) {
 		{name: "negative MTU", cfg: Config{Name: "x", MTU: -1}, want: "MTU -1"},
 		{name: "multicast MAC", cfg: Config{Name: "x", MAC: [6]byte{1, 0, 0x5e, 0, 0, 1}}, want: "multicast"},
 		{name: "invalid address", cfg: Config{Name: "x", Addresses: []netip.Prefix{{}}}, want: "invalid address"},
+		{name: "negative queues", cfg: Config{Name: "x", Queues: -1}, want: "-1 queues"},
+		{name: "too many queues", cfg: Config{Name: "x", Queues: 257}, want: "257 queues"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
