@@ -18,6 +18,7 @@ const (
 	DropPolicy                         // unknown unicast, broadcast or ARP/ND the VNI's flood policy drops
 	DropPortSecurity                   // a secure port's frame with another source MAC, or ARP/NA for another address
 	DropFloodRate                      // a port's broadcast/unknown frames beyond its flood rate
+	DropOffload                        // a TAP super-frame the segmenter refused (malformed or unsupported offload)
 	numDropReasons
 )
 
@@ -33,6 +34,7 @@ var dropNames = [numDropReasons]string{
 	DropPolicy:       "flood_policy",
 	DropPortSecurity: "port_security",
 	DropFloodRate:    "flood_rate",
+	DropOffload:      "bad_offload",
 }
 
 // String is the reason's name as ovlsw status prints it.

@@ -1,6 +1,7 @@
 package vtep
 
 import (
+	"bytes"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -13,8 +14,11 @@ import (
 // only counts: it lets the hot path be measured without any fake's own
 // copying.
 type nullDevice struct {
-	written atomic.Uint64
-	closed  chan struct{}
+	written  atomic.Uint64
+	closed   chan struct{}
+	offloads tap.Offloads
+	keep     bool     // record copies of what is written in frames
+	frames   [][]byte // with keep: every frame written, from the write offset on
 }
 
 var _ tap.Device = (*nullDevice)(nil)
@@ -27,8 +31,14 @@ func (d *nullDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 }
 func (d *nullDevice) Write(bufs [][]byte, offset int) (int, error) {
 	d.written.Add(uint64(len(bufs)))
+	if d.keep {
+		for _, b := range bufs {
+			d.frames = append(d.frames, bytes.Clone(b[offset:]))
+		}
+	}
 	return len(bufs), nil
 }
+func (d *nullDevice) Offloads() tap.Offloads { return d.offloads }
 func (d *nullDevice) BatchSize() int { return 64 }
 func (d *nullDevice) Name() string   { return "null" }
 func (d *nullDevice) MTU() int       { return 1450 }
@@ -41,13 +51,25 @@ func (d *nullDevice) Close() error {
 	return nil
 }
 
-// nullConn is a Conn that never receives and discards what it sends.
-type nullConn struct{ closed chan struct{} }
+// nullConn is a Conn that never receives and discards what it sends (with
+// keep, it records copies of the messages).
+type nullConn struct {
+	closed chan struct{}
+	keep   bool
+	sent   []Message
+}
 
 func (c *nullConn) ReadBatch(msgs []Message) (int, error) { <-c.closed; return 0, errClosedForTest }
 func (c *nullConn) WriteBatch(msgs []Message) (int, error) {
+	if c.keep {
+		for _, m := range msgs {
+			m.Buf = bytes.Clone(m.Buf[:m.N])
+			c.sent = append(c.sent, m)
+		}
+	}
 	return len(msgs), nil
 }
+func (c *nullConn) Offloads() ConnOffloads { return ConnOffloads{GSO: true} }
 func (c *nullConn) LocalAddr() netip.AddrPort { return netip.AddrPort{} }
 func (c *nullConn) BatchSize() int            { return 64 }
 func (c *nullConn) Close() error {
@@ -92,7 +114,7 @@ func kernelBatch(tb testing.TB, peer netip.AddrPort) []Message {
 func TestReceiveAllocs(t *testing.T) {
 	sw, dev, peer := hotRig(t)
 	msgs := kernelBatch(t, peer)
-	var q localQueue
+	var q recvScratch
 	sw.receiveBatch(msgs, &q) // warm up: learn MACs, size queues
 	before := dev.written.Load()
 	if n := testing.AllocsPerRun(200, func() { sw.receiveBatch(msgs, &q) }); n != 0 {
@@ -139,7 +161,7 @@ func TestSendAllocs(t *testing.T) {
 // delivered or counted as a drop.
 func FuzzReceive(f *testing.F) {
 	sw, _, peer := hotRig(f)
-	var q localQueue
+	var q recvScratch
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sw.receiveBatch([]Message{{Buf: b, N: len(b), Addr: peer}}, &q)
 	})
@@ -148,7 +170,7 @@ func FuzzReceive(f *testing.F) {
 func BenchmarkReceiveBatch(b *testing.B) {
 	sw, _, peer := hotRig(b)
 	msgs := kernelBatch(b, peer)
-	var q localQueue
+	var q recvScratch
 	sw.receiveBatch(msgs, &q)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 
 	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/vtep/offload"
 )
 
 // FloodAction is what happens to one kind of frame the FDB cannot place.
@@ -156,11 +157,11 @@ func (p *port) owns(ip netip.Addr) bool {
 	return !p.secure || ip.IsLinkLocalUnicast() || slices.Contains(p.ips, ip)
 }
 
-// proxy learns bindings from the ARP or ND frame in buf[HeaderLen:], read
-// from port p, and answers it in place if it asks about a known address.
-// It returns the reply's length when answered.
-func (s *Switch) proxy(p *port, buf []byte, size int, c *FrameClass) (question, int) {
-	frame := buf[HeaderLen : HeaderLen+size]
+// proxy learns bindings from the ARP or ND frame in buf[off:off+size],
+// read from port p, and answers it in place if it asks about a known
+// address. It returns the reply's length when answered.
+func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (question, int) {
+	frame := buf[off : off+size]
 	switch c.EtherType {
 	case 0x0806:
 		req, op, ok := ParseARP(frame, c)
@@ -183,7 +184,7 @@ func (s *Switch) proxy(p *port, buf []byte, size int, c *FrameClass) (question, 
 		if mac == req.SenderMAC {
 			return notQuestion, 0 // someone asking about itself: let the owner answer
 		}
-		n := BuildARPReply(buf[HeaderLen:], req, frame, c, mac)
+		n := BuildARPReply(buf[off:], req, frame, c, mac)
 		if n == 0 {
 			return notQuestion, 0
 		}
@@ -209,7 +210,7 @@ func (s *Switch) proxy(p *port, buf []byte, size int, c *FrameClass) (question, 
 			if mac == ns.SrcMAC {
 				return notQuestion, 0
 			}
-			n := BuildNA(buf[HeaderLen:], ns, frame, c, mac, false)
+			n := BuildNA(buf[off:], ns, frame, c, mac, false)
 			if n == 0 {
 				return notQuestion, 0
 			}
@@ -266,23 +267,27 @@ func (s *Switch) learnNA(vni uint32, frame []byte, c *FrameClass) {
 // old binding update it at once instead of after their cache times out.
 // The daemon calls it when a binding moves to a different MAC.
 func (s *Switch) AnnounceIP(vni uint32, ip netip.Addr, mac fdb.MAC) {
-	buf := make([]byte, HeaderLen+NALen+EthMinFrameLen)
+	// Room for either layout's header in front: a zero virtio-net header
+	// asks nothing of the kernel.
+	const off = offload.VirtioNetHdrLen
+	buf := make([]byte, off+max(NALen, EthMinFrameLen))
 	var n int
 	if ip.Unmap().Is4() {
-		n = BuildGratuitousARP(buf[HeaderLen:], mac, ip)
+		n = BuildGratuitousARP(buf[off:], mac, ip)
 	} else {
-		n = BuildUnsolicitedNA(buf[HeaderLen:], mac, ip, false)
+		n = BuildUnsolicitedNA(buf[off:], mac, ip, false)
 	}
 	if n == 0 {
 		return
 	}
 	loc, _ := s.fdb.Lookup(fdb.Key{VNI: vni, MAC: mac})
-	pkt := [][]byte{buf[:HeaderLen+n]}
-	for _, p := range s.ports.Load().byVNI[vni] {
+	ports := s.ports.Load()
+	pkt := [][]byte{buf[off-ports.lay.frameOff : off+n]}
+	for _, p := range ports.byVNI[vni] {
 		if loc.Port == p.id {
 			continue
 		}
-		if w, _ := p.dev.Write(pkt, HeaderLen); w == 1 {
+		if w, _ := p.dev.Write(pkt, ports.lay.ioOff); w == 1 {
 			p.traffic.tx(1, n)
 			s.proxyCtr.gratuitous.Add(1)
 		}

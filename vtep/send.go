@@ -1,16 +1,20 @@
 package vtep
 
 // This file holds the TAP -> wire path: one goroutine per port reads a batch
-// of frames at HeaderLen headroom, learns source MACs, writes the VXLAN
-// header in place and hands each frame to a local port, its VTEP, or (for
-// broadcast, multicast and unknown unicast) every other port and member VTEP
-// of the VNI. Local writes and the UDP send are each one call per batch.
+// of frames, learns source MACs, and hands each frame to a local port, its
+// VTEP, or (for broadcast, multicast and unknown unicast) every other port
+// and member VTEP of the VNI. On a plain port the frame is read at HeaderLen
+// headroom and the VXLAN header written there in place; on a port with
+// virtio-net headers a frame for the wire is segmented into VXLAN datagrams
+// instead (fastpath.go). Local writes and the UDP send are each one call
+// per batch.
 
 import (
 	"errors"
 
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/tap"
+	"github.com/ovlsw/ovlsw/vtep/offload"
 )
 
 // localOut collects the frames of one batch bound for one local port.
@@ -20,9 +24,12 @@ type localOut struct {
 }
 
 // localQueue groups a batch's local deliveries by port. Its storage is
-// reused from batch to batch.
+// reused from batch to batch. lay says where the frames sit in the buffers
+// queued: every buffer holds lay.frameOff bytes (the VXLAN or virtio-net
+// header) before its frame and is written from lay.ioOff on.
 type localQueue struct {
 	outs []localOut
+	lay  layout
 }
 
 func (q *localQueue) add(p *port, pkt []byte) {
@@ -45,10 +52,10 @@ func (q *localQueue) add(p *port, pkt []byte) {
 func (s *Switch) flushLocal(q *localQueue) {
 	for i := range q.outs {
 		o := &q.outs[i]
-		n, _ := o.p.dev.Write(o.bufs, HeaderLen)
+		n, _ := o.p.dev.Write(o.bufs, q.lay.ioOff)
 		bytes := 0
 		for _, b := range o.bufs[:n] {
-			bytes += len(b) - HeaderLen
+			bytes += len(b) - q.lay.frameOff
 		}
 		o.p.traffic.tx(n, bytes)
 		s.drops.add(DropWriteError, uint64(len(o.bufs)-n))
@@ -58,16 +65,21 @@ func (s *Switch) flushLocal(q *localQueue) {
 	q.outs = q.outs[:0]
 }
 
-// remoteQueue collects a batch's datagrams and the counters of the peer each
-// goes to (nil for a VTEP that is no longer a peer).
+// remoteQueue collects a batch's messages, the counters of the peer each
+// goes to and how many frames each carries (more than one for a UDP GSO
+// message).
 type remoteQueue struct {
-	msgs []Message
-	ctrs []*trafficCounters
+	msgs   []Message
+	ctrs   []*trafficCounters
+	frames []int
 }
 
-func (q *remoteQueue) add(pkt []byte, to *peer) {
-	q.msgs = append(q.msgs, Message{Buf: pkt, N: len(pkt), Addr: to.addr})
+// add queues pkt, one VXLAN datagram or (segSize > 0) frames datagrams of
+// segSize bytes back to back, to peer to from the socket that flow picks.
+func (q *remoteQueue) add(pkt []byte, segSize, frames int, to *peer, flow uint32) {
+	q.msgs = append(q.msgs, Message{Buf: pkt, N: len(pkt), Addr: to.addr, Segment: segSize, Flow: flow})
 	q.ctrs = append(q.ctrs, to.traffic)
+	q.frames = append(q.frames, frames)
 }
 
 // flushRemote sends every queued datagram in one WriteBatch.
@@ -76,12 +88,18 @@ func (s *Switch) flushRemote(q *remoteQueue) {
 		return
 	}
 	n, _ := s.conn.WriteBatch(q.msgs)
-	for i, m := range q.msgs[:n] {
-		q.ctrs[i].tx(1, m.N-HeaderLen)
+	lost := 0
+	for i, m := range q.msgs {
+		if i >= n {
+			lost += q.frames[i]
+			continue
+		}
+		q.ctrs[i].tx(q.frames[i], m.N-q.frames[i]*HeaderLen)
 	}
-	s.drops.add(DropWriteError, uint64(len(q.msgs)-n))
+	s.drops.add(DropWriteError, uint64(lost))
 	clear(q.msgs)
-	q.msgs, q.ctrs = q.msgs[:0], q.ctrs[:0]
+	clear(q.ctrs)
+	q.msgs, q.ctrs, q.frames = q.msgs[:0], q.ctrs[:0], q.frames[:0]
 }
 
 // sendScratch is a port reader's reusable storage.
@@ -90,32 +108,56 @@ type sendScratch struct {
 	sizes  []int
 	local  localQueue
 	remote remoteQueue
-	orphan peer // stands in for a VTEP that is not a peer, for counting
+	orphan peer    // stands in for a VTEP that is not a peer, for counting
+	one    []*peer // a single destination, as a slice
+
+	// Offload path only (vnet layout).
+	seg   offload.Segmenter
+	arena arena
+	hdr   offload.VirtioNetHdr
 }
 
 // initialBatch is how many read buffers a port starts with. A port that
 // fills its batch doubles it, up to the device's BatchSize: an idle
 // container port holds 8 frames' worth of memory (12 KB at MTU 1450), not
-// 64 (95 KB), which is most of an endpoint's cost at 1000 endpoints.
-const initialBatch = 8
+// 64 (95 KB), which is most of an endpoint's cost at 1000 endpoints. A
+// port with TSO reads super-frames of up to 64 KB into each buffer: it
+// starts with one and grows to maxVnetBatch (1 MB of frames per read
+// batch, which is ~700 wire datagrams).
+const (
+	initialBatch      = 8
+	initialVnetBatch  = 1
+	maxVnetBatch      = 16
+	vnetReadBufferLen = offload.VirtioNetHdrLen + maxSuperFrame + 1
+)
 
 func newSendScratch(p *port) *sendScratch {
 	bs := p.dev.BatchSize()
+	first := min(initialBatch, bs)
+	if p.lay.vnet {
+		bs = min(bs, maxVnetBatch)
+		first = min(initialVnetBatch, bs)
+	}
 	sc := &sendScratch{
 		sizes:  make([]int, bs),
-		remote: remoteQueue{msgs: make([]Message, 0, bs), ctrs: make([]*trafficCounters, 0, bs)},
+		remote: remoteQueue{msgs: make([]Message, 0, bs), ctrs: make([]*trafficCounters, 0, bs), frames: make([]int, 0, bs)},
 		orphan: peer{traffic: new(trafficCounters)},
+		one:    make([]*peer, 1),
 	}
-	sc.grow(p, min(initialBatch, bs))
+	sc.grow(p, first)
 	return sc
 }
 
 // grow adds read buffers until there are n.
 func (sc *sendScratch) grow(p *port, n int) {
+	size := HeaderLen + maxFrameLen(p.mtu) + 1
+	if p.lay.vnet {
+		size = vnetReadBufferLen
+	}
 	for len(sc.bufs) < n {
 		// One byte more than the largest frame, so an oversized frame
 		// shows as a full buffer rather than passing truncated.
-		sc.bufs = append(sc.bufs, make([]byte, HeaderLen+maxFrameLen(p.mtu)+1))
+		sc.bufs = append(sc.bufs, make([]byte, size))
 	}
 }
 
@@ -124,7 +166,7 @@ func (s *Switch) sendLoop(p *port) {
 	defer close(p.done)
 	sc := newSendScratch(p)
 	for {
-		n, err := p.dev.Read(sc.bufs, sc.sizes[:len(sc.bufs)], HeaderLen)
+		n, err := p.dev.Read(sc.bufs, sc.sizes[:len(sc.bufs)], p.lay.ioOff)
 		if err != nil {
 			if s.closed() || errors.Is(err, tap.ErrClosed) {
 				return
@@ -148,16 +190,30 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 	ports, peers := s.ports.Load(), s.peers.Load()
 	now := s.fdb.Now().UnixNano()
 	bufs, sizes, local, remote := sc.bufs, sc.sizes, &sc.local, &sc.remote
+	lay := p.lay
+	local.lay = lay
+	sc.arena.reset()
 	rxBytes := 0
 	for i := range n {
-		frame := bufs[i][HeaderLen : HeaderLen+sizes[i]]
+		buf := bufs[i]
+		end := lay.ioOff + sizes[i]
+		if end < lay.frameOff {
+			s.drops.add(DropShort, 1)
+			continue
+		}
+		frame := buf[lay.frameOff:end]
 		rxBytes += len(frame)
+		h := &sc.hdr
+		if lay.vnet {
+			_ = h.Decode(buf)
+		}
 		var c FrameClass
 		if reason, ok := Classify(frame, &c); !ok {
 			s.drops.add(reason, 1)
 			continue
 		}
-		if sizes[i] == len(bufs[i])-HeaderLen || !fitsMTU(frame, &c, p.mtu) {
+		super := lay.vnet && h.GSOType != offload.GSONone
+		if end == len(buf) || (!super && !fitsMTU(frame, &c, p.mtu)) {
 			s.drops.add(DropMTU, 1)
 			continue
 		}
@@ -169,8 +225,9 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		q := notQuestion
 		if c.EtherType == 0x0806 || c.EtherType == 0x86dd {
 			var n int
-			if q, n = s.proxy(p, bufs[i], sizes[i], &c); q == answered {
-				local.add(p, bufs[i][:HeaderLen+n]) // the reply, built in place
+			if q, n = s.proxy(p, buf, lay.frameOff, len(frame), &c); q == answered {
+				clear(buf[:lay.frameOff])          // no offload asked of the reply
+				local.add(p, buf[:lay.frameOff+n]) // the reply, built in place
 				continue
 			}
 			if q == spoofed {
@@ -181,8 +238,14 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		if !p.secure && (c.EtherType == 0x0800 || c.EtherType == 0x86dd) {
 			s.learnSourceIP(p.vni, frame, &c)
 		}
-		_ = Header{VNI: p.vni}.Encode(bufs[i])
-		pkt := bufs[i][:HeaderLen+sizes[i]]
+		flow := flowHash(frame, &c)
+		// pkt is what a local port is written: the frame behind its
+		// virtio-net header (vnet), or behind room for the VXLAN header
+		// (plain), where it is also the datagram for the wire.
+		pkt := buf[:end]
+		if !lay.vnet {
+			_ = Header{VNI: p.vni}.Encode(buf)
+		}
 
 		if !c.Dst.IsMulticast() {
 			if loc, ok := s.fdb.Lookup(fdb.Key{VNI: p.vni, MAC: c.Dst}); ok {
@@ -192,7 +255,12 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 						sc.orphan.addr = loc.VTEP
 						to = &sc.orphan
 					}
-					remote.add(pkt, to)
+					if lay.vnet {
+						sc.one[0] = to
+						s.encapSegments(p, sc, frame, h, &c, sc.one, flow)
+					} else {
+						remote.add(pkt, 0, 1, to, flow)
+					}
 					continue
 				}
 				if loc.Port == p.id {
@@ -217,8 +285,14 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 				local.add(dp, pkt)
 			}
 		}
+		if lay.vnet {
+			if tos := peers.byVNI[p.vni]; len(tos) > 0 {
+				s.encapSegments(p, sc, frame, h, &c, tos, flow)
+			}
+			continue
+		}
 		for _, to := range peers.byVNI[p.vni] {
-			remote.add(pkt, to)
+			remote.add(pkt, 0, 1, to, flow)
 		}
 	}
 	p.traffic.rx(n, rxBytes)

@@ -2,6 +2,7 @@ package vtep
 
 import (
 	"cmp"
+	"fmt"
 	"net/netip"
 	"slices"
 )
@@ -27,18 +28,48 @@ type PeerStats struct {
 	Traffic
 }
 
+// OffloadStats says which fast-path techniques are on (fast-path.md): what
+// the TAPs and the VXLAN socket were granted when probed.
+type OffloadStats struct {
+	// TAP is the ports' offloads, e.g. "vnet_hdr,csum,tso4,tso6", or
+	// "off"; empty while there is no port.
+	TAP string `json:"tap"`
+	// UDP is the socket's, e.g. "gso,gro,srcports=16", or "off".
+	UDP string `json:"udp"`
+	// GRO says whether received TCP segments are merged into super-frames
+	// before the TAP write (on with virtio-net headers).
+	GRO bool `json:"gro"`
+}
+
+func (o OffloadStats) String() string {
+	tap, gro := o.TAP, "off"
+	if tap == "" {
+		tap = "(no port yet)"
+	}
+	if o.GRO {
+		gro = "on"
+	}
+	return fmt.Sprintf("tap %s; udp %s; userspace gro %s", tap, o.UDP, gro)
+}
+
 // Stats is a snapshot of the switch's ports, peers and drop counters.
 type Stats struct {
-	Ports []PortStats       `json:"ports"`
-	Peers []PeerStats       `json:"peers"`
-	Drops map[string]uint64 `json:"drops"`
-	Proxy ProxyStats        `json:"proxy"`
+	Offload OffloadStats      `json:"offload"`
+	Ports   []PortStats       `json:"ports"`
+	Peers   []PeerStats       `json:"peers"`
+	Drops   map[string]uint64 `json:"drops"`
+	Proxy   ProxyStats        `json:"proxy"`
 }
 
 // Stats returns a snapshot, ports by ID and peers by address.
 func (s *Switch) Stats() Stats {
 	var st Stats
-	for _, p := range s.ports.Load().byID {
+	ports := s.ports.Load()
+	st.Offload = OffloadStats{UDP: s.conn.Offloads().String(), GRO: ports.lay.vnet && len(ports.byID) > 0}
+	for _, p := range ports.byID {
+		if st.Offload.TAP == "" {
+			st.Offload.TAP = p.dev.Offloads().String()
+		}
 		ps := PortStats{ID: p.id, Name: p.name, VNI: p.vni, MTU: p.mtu, Traffic: p.traffic.snapshot()}
 		if err := p.err.Load(); err != nil {
 			ps.Error = (*err).Error()

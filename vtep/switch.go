@@ -79,6 +79,7 @@ type port struct {
 	vni  uint32
 	mtu  int
 	dev  tap.Device
+	lay  layout        // where frames sit in the device's buffers
 	done chan struct{} // closed when the reader goroutine exits
 
 	secure bool // port security: only mac, and only ips in ARP/NA
@@ -107,6 +108,7 @@ func (p *peer) serves(vni uint32) bool { return slices.Contains(p.vnis, vni) }
 type portSet struct {
 	byID  map[int]*port
 	byVNI map[uint32][]*port
+	lay   layout // every port's
 }
 
 type peerSet struct {
@@ -162,7 +164,7 @@ func New(cfg Config) (*Switch, error) {
 		counters: make(map[netip.Addr]*trafficCounters),
 		closing:  make(chan struct{}),
 	}
-	s.ports.Store(&portSet{byID: map[int]*port{}, byVNI: map[uint32][]*port{}})
+	s.ports.Store(&portSet{byID: map[int]*port{}, byVNI: map[uint32][]*port{}, lay: plainLayout})
 	s.peers.Store(&peerSet{byAddr: map[netip.Addr]*peer{}, byVNI: map[uint32][]*peer{}})
 	s.policies.Store(&map[uint32]FloodPolicy{})
 	s.wg.Add(2)
@@ -196,11 +198,18 @@ func (s *Switch) AddPort(pc PortConfig) (int, error) {
 		return 0, errors.New("vtep: switch closed")
 	default:
 	}
-	p := &port{id: s.nextPort, name: pc.Name, vni: pc.VNI, mtu: pc.MTU, dev: pc.Device, done: make(chan struct{}),
+	lay := plainLayout
+	if pc.Device.Offloads().VnetHdr {
+		lay = vnetLayout
+	}
+	old := s.ports.Load()
+	if len(old.byID) > 0 && old.lay != lay {
+		return 0, fmt.Errorf("vtep: port %s: virtio-net headers %v, other ports %v: every port of a switch must have the same offloads", pc.Name, lay.vnet, old.lay.vnet)
+	}
+	p := &port{id: s.nextPort, name: pc.Name, vni: pc.VNI, mtu: pc.MTU, dev: pc.Device, lay: lay, done: make(chan struct{}),
 		secure: pc.Secure, mac: pc.MAC, ips: slices.Clone(pc.IPs), floodRate: pc.FloodRate, drops: &s.drops}
 	s.nextPort++
-	old := s.ports.Load()
-	next := &portSet{byID: make(map[int]*port, len(old.byID)+1), byVNI: make(map[uint32][]*port, len(old.byVNI)+1)}
+	next := &portSet{byID: make(map[int]*port, len(old.byID)+1), byVNI: make(map[uint32][]*port, len(old.byVNI)+1), lay: lay}
 	for id, q := range old.byID {
 		next.byID[id] = q
 	}
@@ -226,7 +235,7 @@ func (s *Switch) RemovePort(id int) error {
 		s.mu.Unlock()
 		return fmt.Errorf("vtep: no port %d", id)
 	}
-	next := &portSet{byID: make(map[int]*port, len(old.byID)), byVNI: make(map[uint32][]*port, len(old.byVNI))}
+	next := &portSet{byID: make(map[int]*port, len(old.byID)), byVNI: make(map[uint32][]*port, len(old.byVNI)), lay: old.lay}
 	for qid, q := range old.byID {
 		if qid != id {
 			next.byID[qid] = q

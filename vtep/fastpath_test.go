@@ -1,0 +1,321 @@
+package vtep
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/tap"
+	"github.com/ovlsw/ovlsw/vtep/offload"
+)
+
+var vnetOffloads = tap.Offloads{VnetHdr: true, CSUM: true, TSO4: true, TSO6: true}
+
+// vnetRig is a switch on a recording conn with two recording ports with
+// virtio-net headers on VNI 42 (MACs fpA and fpB) and one peer.
+type vnetRig struct {
+	sw     *Switch
+	conn   *nullConn
+	a, b   *nullDevice
+	pa, pb *port
+	peer   netip.AddrPort
+}
+
+var (
+	fpA      = fdb.MAC{2, 0, 0, 0, 0xa, 1}
+	fpB      = fdb.MAC{2, 0, 0, 0, 0xa, 2}
+	fpRemote = fdb.MAC{2, 0, 0, 0, 0xa, 0xbb}
+)
+
+func newVnetRig(tb testing.TB) *vnetRig {
+	tb.Helper()
+	r := &vnetRig{conn: &nullConn{closed: make(chan struct{}), keep: true}, peer: netip.MustParseAddrPort("192.0.2.2:4789")}
+	sw, err := New(Config{Conn: r.conn, FDB: fdb.New(fdb.DefaultConfig())})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { sw.Close() })
+	r.sw = sw
+	r.a, r.b = newNullDevice(), newNullDevice()
+	r.a.offloads, r.b.offloads = vnetOffloads, vnetOffloads
+	r.a.keep, r.b.keep = true, true
+	ida, err := sw.AddPort(PortConfig{VNI: 42, Device: r.a})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	idb, err := sw.AddPort(PortConfig{VNI: 42, Device: r.b})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.pa, r.pb = sw.ports.Load().byID[ida], sw.ports.Load().byID[idb]
+	sw.SetPeers(42, []netip.AddrPort{r.peer})
+	sw.fdb.Learn(fdb.Key{VNI: 42, MAC: fpA}, fdb.Location{Port: ida}, fdb.OriginLocal, 1)
+	sw.fdb.Learn(fdb.Key{VNI: 42, MAC: fpB}, fdb.Location{Port: idb}, fdb.OriginLocal, 1)
+	sw.fdb.Learn(fdb.Key{VNI: 42, MAC: fpRemote}, fdb.Location{VTEP: r.peer}, fdb.OriginLearned, 1)
+	return r
+}
+
+// tcpFrame builds an Ethernet/IPv4/TCP frame with correct checksums.
+func tcpFrame(tb testing.TB, src, dst fdb.MAC, seq uint32, payload []byte, psh bool) []byte {
+	tb.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(dst[:]), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, Flags: layers.IPv4DontFragment,
+		SrcIP: net.IPv4(10, 9, 0, 1), DstIP: net.IPv4(10, 9, 0, 2), Id: 7}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: 5201, Seq: seq, Ack: 99, ACK: true, PSH: psh, Window: 512}
+	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
+		tb.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, tcp, gopacket.Payload(payload)); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// superFrame is what a TAP with TSO hands over: a virtio-net header asking
+// for segmentation into mss-byte segments, then one frame with the whole
+// payload and only the pseudo-header sum in the TCP checksum field.
+func superFrame(tb testing.TB, dst fdb.MAC, payload []byte, mss int) []byte {
+	f := tcpFrame(tb, fpA, dst, 1000, payload, true)
+	const l4 = EthHeaderLen + 20
+	tcpLen := len(f) - l4
+	pseudo := PseudoHeaderSum6(netip.AddrFrom4([4]byte{10, 9, 0, 1}), netip.AddrFrom4([4]byte{10, 9, 0, 2}), uint32(tcpLen), 6)
+	f[l4+16], f[l4+17] = 0, 0
+	p := Checksum(nil, pseudo)
+	f[l4+16], f[l4+17] = byte(p>>8), byte(p)
+	h := offload.VirtioNetHdr{Flags: offload.FlagNeedsCsum, GSOType: offload.GSOTCPv4, HdrLen: l4 + 20,
+		GSOSize: uint16(mss), CsumStart: l4, CsumOffset: 16}
+	out := make([]byte, offload.VirtioNetHdrLen+len(f))
+	h.Encode(out)
+	copy(out[offload.VirtioNetHdrLen:], f)
+	return out
+}
+
+// tcpPayload parses frame with gopacket, checks its TCP checksum and
+// returns the TCP layer.
+func parseTCP(tb testing.TB, frame []byte) *layers.TCP {
+	tb.Helper()
+	pkt := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+	tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if tcp == nil || ip == nil {
+		tb.Fatalf("not TCP/IPv4: %v", pkt)
+	}
+	l4 := frame[EthHeaderLen+int(ip.IHL)*4 : EthHeaderLen+int(ip.Length)]
+	src, _ := netip.AddrFromSlice(ip.SrcIP.To4())
+	dst, _ := netip.AddrFromSlice(ip.DstIP.To4())
+	if got := Checksum(l4, PseudoHeaderSum6(src, dst, uint32(len(l4)), 6)); got != 0xffff {
+		tb.Errorf("TCP checksum of segment seq %d does not verify (sum %#x)", tcp.Seq, got)
+	}
+	return tcp
+}
+
+func readInto(sc *sendScratch, frames ...[]byte) int {
+	for i, f := range frames {
+		sc.sizes[i] = copy(sc.bufs[i], f)
+	}
+	return len(frames)
+}
+
+// TestOffloadSendSegments: a TSO super-frame for a remote MAC leaves as UDP
+// GSO messages of equal-size VXLAN datagrams whose inner frames are the
+// segments, checksums complete, the payload whole and in order.
+func TestOffloadSendSegments(t *testing.T) {
+	r := newVnetRig(t)
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 4000) // 46 segments of 1460-byte datagrams: two GSO messages
+	const mss = 1398
+	sc := newSendScratch(r.pa)
+	sc.grow(r.pa, 1)
+	r.sw.sendBatch(r.pa, sc, readInto(sc, superFrame(t, fpRemote, payload, mss)))
+
+	if len(r.conn.sent) < 2 {
+		t.Fatalf("%d messages sent, want the super-frame split over at least 2 GSO messages", len(r.conn.sent))
+	}
+	var got []byte
+	seq := uint32(1000)
+	segs := 0
+	for _, m := range r.conn.sent {
+		if m.Addr != r.peer {
+			t.Fatalf("sent to %v", m.Addr)
+		}
+		step := m.Segment
+		if step == 0 {
+			step = m.N
+		}
+		for off := 0; off < m.N; off += step {
+			d := m.Buf[off:min(off+step, m.N)]
+			vni, inner, _, ok := Decap(d)
+			if !ok || vni != 42 {
+				t.Fatalf("datagram %d: not VXLAN VNI 42", segs)
+			}
+			if len(inner)-EthHeaderLen > r.pa.mtu {
+				t.Fatalf("segment of %d bytes exceeds MTU %d", len(inner), r.pa.mtu)
+			}
+			tcp := parseTCP(t, inner)
+			if tcp.Seq != seq {
+				t.Fatalf("segment %d seq %d, want %d", segs, tcp.Seq, seq)
+			}
+			last := int(seq-1000)+len(tcp.Payload) == len(payload)
+			if tcp.PSH != last {
+				t.Errorf("segment %d PSH=%v, want it only on the last", segs, tcp.PSH)
+			}
+			seq += uint32(len(tcp.Payload))
+			got = append(got, tcp.Payload...)
+			segs++
+		}
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatalf("reassembled %d bytes, want the %d sent", len(got), len(payload))
+	}
+	if want := (len(payload) + mss - 1) / mss; segs != want {
+		t.Errorf("%d segments, want %d", segs, want)
+	}
+	if tx := r.sw.counters[r.peer.Addr()].txFrames.Load(); tx != uint64(segs) {
+		t.Errorf("peer tx frames %d, want %d (one per datagram)", tx, segs)
+	}
+}
+
+// TestOffloadLocalPassThrough: a super-frame for a local port is written
+// to it as read, virtio-net header and all: one write, no segmentation.
+func TestOffloadLocalPassThrough(t *testing.T) {
+	r := newVnetRig(t)
+	sf := superFrame(t, fpB, bytes.Repeat([]byte{7}, 30000), 1398)
+	sc := newSendScratch(r.pa)
+	r.sw.sendBatch(r.pa, sc, readInto(sc, sf))
+	if len(r.b.frames) != 1 || !bytes.Equal(r.b.frames[0], sf) {
+		t.Fatalf("port b got %d frames, want the super-frame once, unchanged", len(r.b.frames))
+	}
+	if len(r.conn.sent) != 0 {
+		t.Errorf("%d messages went to the wire", len(r.conn.sent))
+	}
+}
+
+// TestOffloadReceiveGRO: consecutive TCP segments from the wire, as
+// separate datagrams or as one UDP GRO buffer, reach the port as one
+// super-frame with a virtio-net header asking the kernel to segment it.
+func TestOffloadReceiveGRO(t *testing.T) {
+	const mss, n = 1000, 5
+	var dgrams [][]byte
+	var payload []byte
+	for i := range n {
+		p := bytes.Repeat([]byte{byte('a' + i)}, mss)
+		payload = append(payload, p...)
+		f := tcpFrame(t, fpRemote, fpB, uint32(1000+i*mss), p, false)
+		d := make([]byte, HeaderLen+len(f))
+		_ = Header{VNI: 42}.Encode(d)
+		copy(d[HeaderLen:], f)
+		dgrams = append(dgrams, d)
+	}
+	check := func(t *testing.T, r *vnetRig) {
+		t.Helper()
+		if len(r.b.frames) != 1 {
+			t.Fatalf("port b got %d writes, want 1 merged super-frame", len(r.b.frames))
+		}
+		out := r.b.frames[0]
+		var h offload.VirtioNetHdr
+		if err := h.Decode(out); err != nil {
+			t.Fatal(err)
+		}
+		if h.GSOType != offload.GSOTCPv4 || h.GSOSize != mss || h.Flags&offload.FlagNeedsCsum == 0 {
+			t.Errorf("virtio-net header %+v, want TCPv4 GSO of %d with NEEDS_CSUM", h, mss)
+		}
+		pkt := gopacket.NewPacket(out[offload.VirtioNetHdrLen:], layers.LayerTypeEthernet, gopacket.Default)
+		tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if tcp == nil || tcp.Seq != 1000 || !bytes.Equal(tcp.Payload, payload) {
+			t.Fatalf("merged frame does not carry the %d bytes in order", len(payload))
+		}
+		if len(r.a.frames) != 0 {
+			t.Errorf("port a got %d frames", len(r.a.frames))
+		}
+	}
+	t.Run("datagrams", func(t *testing.T) {
+		r := newVnetRig(t)
+		var msgs []Message
+		for _, d := range dgrams {
+			msgs = append(msgs, Message{Buf: d, N: len(d), Addr: r.peer})
+		}
+		var rs recvScratch
+		r.sw.receiveBatch(msgs, &rs)
+		check(t, r)
+	})
+	t.Run("udp-gro", func(t *testing.T) {
+		r := newVnetRig(t)
+		var buf []byte
+		for _, d := range dgrams {
+			buf = append(buf, d...)
+		}
+		var rs recvScratch
+		r.sw.receiveBatch([]Message{{Buf: buf, N: len(buf), Addr: r.peer, Segment: len(dgrams[0])}}, &rs)
+		check(t, r)
+	})
+}
+
+// TestOffloadAllocs: segmenting a super-frame to the wire and merging
+// received segments allocate nothing once warm.
+func TestOffloadAllocs(t *testing.T) {
+	r := newVnetRig(t)
+	r.conn.keep, r.a.keep, r.b.keep = false, false, false
+	sf := superFrame(t, fpRemote, bytes.Repeat([]byte{1}, 60000), 1398)
+	sc := newSendScratch(r.pa)
+	send := func() { r.sw.sendBatch(r.pa, sc, readInto(sc, sf)) }
+	send()
+	if n := testing.AllocsPerRun(100, send); n != 0 {
+		t.Errorf("sendBatch of a super-frame: %v allocs, want 0", n)
+	}
+	var msgs []Message
+	for i := range 40 {
+		f := tcpFrame(t, fpRemote, fpB, uint32(1000+i*1398), bytes.Repeat([]byte{2}, 1398), false)
+		d := make([]byte, HeaderLen+len(f))
+		_ = Header{VNI: 42}.Encode(d)
+		copy(d[HeaderLen:], f)
+		msgs = append(msgs, Message{Buf: d, N: len(d), Addr: r.peer})
+	}
+	var rs recvScratch
+	recv := func() { r.sw.receiveBatch(msgs, &rs) }
+	recv()
+	before := r.b.written.Load()
+	if n := testing.AllocsPerRun(100, recv); n != 0 {
+		t.Errorf("receiveBatch with GRO: %v allocs, want 0", n)
+	}
+	if r.b.written.Load() == before {
+		t.Error("nothing was delivered: the test measured nothing")
+	}
+}
+
+func BenchmarkOffloadSend(b *testing.B) {
+	r := newVnetRig(b)
+	r.conn.keep = false
+	payload := bytes.Repeat([]byte{1}, 65000)
+	sf := superFrame(b, fpRemote, payload, 1398)
+	sc := newSendScratch(r.pa)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r.sw.sendBatch(r.pa, sc, readInto(sc, sf))
+	}
+}
+
+func BenchmarkOffloadReceiveGRO(b *testing.B) {
+	r := newVnetRig(b)
+	r.b.keep = false
+	var msgs []Message
+	for i := range 45 {
+		f := tcpFrame(b, fpRemote, fpB, uint32(1000+i*1398), bytes.Repeat([]byte{2}, 1398), false)
+		d := make([]byte, HeaderLen+len(f))
+		_ = Header{VNI: 42}.Encode(d)
+		copy(d[HeaderLen:], f)
+		msgs = append(msgs, Message{Buf: d, N: len(d), Addr: r.peer})
+	}
+	var rs recvScratch
+	b.SetBytes(45 * 1398)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.sw.receiveBatch(msgs, &rs)
+	}
+}
