@@ -39,9 +39,9 @@ func (d *nullDevice) Write(bufs [][]byte, offset int) (int, error) {
 	return len(bufs), nil
 }
 func (d *nullDevice) Offloads() tap.Offloads { return d.offloads }
-func (d *nullDevice) BatchSize() int { return 64 }
-func (d *nullDevice) Name() string   { return "null" }
-func (d *nullDevice) MTU() int       { return 1450 }
+func (d *nullDevice) BatchSize() int         { return 64 }
+func (d *nullDevice) Name() string           { return "null" }
+func (d *nullDevice) MTU() int               { return 1450 }
 func (d *nullDevice) Close() error {
 	select {
 	case <-d.closed:
@@ -69,7 +69,7 @@ func (c *nullConn) WriteBatch(msgs []Message) (int, error) {
 	}
 	return len(msgs), nil
 }
-func (c *nullConn) Offloads() ConnOffloads { return ConnOffloads{GSO: true} }
+func (c *nullConn) Offloads() ConnOffloads    { return ConnOffloads{GSO: true} }
 func (c *nullConn) LocalAddr() netip.AddrPort { return netip.AddrPort{} }
 func (c *nullConn) BatchSize() int            { return 64 }
 func (c *nullConn) Close() error {
