@@ -7,6 +7,12 @@
 // blocks: a datagram for an address nobody listens on, or for a full queue,
 // is dropped and counted. Tests can inject datagrams from any address with
 // Send, and capture what is sent to an address with Tap.
+//
+// Offloads are modelled where a switch sees them: a message with Segment > 0
+// is cut into its datagrams on the way, as the kernel does for a receiver
+// without GRO, and a Conn with SetGRO coalesces datagrams from one sender
+// into one message with Segment set, as the kernel does with UDP_GRO.
+// Message.Flow is ignored: a Conn has one address.
 package vteptest
 
 import (
@@ -169,6 +175,12 @@ type Conn struct {
 	net   *Network
 	addr  netip.AddrPort
 	queue chan Datagram // datagrams for this Conn; never closed
+	gro   atomic.Bool   // coalesce on read (SetGRO)
+
+	// Read side, used only by the single ReadBatch caller: a datagram
+	// taken from queue that did not fit the message being coalesced.
+	pending    Datagram
+	hasPending bool
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -184,7 +196,10 @@ var (
 // ReadBatch implements vtep.Conn: it blocks until a datagram is queued or
 // the Conn is closed, then also takes whatever else is queued, up to
 // len(msgs) and BatchSize. A datagram longer than its buffer is truncated.
-// After Close it returns an error that errors.Is net.ErrClosed.
+// With SetGRO, consecutive datagrams from one sender are coalesced as
+// vtep.Message.Segment describes: all of one size but a shorter last, at
+// most vtep.MaxSegments of them and what fits in Buf. After Close it
+// returns an error that errors.Is net.ErrClosed.
 func (c *Conn) ReadBatch(msgs []vtep.Message) (int, error) {
 	msgs = msgs[:min(len(msgs), BatchSize)]
 	if len(msgs) == 0 {
@@ -195,35 +210,87 @@ func (c *Conn) ReadBatch(msgs []vtep.Message) (int, error) {
 		return 0, errClosed
 	default:
 	}
-	var d Datagram
-	select {
-	case d = <-c.queue:
-	case <-c.done:
+	d, ok := c.next(true)
+	if !ok {
 		return 0, errClosed
 	}
+	gro := c.gro.Load()
 	n := 0
 	for {
 		m := &msgs[n]
 		m.N = copy(m.Buf, d.Data)
-		m.Addr = d.From
+		m.Addr, m.Segment = d.From, 0
+		if gro {
+			c.coalesce(m, len(d.Data))
+		}
 		n++
 		if n == len(msgs) {
 			return n, nil
 		}
-		select {
-		case d = <-c.queue:
-		default:
+		if d, ok = c.next(false); !ok {
 			return n, nil
 		}
 	}
 }
 
+// next returns the pending datagram, or one from the queue, waiting for it
+// if wait. It reports false if there is none, or the Conn closed while it
+// waited.
+func (c *Conn) next(wait bool) (Datagram, bool) {
+	if c.hasPending {
+		c.hasPending = false
+		return c.pending, true
+	}
+	if !wait {
+		select {
+		case d := <-c.queue:
+			return d, true
+		default:
+			return Datagram{}, false
+		}
+	}
+	select {
+	case d := <-c.queue:
+		return d, true
+	case <-c.done:
+		return Datagram{}, false
+	}
+}
+
+// coalesce appends to m, holding a first datagram of size bytes, the queued
+// datagrams that UDP GRO would merge with it; the first that does not fit
+// is kept pending for the next message.
+func (c *Conn) coalesce(m *vtep.Message, size int) {
+	if size == 0 || m.N < size { // empty, or truncated
+		return
+	}
+	segs, last := 1, size
+	for last == size && segs < vtep.MaxSegments {
+		d, ok := c.next(false)
+		if !ok {
+			break
+		}
+		if d.From != m.Addr || len(d.Data) == 0 || len(d.Data) > size || m.N+len(d.Data) > len(m.Buf) {
+			c.pending, c.hasPending = d, true
+			break
+		}
+		m.N += copy(m.Buf[m.N:], d.Data)
+		segs, last = segs+1, len(d.Data)
+	}
+	if segs > 1 {
+		m.Segment = size
+	}
+}
+
 // WriteBatch implements vtep.Conn: it delivers a copy of each
-// msgs[i].Buf[:msgs[i].N] to msgs[i].Addr and never blocks. As with UDP, a
-// datagram is sent even if nobody receives it (it is dropped and counted in
-// Network.Drops). A message with an invalid address, port 0 or N outside
-// Buf is not sent. err is nil if n > 0; if nothing was sent, n is 0 and err
-// says why (net.ErrClosed after Close). Safe for concurrent use.
+// msgs[i].Buf[:msgs[i].N] to msgs[i].Addr, cut into datagrams of Segment
+// bytes if Segment > 0, and never blocks. As with UDP, a datagram is sent
+// even if nobody receives it (it is dropped and counted in Network.Drops).
+// A message with an invalid address, port 0, N outside Buf, a negative
+// Segment, or more than vtep.MaxSegments segments or
+// vtep.MaxSegmentedPayload bytes is not sent. n counts messages. err is nil
+// if n > 0; if nothing was sent, n is 0 and err says why (net.ErrClosed
+// after Close). Safe for concurrent use.
 func (c *Conn) WriteBatch(msgs []vtep.Message) (int, error) {
 	select {
 	case <-c.done:
@@ -237,13 +304,19 @@ func (c *Conn) WriteBatch(msgs []vtep.Message) (int, error) {
 	var first error
 	for _, m := range msgs {
 		to := unmap(m.Addr)
-		if !to.Addr().IsValid() || to.Port() == 0 || m.N < 0 || m.N > len(m.Buf) {
+		if !to.Addr().IsValid() || to.Port() == 0 || m.N < 0 || m.N > len(m.Buf) || m.Segment < 0 ||
+			m.Segment > 0 && m.N > m.Segment && (m.N > vtep.MaxSegmentedPayload || (m.N+m.Segment-1)/m.Segment > vtep.MaxSegments) {
 			if first == nil {
-				first = fmt.Errorf("vteptest: write %d bytes of %d to %v: %w", m.N, len(m.Buf), m.Addr, errInvalid)
+				first = fmt.Errorf("vteptest: write %d bytes of %d in segments of %d to %v: %w", m.N, len(m.Buf), m.Segment, m.Addr, errInvalid)
 			}
 			continue
 		}
-		c.net.deliver(c.addr, to, m.Buf[:m.N])
+		p := m.Buf[:m.N]
+		for m.Segment > 0 && len(p) > m.Segment {
+			c.net.deliver(c.addr, to, p[:m.Segment])
+			p = p[m.Segment:]
+		}
+		c.net.deliver(c.addr, to, p)
 		sent++
 	}
 	if sent == 0 && first != nil {
@@ -258,8 +331,17 @@ func (c *Conn) LocalAddr() netip.AddrPort { return c.addr }
 // BatchSize implements vtep.Conn.
 func (c *Conn) BatchSize() int { return BatchSize }
 
-// Offloads implements vtep.Conn: a Conn has none.
-func (c *Conn) Offloads() vtep.ConnOffloads { return vtep.ConnOffloads{} }
+// Offloads implements vtep.Conn. GSO is on: a Conn takes segmented
+// messages whole, as a conn with GSO does (the receiver sees datagrams
+// either way). GRO is as SetGRO left it. There is no source-port pool.
+func (c *Conn) Offloads() vtep.ConnOffloads {
+	return vtep.ConnOffloads{GSO: true, GRO: c.gro.Load()}
+}
+
+// SetGRO turns coalescing of received datagrams on or off (see ReadBatch),
+// for tests of code that splits coalesced messages. It takes effect at the
+// next ReadBatch.
+func (c *Conn) SetGRO(on bool) { c.gro.Store(on) }
 
 // Close implements vtep.Conn: it unbinds the address (later datagrams to it
 // are dropped as NoListener) and unblocks a pending ReadBatch.

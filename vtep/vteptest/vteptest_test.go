@@ -256,3 +256,163 @@ func TestClose(t *testing.T) {
 		t.Errorf("NoListener drops = %d after writing to a closed Conn, want 1", got)
 	}
 }
+
+func TestWriteSegmented(t *testing.T) {
+	nw := NewNetwork()
+	a, b := nw.Listen(addrA), nw.Listen(addrB)
+	tap := nw.Tap(addrC)
+	seg := func(s string, size int, to netip.AddrPort) vtep.Message {
+		m := msg(s, to)
+		m.Segment = size
+		return m
+	}
+	msgs := []vtep.Message{
+		seg("aaabbbcc", 3, addrB), // the last shorter
+		seg("ddeeff", 2, addrB),   // all the same size
+		seg("g", 4, addrB),        // one short segment
+		msg("plain", addrB),
+		seg("hhhii", 3, addrC), // to a tap
+	}
+	if n, err := a.WriteBatch(msgs); n != len(msgs) || err != nil {
+		t.Fatalf("WriteBatch = %d, %v; want %d, nil", n, err, len(msgs))
+	}
+	var want []string
+	for _, s := range []string{"aaa", "bbb", "cc", "dd", "ee", "ff", "g", "plain"} {
+		want = append(want, addrA.String()+":"+s)
+	}
+	if got := readAll(t, b, len(want)); !slices.Equal(got, want) {
+		t.Errorf("b got %q, want %q", got, want)
+	}
+	for _, s := range []string{"hhh", "ii"} {
+		if d := <-tap; string(d.Data) != s || d.From != addrA {
+			t.Errorf("tap got %+v, want %q from %v", d, s, addrA)
+		}
+	}
+	if got := a.Offloads(); got != (vtep.ConnOffloads{GSO: true}) {
+		t.Errorf("Offloads = %+v, want GSO only", got)
+	}
+
+	for _, tt := range []struct {
+		name string
+		m    vtep.Message
+	}{
+		{"negative segment", seg("x", -1, addrB)},
+		{"too many segments", seg(string(make([]byte, vtep.MaxSegments+1)), 1, addrB)},
+		{"too many bytes", seg(string(make([]byte, vtep.MaxSegmentedPayload+1)), 1500, addrB)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if n, err := a.WriteBatch([]vtep.Message{tt.m, msg("ok", addrB)}); n != 1 || err != nil {
+				t.Errorf("WriteBatch(bad, good) = %d, %v; want 1, nil", n, err)
+			}
+			if n, err := a.WriteBatch([]vtep.Message{tt.m}); n != 0 || !errors.Is(err, errInvalid) {
+				t.Errorf("WriteBatch(bad) = %d, %v; want 0, an error", n, err)
+			}
+			if got := readAll(t, b, 1); got[0] != addrA.String()+":ok" {
+				t.Errorf("got %q", got)
+			}
+		})
+	}
+	// The most a message may carry goes.
+	most := seg(string(make([]byte, vtep.MaxSegmentedPayload)), 1024, addrB)
+	if n, err := a.WriteBatch([]vtep.Message{most}); n != 1 || err != nil {
+		t.Errorf("WriteBatch(64 segments, 65507 bytes) = %d, %v; want 1, nil", n, err)
+	}
+	if got := len(readAll(t, b, vtep.MaxSegments)); got != vtep.MaxSegments {
+		t.Errorf("got %d datagrams, want %d", got, vtep.MaxSegments)
+	}
+}
+
+func TestGRO(t *testing.T) {
+	type message struct {
+		from    netip.AddrPort
+		data    string
+		segment int
+	}
+	ones := func(n int) string { return string(slices.Repeat([]byte{'1'}, n)) }
+	for _, tt := range []struct {
+		name string
+		sent []Datagram // From and Data
+		buf  int
+		want []message
+	}{
+		{
+			name: "same size, then a shorter last",
+			sent: []Datagram{{From: addrB, Data: []byte("aaaa")}, {From: addrB, Data: []byte("bbbb")}, {From: addrB, Data: []byte("cc")}, {From: addrB, Data: []byte("dddd")}},
+			buf:  64,
+			want: []message{{addrB, "aaaabbbbcc", 4}, {addrB, "dddd", 0}},
+		},
+		{
+			name: "senders are not mixed",
+			sent: []Datagram{{From: addrB, Data: []byte("aaaa")}, {From: addrC, Data: []byte("bbbb")}, {From: addrC, Data: []byte("cccc")}, {From: addrB, Data: []byte("dddd")}},
+			buf:  64,
+			want: []message{{addrB, "aaaa", 0}, {addrC, "bbbbcccc", 4}, {addrB, "dddd", 0}},
+		},
+		{
+			name: "a longer datagram starts a message",
+			sent: []Datagram{{From: addrB, Data: []byte("aa")}, {From: addrB, Data: []byte("bbbb")}, {From: addrB, Data: []byte("cccc")}},
+			buf:  64,
+			want: []message{{addrB, "aa", 0}, {addrB, "bbbbcccc", 4}},
+		},
+		{
+			name: "up to the buffer",
+			sent: []Datagram{{From: addrB, Data: []byte("aaaa")}, {From: addrB, Data: []byte("bbbb")}, {From: addrB, Data: []byte("cccc")}},
+			buf:  10,
+			want: []message{{addrB, "aaaabbbb", 4}, {addrB, "cccc", 0}},
+		},
+		{
+			name: "up to MaxSegments",
+			sent: slices.Repeat([]Datagram{{From: addrB, Data: []byte("1")}}, vtep.MaxSegments+2),
+			buf:  1024,
+			want: []message{{addrB, ones(vtep.MaxSegments), 1}, {addrB, "11", 1}},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			nw := NewNetwork()
+			a := nw.Listen(addrA)
+			a.SetGRO(true)
+			if !a.Offloads().GRO {
+				t.Error("Offloads().GRO off after SetGRO(true)")
+			}
+			for _, d := range tt.sent {
+				nw.Send(d.From, addrA, d.Data)
+			}
+			var got []message
+			msgs := bufs(1, tt.buf) // one at a time: what was not merged waits
+			for len(got) < len(tt.want) {
+				if n, err := a.ReadBatch(msgs); n != 1 || err != nil {
+					t.Fatalf("ReadBatch = %d, %v", n, err)
+				}
+				got = append(got, message{msgs[0].Addr, string(msgs[0].Buf[:msgs[0].N]), msgs[0].Segment})
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+			// All of it in one ReadBatch comes out the same.
+			for _, d := range tt.sent {
+				nw.Send(d.From, addrA, d.Data)
+			}
+			msgs = bufs(BatchSize, tt.buf)
+			n, err := a.ReadBatch(msgs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = got[:0]
+			for _, m := range msgs[:n] {
+				got = append(got, message{m.Addr, string(m.Buf[:m.N]), m.Segment})
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("in one batch: got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	// Off again: one datagram a message.
+	nw := NewNetwork()
+	a := nw.Listen(addrA)
+	a.SetGRO(true)
+	a.SetGRO(false)
+	nw.Send(addrB, addrA, []byte("aa"))
+	nw.Send(addrB, addrA, []byte("bb"))
+	if got, want := readAll(t, a, 2), []string{addrB.String() + ":aa", addrB.String() + ":bb"}; !slices.Equal(got, want) {
+		t.Errorf("with GRO off: got %q, want %q", got, want)
+	}
+}
