@@ -135,10 +135,10 @@ func Listen(cfg ConnConfig) (_ Conn, reterr error) {
 			}
 		}
 	}()
-	// open opens, binds and wraps one socket; the os.File owns the fd
-	// from then on, and since the fd is non-blocking NewFile registers it
-	// with the netpoller.
-	// It returns the port bound and whether the socket takes GSO.
+	// open opens, binds and wraps one socket, and returns the port bound
+	// and whether the socket takes GSO. The os.File owns the fd from then
+	// on; the fd is non-blocking, so NewFile registers it with the
+	// netpoller.
 	open := func(port uint16, rcvbuf int) (*os.File, syscall.RawConn, uint16, bool, error) {
 		fd, op, err := udpSocket(sockaddr(port), v6, addr.IsUnspecified(), rcvbuf, cfg.SocketBuffer)
 		if err != nil {
