@@ -62,6 +62,7 @@ type options struct {
 	Scenes   []string      // selected scenarios, in allScenarios order
 	Ovlsw    string        // path to the ovlsw binary
 	NoAttach bool          // use the host-TAP fallback even if `ovlsw attach` exists
+	UpArgs   []string      // extra arguments for every `ovlsw up`, e.g. --offload=off
 
 	// FDBEntries is how many distinct source MACs the fdb scenario sends.
 	FDBEntries int
@@ -150,6 +151,7 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 	cases := fs.String("cases", "", "comma list of builds ("+strings.Join(allBuilds, ",")+
 		") and scenarios ("+strings.Join(allScenarios, ",")+"); naming no build means all builds, naming no scenario all scenarios")
 	fs.StringVar(&opts.Ovlsw, "ovlsw", opts.Ovlsw, "path to the ovlsw binary (make build)")
+	upArgs := fs.String("up-args", "", "extra arguments, space-separated, for every `ovlsw up` (e.g. --offload=off to measure without the fast path)")
 	fs.BoolVar(&opts.NoAttach, "no-attach", false, "attach no containers to ovlsw: put the address on its host TAP port (the fallback used when the attach subcommand is missing)")
 	fs.Usage = func() {
 		fmt.Fprintln(usageOut, "usage: harness [flags]  (run as root; see docs/benchmarks.md)")
@@ -161,6 +163,7 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
+	opts.UpArgs = strings.Fields(*upArgs)
 	if *quick {
 		opts.quicken()
 	}
@@ -252,6 +255,7 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 		h.rep.OvlswVersion = ovlswVersion(ctx, abs)
 		h.attach = probeAttach(ctx, abs)
 		h.gossip = hasFlag(ctx, abs, "--join", "up")
+		h.rep.UpArgs = opts.UpArgs
 		if opts.NoAttach {
 			h.attach = false
 		}

@@ -117,6 +117,7 @@ type report struct {
 	CPUs         int          `json:"cpus"`
 	OvlswVersion string       `json:"ovlsw_version,omitempty"`
 	Attach       string       `json:"ovlsw_containers,omitempty"`
+	UpArgs       []string     `json:"ovlsw_up_args,omitempty"` // --up-args`
 	Settings     settings     `json:"settings"`
 	Rows         []*row       `json:"rows"`
 	Background   []background `json:"background"`
@@ -240,6 +241,9 @@ func (r *report) writeTable(w io.Writer) error {
 	fmt.Fprintln(w)
 	if r.Attach != "" {
 		fmt.Fprintf(w, "ovlsw containers: %s\n", r.Attach)
+	}
+	if len(r.UpArgs) > 0 {
+		fmt.Fprintf(w, "ovlsw up with: %s\n", strings.Join(r.UpArgs, " "))
 	}
 	if len(r.Background) > 0 {
 		worst := slices.MaxFunc(r.Background, func(a, b background) int { return cmp.Compare(a.OtherCores, b.OtherCores) })
