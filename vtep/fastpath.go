@@ -40,19 +40,12 @@ var (
 	vnetLayout  = layout{vnet: true, frameOff: offload.VirtioNetHdrLen, ioOff: 0}
 )
 
-// UDP GSO limits (fast-path.md section 2): at most 64 segments a message,
-// and a payload the size of one UDP datagram.
-const (
-	maxGSOSegments = 64
-	maxGSOBytes    = 65507
-)
-
 // maxSuperFrame is the largest frame a TAP with TSO hands over: an IP
 // packet of 65535 bytes behind an Ethernet header with one VLAN tag.
 const maxSuperFrame = 65535 + EthHeaderLen + vlanTagLen
 
 // arenaChunk is the size of one arena chunk: one full GSO message.
-const arenaChunk = maxGSOBytes
+const arenaChunk = MaxSegmentedPayload
 
 // arena hands out pieces of a few reused chunks for the datagrams of one
 // batch. Chunks are made on first need and kept, so a busy port reaches a
@@ -77,6 +70,21 @@ func (a *arena) take(n int) []byte {
 	}
 }
 
+// extend grows b, the last piece take returned, by n bytes if they are
+// free right behind it in the same chunk, and reports whether it did.
+func (a *arena) extend(b []byte, n int) ([]byte, bool) {
+	if a.cur == len(a.chunks) || a.off+n > len(a.chunks[a.cur]) {
+		return b, false
+	}
+	c := a.chunks[a.cur]
+	start := a.off - len(b)
+	if start < 0 || len(b) == 0 || &c[start] != &b[0] {
+		return b, false
+	}
+	a.off += n
+	return c[start:a.off:a.off], true
+}
+
 func (a *arena) reset() { a.cur, a.off = 0, 0 }
 
 // encapSegments segments frame (with its virtio-net header h, read from
@@ -95,7 +103,10 @@ func (s *Switch) encapSegments(p *port, sc *sendScratch, frame []byte, h *offloa
 		return
 	}
 	stride := HeaderLen + full
-	perMsg := max(1, min(maxGSOSegments, maxGSOBytes/stride))
+	if seg.Count() == 1 && len(tos) == 1 && sc.remote.appendDatagram(&sc.arena, p.vni, seg, stride, tos[0], flow) {
+		return
+	}
+	perMsg := max(1, min(MaxSegments, MaxSegmentedPayload/stride))
 	for left := seg.Count(); left > 0; {
 		k := min(left, perMsg)
 		buf := sc.arena.take(k * stride)
@@ -114,6 +125,37 @@ func (s *Switch) encapSegments(p *port, sc *sendScratch, frame []byte, h *offloa
 			sc.remote.add(buf[:used], segSize, k, to, flow)
 		}
 	}
+}
+
+// appendDatagram writes seg's one segment (stride bytes with its VXLAN
+// header) into the arena right behind the last message queued, if that
+// message goes to the same peer from the same flow, its datagrams are all
+// stride bytes long, and one more fits a GSO message: then a run of small
+// datagrams of one flow (64-byte UDP, TCP ACKs) leaves as one UDP GSO
+// message rather than one message each. It reports whether it did.
+func (q *remoteQueue) appendDatagram(a *arena, vni uint32, seg *offload.Segmenter, stride int, to *peer, flow uint32) bool {
+	last := len(q.msgs) - 1
+	if last < 0 {
+		return false
+	}
+	m := &q.msgs[last]
+	size := m.Segment
+	if size == 0 {
+		size = m.N
+	}
+	if m.Addr != to.addr || m.Flow != flow || size != stride || m.N%size != 0 || q.ctrs[last] != to.traffic ||
+		q.frames[last] >= MaxSegments || m.N+stride > MaxSegmentedPayload {
+		return false
+	}
+	buf, ok := a.extend(m.Buf[:m.N], stride)
+	if !ok {
+		return false
+	}
+	n := seg.Next(buf[m.N+HeaderLen:])
+	_ = Header{VNI: vni}.Encode(buf[m.N:])
+	m.Buf, m.N, m.Segment = buf, m.N+HeaderLen+n, size
+	q.frames[last]++
+	return true
 }
 
 // flowHash hashes what identifies an inner flow: the IP addresses and, for

@@ -319,3 +319,56 @@ func BenchmarkOffloadReceiveGRO(b *testing.B) {
 		r.sw.receiveBatch(msgs, &rs)
 	}
 }
+
+// udpFrame builds an Ethernet/IPv4/UDP frame from fpA to dst, behind a zero
+// virtio-net header, as a TAP reads it.
+func udpFrame(tb testing.TB, dst fdb.MAC, srcPort uint16, payload []byte) []byte {
+	tb.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(fpA[:]), DstMAC: net.HardwareAddr(dst[:]), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IPv4(10, 9, 0, 1), DstIP: net.IPv4(10, 9, 0, 2)}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(srcPort), DstPort: 5201}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		tb.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, udp, gopacket.Payload(payload)); err != nil {
+		tb.Fatal(err)
+	}
+	return append(make([]byte, offload.VirtioNetHdrLen), buf.Bytes()...)
+}
+
+// TestOffloadSmallDatagramsCoalesce: a run of equal-size frames of one flow
+// to one peer leaves as one UDP GSO message, in order; another flow gets
+// its own message (its own source port).
+func TestOffloadSmallDatagramsCoalesce(t *testing.T) {
+	r := newVnetRig(t)
+	sc := newSendScratch(r.pa)
+	sc.grow(r.pa, 12)
+	var frames [][]byte
+	for i := range 10 {
+		frames = append(frames, udpFrame(t, fpRemote, 40000, []byte{byte(i), 1, 2, 3, 4, 5, 6, 7}))
+	}
+	frames = append(frames, udpFrame(t, fpRemote, 40001, []byte{9, 9, 9, 9, 9, 9, 9, 9}))
+	r.sw.sendBatch(r.pa, sc, readInto(sc, frames...))
+	if len(r.conn.sent) != 2 {
+		t.Fatalf("%d messages, want 2: one GSO message for the first flow, one for the second", len(r.conn.sent))
+	}
+	m := r.conn.sent[0]
+	size := HeaderLen + len(frames[0]) - offload.VirtioNetHdrLen
+	if m.Segment != size || m.N != 10*size {
+		t.Fatalf("first message: Segment %d, N %d; want 10 datagrams of %d", m.Segment, m.N, size)
+	}
+	for i := range 10 {
+		_, inner, _, ok := Decap(m.Buf[i*size : (i+1)*size])
+		if !ok || !bytes.Equal(inner, frames[i][offload.VirtioNetHdrLen:]) {
+			t.Fatalf("datagram %d is not frame %d", i, i)
+		}
+	}
+	if r.conn.sent[1].Flow == m.Flow {
+		t.Error("the second flow has the first one's flow hash")
+	}
+	if tx := r.sw.counters[r.peer.Addr()].txFrames.Load(); tx != 11 {
+		t.Errorf("peer tx frames %d, want 11", tx)
+	}
+}
