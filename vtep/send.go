@@ -161,17 +161,21 @@ func (sc *sendScratch) grow(p *port, n int) {
 	}
 }
 
-func (s *Switch) sendLoop(p *port) {
+// sendLoop reads queue q of port p (the device itself, or one queue of a
+// multi-queue TAP) until it fails or closes.
+func (s *Switch) sendLoop(p *port, q tap.Device) {
 	defer s.wg.Done()
-	defer close(p.done)
+	defer p.readers.Done()
 	sc := newSendScratch(p)
 	for {
-		n, err := p.dev.Read(sc.bufs, sc.sizes[:len(sc.bufs)], p.lay.ioOff)
+		n, err := q.Read(sc.bufs, sc.sizes[:len(sc.bufs)], p.lay.ioOff)
 		if err != nil {
 			if s.closed() || errors.Is(err, tap.ErrClosed) {
 				return
 			}
-			p.err.Store(&err)
+			if !p.err.CompareAndSwap(nil, &err) {
+				return // another queue reported the port's failure
+			}
 			s.log.Warn("port reader stopped", "port", p.name, "err", err)
 			if s.cfg.OnPortStopped != nil {
 				s.cfg.OnPortStopped(p.id, err)
@@ -330,11 +334,13 @@ func (s *Switch) mayFlood(vni uint32, c *FrameClass, q question) bool {
 // floodToken takes one token from the port's flood budget (a token bucket
 // of FloodRate tokens a second, holding at most one second's worth) and
 // reports whether there was one; without, the frame is dropped and counted
-// as flood_rate. Only the port's reader goroutine calls it.
+// as flood_rate. The port's readers (one per queue) share the bucket.
 func (p *port) floodToken(now int64) bool {
 	if p.floodRate <= 0 {
 		return true
 	}
+	p.floodMu.Lock()
+	defer p.floodMu.Unlock()
 	if p.floodAt == 0 {
 		p.floodTokens, p.floodAt = float64(p.floodRate), now
 	}

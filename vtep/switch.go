@@ -80,13 +80,16 @@ type port struct {
 	mtu  int
 	dev  tap.Device
 	lay  layout        // where frames sit in the device's buffers
-	done chan struct{} // closed when the reader goroutine exits
+	done chan struct{} // closed when every reader goroutine has exited
+
+	readers sync.WaitGroup // one reader per queue
 
 	secure bool // port security: only mac, and only ips in ARP/NA
 	mac    fdb.MAC
 	ips    []netip.Addr
 
-	// Flood rate limit, touched only by the port's reader goroutine.
+	// Flood rate limit, shared by the port's readers under floodMu.
+	floodMu     sync.Mutex
 	floodRate   int
 	floodTokens float64
 	floodAt     int64 // unix nanoseconds of the last refill
@@ -219,9 +222,21 @@ func (s *Switch) AddPort(pc PortConfig) (int, error) {
 	next.byID[p.id] = p
 	next.byVNI[p.vni] = append(slices.Clip(next.byVNI[p.vni]), p)
 	s.ports.Store(next)
-	s.wg.Add(1)
-	go s.sendLoop(p)
-	s.log.Debug("port added", "port", p.name, "id", p.id, "vni", p.vni, "mtu", p.mtu)
+	queues := []tap.Device{p.dev}
+	if mq, ok := p.dev.(tap.MultiQueue); ok && len(mq.Queues()) > 1 {
+		queues = mq.Queues()
+	}
+	s.wg.Add(len(queues) + 1)
+	p.readers.Add(len(queues))
+	for _, q := range queues {
+		go s.sendLoop(p, q)
+	}
+	go func() {
+		defer s.wg.Done()
+		p.readers.Wait()
+		close(p.done)
+	}()
+	s.log.Debug("port added", "port", p.name, "id", p.id, "vni", p.vni, "mtu", p.mtu, "queues", len(queues))
 	return p.id, nil
 }
 
