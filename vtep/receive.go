@@ -146,7 +146,9 @@ func (s *Switch) deliver(rs *recvScratch, ports *portSet, dp *port, pkt, frame [
 	}
 	if !rs.gro.Add(dp.id, frame) {
 		s.flushGRO(rs, ports)
-		rs.gro.Add(dp.id, frame) // an empty GRO takes any frame that fits a port
+		if !rs.gro.Add(dp.id, frame) { // an empty GRO refuses only a frame larger than its buffers
+			s.drops.add(DropMTU, 1)
+		}
 	}
 }
 
