@@ -43,6 +43,10 @@ type Config struct {
 	// frames a second (vtep.PortConfig.FloodRate); 0 means no limit.
 	FloodRate int
 	Socket    string // control socket path
+	// State is the state file, from which a restarted node takes back the
+	// containers it had attached (restart.go); empty means
+	// DefaultStatePath(Socket).
+	State string
 
 	Join          []string      // gossip members to join; none founds a cluster
 	GossipPort    int           // gossip TCP and UDP port
@@ -75,13 +79,15 @@ type Daemon struct {
 	mtu     int // default overlay MTU
 	started time.Time
 
-	// mu guards the networks and endpoints; attach and detach hold it
-	// throughout, so they are serialised.
-	mu        sync.Mutex
-	networks  map[string]*control.Network
-	endpoints map[int]*control.Endpoint // by switch port ID
-	pending   map[fdb.IPKey]struct{}    // addresses claimed by attaches in progress
-	hostPort  int                       // port ID of the host TAP, 0 if none
+	// mu guards the networks, the endpoints and the state file; attach and
+	// detach hold it throughout, so they are serialised.
+	mu          sync.Mutex
+	networks    map[string]*control.Network
+	endpoints   map[int]*control.Endpoint // by switch port ID
+	epPorts     map[int]epPort            // the endpoints' TAPs and networks, by switch port ID
+	pending     map[fdb.IPKey]struct{}    // addresses claimed by attaches in progress
+	hostPort    int                       // port ID of the host TAP, 0 if none
+	stateLoaded bool                      // readopt ran: the state file is this process's
 
 	swReady atomic.Pointer[vtep.Switch]  // d.sw, for callbacks that may run before New returns
 	agent   atomic.Pointer[gossip.Agent] // nil until started
@@ -153,6 +159,9 @@ func (c *Config) Validate() error {
 	if c.Socket == "" {
 		return errors.New("--socket must not be empty")
 	}
+	if c.State == "" {
+		c.State = DefaultStatePath(c.Socket)
+	}
 	return nil
 }
 
@@ -195,13 +204,19 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	d = &Daemon{
 		cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, cfg.Port), mtu: cfg.MTU,
 		networks: make(map[string]*control.Network), endpoints: make(map[int]*control.Endpoint),
+		epPorts:     make(map[int]epPort),
 		pending:     make(map[fdb.IPKey]struct{}),
 		gossipPeers: make(map[uint32][]netip.AddrPort),
 	}
 	d.vniSet.Store(&[]uint32{})
 	defer func() {
 		if reterr != nil {
-			d.Close()
+			// Endpoints taken back from the state file stay for the next
+			// try, as after a crash.
+			d.mu.Lock()
+			keep := len(d.epPorts) > 0
+			d.mu.Unlock()
+			d.close(keep)
 			d = nil
 		}
 	}()
@@ -226,6 +241,7 @@ func New(cfg Config) (d *Daemon, reterr error) {
 		return d, err
 	}
 	d.swReady.Store(d.sw)
+	readopted := d.readopt() // before gossip: see restart.go
 	if err := d.startGossip(key); err != nil {
 		return d, err
 	}
@@ -237,6 +253,7 @@ func New(cfg Config) (d *Daemon, reterr error) {
 			return d, err
 		}
 	}
+	d.readoptSettle(readopted)
 	d.ctl.Serve(d.handler(), d.log)
 	d.log.Info("ovlsw up", "node", cfg.Name, "vtep", d.vtep, "vni", cfg.VNI, "tap", cfg.TAP,
 		"mtu", cfg.MTU, "peers", len(cfg.Peers), "socket", cfg.Socket)
@@ -274,12 +291,24 @@ func (d *Daemon) addHostPort() error {
 }
 
 // Close leaves the cluster (withdrawing this node's bindings everywhere),
-// stops the switch, removes every TAP port and the control socket.
-func (d *Daemon) Close() error {
+// stops the switch, removes every TAP port (the endpoints' in their
+// namespaces too), the state file and the control socket. It is
+// idempotent.
+func (d *Daemon) Close() error { return d.close(false) }
+
+// CloseForRestart stops the node so that the next New with the same state
+// file takes its endpoints back (restart.go): like Close, but it does not
+// leave the cluster, and it leaves the endpoints' TAPs in their namespaces,
+// persistent, and the state file. The host TAP is removed.
+func (d *Daemon) CloseForRestart() error { return d.close(true) }
+
+func (d *Daemon) close(keepPorts bool) error {
 	var errs []error
 	if a := d.agent.Swap(nil); a != nil {
-		if err := a.Leave(2 * time.Second); err != nil {
-			d.log.Warn("leave", "err", err)
+		if !keepPorts {
+			if err := a.Leave(2 * time.Second); err != nil {
+				d.log.Warn("leave", "err", err)
+			}
 		}
 		errs = append(errs, a.Close())
 	}
@@ -288,6 +317,11 @@ func (d *Daemon) Close() error {
 		d.ctl = nil
 	}
 	if d.sw != nil {
+		if keepPorts {
+			d.keepPorts()
+		} else {
+			d.releasePorts()
+		}
 		errs = append(errs, d.sw.Close())
 		d.sw = nil
 	}

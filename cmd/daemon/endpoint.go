@@ -2,10 +2,12 @@ package daemon
 
 // This file holds attach and detach: a TAP port created by the daemon,
 // moved into a network namespace, renamed, given a MAC, the network's MTU,
-// an address and a default route via the gateway, and brought up. The
-// daemon keeps the TAP's file descriptor, so the port lives exactly as long
-// as the daemon holds it: detach closes it, and a namespace that disappears
-// takes the device with it, which the port's reader notices.
+// an address and a default route via the gateway, and brought up. Once
+// configured, the TAP is made persistent, so that it outlives the daemon's
+// file descriptor and a restarted daemon can take it back (restart.go);
+// detach makes it non-persistent and closes it, which removes it, and a
+// namespace that disappears takes the device with it, which the port's
+// reader notices.
 
 import (
 	"cmp"
@@ -113,7 +115,7 @@ func (d *Daemon) claim(req control.AttachRequest, path string, avoid map[netip.A
 	if c.name == "" {
 		c.name = req.Netns + "/" + req.IfName
 	}
-	if c.dev, err = tap.Create(tap.Config{Name: "ovt%d", MTU: n.MTU, MAC: mac}); err != nil {
+	if c.dev, err = tap.Create(d.endpointTAP("ovt%d", n.MTU, mac, false)); err != nil {
 		return nil, fmt.Errorf("attach: create TAP: %w", err)
 	}
 	pc := vtep.PortConfig{Name: c.name, VNI: n.VNI, Device: c.dev, MTU: n.MTU,
@@ -150,6 +152,13 @@ func (d *Daemon) finishAttach(req control.AttachRequest, path string, c *claim) 
 		}
 		return control.Endpoint{}, fmt.Errorf("attach: %w", err)
 	}
+	// Persistent from now on: it survives a restart of the daemon.
+	if p, ok := c.dev.(tap.Persister); ok {
+		if err := p.SetPersist(true); err != nil {
+			d.abandon(c)
+			return control.Endpoint{}, fmt.Errorf("attach: %w", err)
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.pending, fdb.IPKey{VNI: c.n.VNI, IP: c.addr.Addr()})
@@ -158,6 +167,8 @@ func (d *Daemon) finishAttach(req control.AttachRequest, path string, c *claim) 
 		MAC: c.mac.String(), Address: c.addr, Gateway: c.n.Gateway, MTU: c.n.MTU, Secure: !req.NoPortSecurity,
 	}
 	d.endpoints[c.port] = ep
+	d.epPorts[c.port] = epPort{dev: c.dev, net: *c.n}
+	d.saveStateLocked()
 	d.log.Info("attached", "endpoint", ep.Name, "network", ep.Network, "address", ep.Address, "mac", ep.MAC)
 	return *ep, nil
 }
@@ -248,21 +259,33 @@ func (d *Daemon) Detach(req control.DetachRequest) (control.Endpoint, error) {
 	defer d.mu.Unlock()
 	for id, ep := range d.endpoints {
 		if control.NetnsPath(ep.Netns) == path && ep.IfName == req.IfName {
-			return *ep, d.removeEndpointLocked(id, "detached")
+			return *ep, d.removeEndpointLocked(id, "detached", false)
 		}
 	}
 	return control.Endpoint{}, fmt.Errorf("detach: nothing attached as %s in %s: %w", req.IfName, req.Netns, errNotFound)
 }
 
-func (d *Daemon) removeEndpointLocked(id int, why string) error {
+// removeEndpointLocked removes an endpoint: its TAP (made non-persistent
+// first, so that closing it removes it), its port and MACs, and its entry
+// in the state file. gone says the device failed (its namespace was
+// deleted): there is no TAP left to remove.
+func (d *Daemon) removeEndpointLocked(id int, why string, gone bool) error {
 	ep := d.endpoints[id]
+	var perr error
+	if !gone {
+		if err := unpersist(d.epPorts[id].dev); err != nil {
+			perr = fmt.Errorf("TAP of %s may be left in its namespace: %w", ep.Name, err)
+		}
+	}
 	delete(d.endpoints, id)
+	delete(d.epPorts, id)
 	err := d.sw.RemovePort(id) // closes the TAP and withdraws its MACs
 	if errors.Is(err, tap.ErrClosed) {
 		err = nil
 	}
+	d.saveStateLocked()
 	d.log.Info("endpoint removed", "endpoint", ep.Name, "why", why)
-	return err
+	return errors.Join(perr, err)
 }
 
 // portStopped is the switch's word that a port's device failed: for an
@@ -272,7 +295,7 @@ func (d *Daemon) portStopped(id int, err error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if _, ok := d.endpoints[id]; ok {
-			d.removeEndpointLocked(id, "device gone: "+err.Error())
+			d.removeEndpointLocked(id, "device gone: "+err.Error(), true)
 		}
 	}()
 }

@@ -22,8 +22,20 @@ func newUp() *cobra.Command {
 	var port uint16
 	c := &cobra.Command{
 		Use:   "up",
-		Short: "Run a node in the foreground until SIGINT or SIGTERM",
-		Args:  cobra.NoArgs,
+		Short: "Run a node in the foreground until SIGINT or SIGTERM (SIGUSR2: stop for a restart)",
+		Long: `Run a node in the foreground.
+
+SIGINT or SIGTERM: leave the gossip cluster, remove every TAP port (attached
+containers lose their interfaces), the state file and the control socket,
+and exit 0.
+
+SIGUSR2: stop for an upgrade or restart, and exit 0. The node does not leave
+the cluster and leaves the attached containers' TAPs in place (persistent,
+with their MACs, addresses and routes) and the state file (--state). The
+next ovlsw up with the same flags takes them back: ports, addresses and
+bindings are restored and re-announced, with no attach, after a short
+traffic gap. A crash or SIGKILL leaves the same state behind.`,
+		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if bind == "" {
 				return fmt.Errorf("--bind is required: the underlay address VXLAN is sent from (one of this host's addresses)")
@@ -67,7 +79,7 @@ func newUp() *cobra.Command {
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 			sigs := make(chan os.Signal, 1)
-			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2)
 			defer signal.Stop(sigs)
 			d, err := daemon.New(cfg)
 			if err != nil {
@@ -75,6 +87,9 @@ func newUp() *cobra.Command {
 			}
 			sig := <-sigs
 			cfg.Logger.Info("shutting down", "signal", sig.String())
+			if sig == syscall.SIGUSR2 {
+				return d.CloseForRestart()
+			}
 			return d.Close()
 		},
 	}
@@ -97,6 +112,7 @@ func newUp() *cobra.Command {
 	f.IntVar(&cfg.GossipPort, "gossip-port", cfg.GossipPort, "gossip TCP and UDP port")
 	f.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "`FILE` holding a base64 32-byte key that encrypts gossip (AES-GCM)")
 	f.StringVar(&cfg.Socket, "socket", cfg.Socket, "control socket path")
+	f.StringVar(&cfg.State, "state", "", "`FILE` recording the attached containers, for a restart to take back (default: beside --socket, <socket without .sock>.state.json)")
 	f.StringVar(&cfg.Name, "name", "", "node name (default: the host name)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return c
