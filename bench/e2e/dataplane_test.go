@@ -40,6 +40,15 @@ func TestE2ETwoNodes(t *testing.T) {
 	if len(st.Peers) != 1 || st.Peers[0].Addr.Addr() != ul2.Addr() || st.Peers[0].TxBytes < 64<<20 || st.Peers[0].RxFrames == 0 {
 		t.Errorf("n1 peers: %s", jsonString(st.Peers))
 	}
+	// The fast path is on unless the offload matrix turned it off, and
+	// status says which.
+	if off := os.Getenv("OVLSW_E2E_OFFLOAD") == "off"; off {
+		if o := st.Offload; o.TAP != "off" || o.UDP != "off" || o.GRO {
+			t.Errorf("with --offload=off, status offload: %+v", o)
+		}
+	} else if o := st.Offload; !strings.Contains(o.TAP, "tso4") || !strings.Contains(o.UDP, "gso") || !strings.Contains(o.UDP, "gro") || !o.GRO {
+		t.Errorf("status offload %+v: want TSO on the TAP, UDP GSO and GRO, userspace GRO (this kernel has them all)", o)
+	}
 	// n1 learned n2's TAP MAC behind n2's VTEP, and its own locally.
 	var local, learned int
 	for _, e := range n1.fdb() {
@@ -54,7 +63,7 @@ func TestE2ETwoNodes(t *testing.T) {
 		t.Errorf("n1 fdb: %d local, %d learned; want 1 and 1:\n%s", local, learned, n1.cli("fdb"))
 	}
 	// The human-readable forms carry the same facts.
-	if out := n1.cli("status"); !strings.Contains(out, n1.tap) || !strings.Contains(out, "not_member") {
+	if out := n1.cli("status"); !strings.Contains(out, n1.tap) || !strings.Contains(out, "not_member") || !strings.Contains(out, "offload") {
 		t.Errorf("ovlsw status:\n%s", out)
 	}
 	if out := n1.cli("fdb"); !strings.Contains(out, "learned") || !strings.Contains(out, "vtep "+ul2.Addr().String()) {

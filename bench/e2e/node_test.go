@@ -87,6 +87,11 @@ func startNode(t *testing.T, ns *testbed.Netns, name string, args ...string) *no
 		argv = append(argv, "--tap", n.tap) // the host port of the default network
 	}
 	argv = append(argv, args...)
+	if off := os.Getenv("OVLSW_E2E_OFFLOAD"); off != "" {
+		// The offload matrix: make test runs the end-to-end tests again
+		// with OVLSW_E2E_OFFLOAD=off.
+		argv = append(argv, "--offload="+off)
+	}
 	t.Cleanup(func() { os.Remove(n.socket) })
 	proc, err := ns.Start(context.Background(), argv...)
 	if err != nil {

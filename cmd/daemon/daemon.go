@@ -42,7 +42,11 @@ type Config struct {
 	// FloodRate limits each port's broadcast, multicast and unknown-unicast
 	// frames a second (vtep.PortConfig.FloodRate); 0 means no limit.
 	FloodRate int
-	Socket    string // control socket path
+	// Offload turns on the fast path's offloads where the kernel has them:
+	// virtio-net headers with TSO and checksum offload on the TAPs, UDP
+	// GSO and GRO and a pool of source ports on the VXLAN socket.
+	Offload bool
+	Socket  string // control socket path
 	// State is the state file, from which a restarted node takes back the
 	// containers it had attached (restart.go); empty means
 	// DefaultStatePath(Socket).
@@ -65,6 +69,7 @@ func DefaultConfig() Config {
 		Socket:         control.DefaultSocket, // one daemon per host; namespaces pass their own
 		GossipPort:     7946,                  // memberlist's and Serf's usual port
 		ClaimSettle:    time.Second,           // a few gossip rounds (200 ms each) on a LAN
+		Offload:        true,                  // each offload is probed; off only to compare
 	}
 }
 
@@ -226,6 +231,9 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	}
 	connCfg := vtep.DefaultConnConfig()
 	connCfg.Addr = d.vtep
+	if !cfg.Offload {
+		connCfg.GSO, connCfg.GRO, connCfg.SourcePorts = false, false, 0
+	}
 	conn, err := vtep.Listen(connCfg)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -266,7 +274,7 @@ func (d *Daemon) addHostPort() error {
 	if err != nil {
 		return err
 	}
-	dev, err := tap.Create(tap.Config{Name: d.cfg.TAP, MTU: d.mtu, MAC: mac, Addresses: d.cfg.Address, Up: true})
+	dev, err := tap.Create(tap.Config{Name: d.cfg.TAP, MTU: d.mtu, MAC: mac, Addresses: d.cfg.Address, Up: true, Offload: d.cfg.Offload, Queues: d.tapQueues()})
 	if err != nil {
 		if errors.Is(err, tap.ErrNameInUse) {
 			return fmt.Errorf("a link named %s already exists: remove it (ip link del %s) or pass another --tap", d.cfg.TAP, d.cfg.TAP)

@@ -16,7 +16,7 @@ import (
 
 func newUp() *cobra.Command {
 	cfg := daemon.DefaultConfig()
-	var bind, logLevel, subnet, gateway string
+	var bind, logLevel, subnet, gateway, offload string
 	var peers, addrs []string
 	var vni uint64
 	var port uint16
@@ -72,6 +72,14 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 				}
 				cfg.Address = append(cfg.Address, pfx)
 			}
+			switch offload {
+			case "on":
+				cfg.Offload = true
+			case "off":
+				cfg.Offload = false
+			default:
+				return fmt.Errorf("--offload %q: want on or off", offload)
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
@@ -107,6 +115,7 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 	f.IntVar(&cfg.MaxMACsPerPort, "max-macs-per-port", cfg.MaxMACsPerPort, "most source MACs learned from one port (0: no limit); past it new MACs are not learned")
 	f.IntVar(&cfg.MaxMACsPerVNI, "max-macs-per-vni", cfg.MaxMACsPerVNI, "most learned MACs in one VNI (0: no limit)")
 	f.IntVar(&cfg.FloodRate, "flood-rate", cfg.FloodRate, "most broadcast, multicast and unknown-unicast frames a second each port may flood (0: no limit)")
+	f.StringVar(&offload, "offload", "on", "fast-path offloads (TAP TSO and checksum offload, UDP GSO/GRO, userspace GRO, source-port pool): on, or off to compare; each is probed and used only where the kernel has it (see ovlsw status)")
 	f.StringVar(&cfg.Flood, "flood", "flood", "flood policy for traffic the FDB cannot place: flood, drop, or arp=,unicast=,broadcast= with flood|drop (multicast always floods)")
 	f.StringArrayVar(&cfg.Join, "join", nil, "gossip member `HOST[:PORT]` to join (repeatable); without it the node founds a cluster")
 	f.IntVar(&cfg.GossipPort, "gossip-port", cfg.GossipPort, "gossip TCP and UDP port")
