@@ -2,6 +2,7 @@ package vtep
 
 import (
 	"net/netip"
+	"runtime"
 	"strconv"
 )
 
@@ -58,8 +59,19 @@ type Conn interface {
 	// on (Offloads), a message may hold several datagrams (see
 	// Message.Segment), up to 65535 bytes: buffers smaller than that lose
 	// the tail of such a message. Must be called from one goroutine at a
-	// time.
+	// time. It reads the first of Readers: with several, the others must
+	// be read too.
 	ReadBatch(msgs []Message) (n int, err error)
+
+	// Readers returns the conn's receive queues, each to be read by one
+	// goroutine; the first is the Conn's own ReadBatch. Every datagram
+	// arrives on exactly one of them, and all datagrams of one sender
+	// (source address and port) on the same one, in order. A queue nobody
+	// reads fills up and drops what the kernel steers to it. Each
+	// BatchReader's ReadBatch behaves as Conn.ReadBatch does, Close
+	// included. The slice is the caller's. Safe for concurrent use; does
+	// not block.
+	Readers() []BatchReader
 
 	// WriteBatch sends msgs[i].Buf[:msgs[i].N] to msgs[i].Addr for every
 	// i, returning the number of messages sent (a message of several
@@ -82,6 +94,15 @@ type Conn interface {
 	Close() error
 }
 
+// BatchReader is one receive queue of a Conn.
+type BatchReader interface {
+	// ReadBatch receives up to len(msgs) messages from this queue as
+	// Conn.ReadBatch does: it blocks until at least one arrives, returns
+	// an error that errors.Is net.ErrClosed once the Conn is closed, and
+	// must be called from one goroutine at a time.
+	ReadBatch(msgs []Message) (n int, err error)
+}
+
 // ConnOffloads says which kernel offloads a Conn uses.
 type ConnOffloads struct {
 	// GSO: a Message with Segment > 0 goes to the kernel as one UDP GSO
@@ -96,10 +117,16 @@ type ConnOffloads struct {
 	// WriteBatch picks from by Message.Flow; 0 when everything leaves
 	// from the bound socket.
 	SourcePorts int
+
+	// Readers is how many receive sockets share the bound port
+	// (SO_REUSEPORT), each read through one of Conn.Readers; 0 or 1 when
+	// there is one.
+	Readers int
 }
 
 // String returns the offloads for status output, such as
-// "gso,gro,srcports=16", or "off" when there are none.
+// "gso,gro,srcports=16,readers=2", or "off" when there are none. One
+// reader is not shown.
 func (o ConnOffloads) String() string {
 	var b []byte
 	add := func(s string) {
@@ -117,6 +144,9 @@ func (o ConnOffloads) String() string {
 	if o.SourcePorts > 0 {
 		add("srcports=" + strconv.Itoa(o.SourcePorts))
 	}
+	if o.Readers > 1 {
+		add("readers=" + strconv.Itoa(o.Readers))
+	}
 	if len(b) == 0 {
 		return "off"
 	}
@@ -127,6 +157,11 @@ func (o ConnOffloads) String() string {
 // only a few ports per receive queue or ECMP path of the underlay; each
 // port costs a socket (a file descriptor and its buffers).
 const MaxSourcePorts = 256
+
+// MaxReaders is the largest ConnConfig.Readers: more receive sockets than
+// cores buy nothing, and each costs a file descriptor, its buffers and a
+// goroutine.
+const MaxReaders = 64
 
 // ConnConfig configures Listen.
 type ConnConfig struct {
@@ -166,6 +201,16 @@ type ConnConfig struct {
 	// WriteBatch sends from, picked by Message.Flow. 0 sends everything
 	// from the bound socket. At most MaxSourcePorts.
 	SourcePorts int
+
+	// Readers is how many receive sockets share Addr, each read by its
+	// own goroutine through Conn.Readers. 0 or 1 binds one socket. More
+	// bind that many with SO_REUSEPORT, all with the same options, and
+	// the kernel spreads datagrams over them by a hash of source and
+	// destination address and port: one outer flow (and WriteBatch picks
+	// the outer source port per inner flow) always lands on one socket,
+	// so its order is kept. Every reader must then be read. At most
+	// MaxReaders.
+	Readers int
 }
 
 // DefaultConnConfig returns the configuration ovlsw uses unless told
@@ -191,5 +236,9 @@ func DefaultConnConfig() ConnConfig {
 		// 16 values to spread flows over, more than the queues or paths
 		// of a typical host, for 16 file descriptors.
 		SourcePorts: 16,
+		// One receive socket and goroutine per core, so decap runs on
+		// several cores. The cap of 4 is a guess, not a measurement: it
+		// leaves cores to the TAP side and the kernel's softirq work.
+		Readers: min(runtime.NumCPU(), 4),
 	}
 }

@@ -3,21 +3,22 @@
 package vtep
 
 // This file holds the Linux UDP endpoint's sockets: Listen opens and tunes
-// the bound socket and the source-port pool and probes the kernel's UDP
-// offloads, ReadBatch receives with one recvmmsg; WriteBatch is in
-// conn_linux_send.go.
+// the bound sockets and the source-port pool and probes the kernel's UDP
+// offloads. ReadBatch and the SO_REUSEPORT receive group are in
+// conn_linux_readers.go, WriteBatch in conn_linux_send.go.
 //
 // Design notes: each socket is a raw non-blocking fd wrapped in an os.File,
 // so goroutines park in the runtime netpoller through RawConn.Read/Write
 // rather than in a blocking syscall. x/net's ipv4.PacketConn.ReadBatch
 // allocates a net.Addr per message; here the mmsghdr, iovec, sockaddr and
 // cmsg storage is preallocated (conn_linux_unsafe.go) and the RawConn
-// callbacks are method values made once, so neither call allocates. The
-// read storage belongs to the conn (ReadBatch has one caller at a time);
-// WriteBatch is concurrent, so each call borrows storage from a small free
-// list. The free list is a buffered channel rather than a sync.Pool, which
-// the garbage collector empties (and the race detector drops from at
-// random), so that steady state allocates nothing, deterministically.
+// callbacks are method values made once, so neither call allocates. Each
+// receive socket has its own read storage (and one ReadBatch caller at a
+// time); WriteBatch is concurrent, so each call borrows storage from a
+// small free list. The free list is a buffered channel rather than a
+// sync.Pool, which the garbage collector empties (and the race detector
+// drops from at random), so that steady state allocates nothing,
+// deterministically.
 //
 // A UDP socket has one source port, so the source-port pool is a set of
 // send-only sockets (RFC 7348 section 5 wants the port to vary by inner
@@ -54,21 +55,24 @@ const minRcvBuf = 1
 // linuxConn is a Conn on Linux UDP sockets.
 type linuxConn struct {
 	// Set by Listen, then read-only.
-	f         *os.File // the bound socket
-	rc        syscall.RawConn
+	rc        syscall.RawConn // the first receive socket, rx[0]'s
 	local     netip.AddrPort
 	v6        bool   // AF_INET6 sockets
 	scope     uint32 // scope of IPv6 link-local destinations (the bound zone)
 	batch     int
-	gro       bool // UDP_GRO is on for the bound socket
+	gro       bool // UDP_GRO is on for every receive socket
 	errClosed error
 	// tx are the sockets WriteBatch sends from: rc alone without a
 	// source-port pool, else the pool's, whose files pool holds.
 	tx   []syscall.RawConn
 	pool []*os.File
 
-	// Read side: used only by the single ReadBatch caller.
-	rd *mmsgs
+	// Read side: the receive sockets bound to local, one or a
+	// SO_REUSEPORT group, each with its own read storage and used by one
+	// ReadBatch caller at a time; readers is what Readers returns (c
+	// itself, then rx[1:]).
+	rx      []*connReader
+	readers []BatchReader
 
 	// Write side: each WriteBatch borrows a *mmsgs of batch messages from
 	// wfree, or makes one if it is empty, and returns it unless it is
@@ -82,13 +86,14 @@ type linuxConn struct {
 
 var _ Conn = (*linuxConn)(nil)
 
-// Listen opens a UDP endpoint bound to cfg.Addr, and the source-port pool
-// cfg.SourcePorts asks for. No socket ever fragments (IP_MTU_DISCOVER=
-// IP_PMTUDISC_DO, as RFC 7348 section 4.3 asks of VTEPs): a datagram larger
-// than the path MTU fails with EMSGSIZE. GSO and GRO are used if asked for
+// Listen opens a UDP endpoint bound to cfg.Addr, with the receive sockets
+// cfg.Readers and the source-port pool cfg.SourcePorts ask for. No socket
+// ever fragments (IP_MTU_DISCOVER=IP_PMTUDISC_DO, as RFC 7348 section 4.3
+// asks of VTEPs): a datagram larger than the path MTU fails with EMSGSIZE. GSO and GRO are used if asked for
 // and the kernel has them; see Conn.Offloads. Errors wrap the errno, so
 // errors.Is(err, syscall.EADDRINUSE) and errors.Is(err,
-// syscall.EADDRNOTAVAIL) work.
+// syscall.EADDRNOTAVAIL) work; a port another socket holds gives
+// EADDRINUSE with several receive sockets too (see bindGroup).
 func Listen(cfg ConnConfig) (_ Conn, reterr error) {
 	fail := func(op string, err error) error {
 		if op != "" {
@@ -105,6 +110,8 @@ func Listen(cfg ConnConfig) (_ Conn, reterr error) {
 		return nil, fail("", fmt.Errorf("negative socket buffer %d", cfg.SocketBuffer))
 	case cfg.SourcePorts < 0 || cfg.SourcePorts > MaxSourcePorts:
 		return nil, fail("", fmt.Errorf("source ports %d out of range [0, %d]", cfg.SourcePorts, MaxSourcePorts))
+	case cfg.Readers < 0 || cfg.Readers > MaxReaders:
+		return nil, fail("", fmt.Errorf("readers %d out of range [0, %d]", cfg.Readers, MaxReaders))
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = DefaultConnConfig().BatchSize
@@ -135,64 +142,96 @@ func Listen(cfg ConnConfig) (_ Conn, reterr error) {
 			}
 		}
 	}()
-	// open opens, binds and wraps one socket, and returns the port bound
-	// and whether the socket takes GSO. The os.File owns the fd from then
-	// on; the fd is non-blocking, so NewFile registers it with the
-	// netpoller.
-	open := func(port uint16, rcvbuf int) (*os.File, syscall.RawConn, uint16, bool, error) {
-		fd, op, err := udpSocket(sockaddr(port), v6, addr.IsUnspecified(), rcvbuf, cfg.SocketBuffer)
+	// open opens, binds and wraps one socket, with SO_REUSEPORT if
+	// reuse, and returns it with the port bound and whether it takes
+	// GSO. The os.File owns the fd from then on; the fd is non-blocking,
+	// so NewFile registers it with the netpoller.
+	open := func(port uint16, rcvbuf int, reuse bool) (_ *connReader, _ uint16, gso bool, _ error) {
+		fd, op, err := udpSocket(sockaddr(port), v6, addr.IsUnspecified(), rcvbuf, cfg.SocketBuffer, reuse)
 		if err != nil {
-			return nil, nil, 0, false, fail(op, err)
+			return nil, 0, false, fail(op, err)
 		}
 		bound, err := unix.Getsockname(fd)
 		if err != nil {
 			unix.Close(fd)
-			return nil, nil, 0, false, fail("getsockname", err)
+			return nil, 0, false, fail("getsockname", err)
 		}
 		port = boundPort(bound)
-		gso := cfg.GSO && probeGSO(fd)
+		gso = cfg.GSO && probeGSO(fd)
 		f := os.NewFile(uintptr(fd), "udp:"+netip.AddrPortFrom(addr, port).String())
-		files = append(files, f)
 		rc, err := f.SyscallConn()
 		if err != nil {
-			return nil, nil, 0, false, fail("", err)
+			f.Close()
+			return nil, 0, false, fail("", err)
 		}
-		return f, rc, port, gso, nil
+		return &connReader{f: f, rc: rc}, port, gso, nil
 	}
 
-	f, rc, port, gso, err := open(cfg.Addr.Port(), cfg.SocketBuffer)
+	// The receive sockets: one, or a SO_REUSEPORT group.
+	var (
+		rx   []*connReader
+		port uint16
+		gso  bool
+		err  error
+	)
+	if cfg.Readers <= 1 {
+		var r *connReader
+		r, port, gso, err = open(cfg.Addr.Port(), cfg.SocketBuffer, false)
+		rx = []*connReader{r}
+	} else {
+		probe := func(port uint16) (uint16, error) {
+			p, op, err := probePort(sockaddr(port), v6, addr.IsUnspecified())
+			if err != nil {
+				return 0, fail(op, err)
+			}
+			return p, nil
+		}
+		member := func(port uint16) (*connReader, bool, error) {
+			r, _, gso, err := open(port, cfg.SocketBuffer, true)
+			return r, gso, err
+		}
+		rx, port, gso, err = bindGroup(cfg.Readers, cfg.Addr.Port(), probe, member)
+	}
 	if err != nil {
 		return nil, err
 	}
-	gro := false
-	if cfg.GRO {
-		if err := rc.Control(func(fd uintptr) { gro = enableGRO(int(fd)) }); err != nil {
-			return nil, fail("", err)
-		}
+	for _, r := range rx {
+		files = append(files, r.f)
+	}
+	gro, err := enableGROAll(cfg.GRO, rx)
+	if err != nil {
+		return nil, fail("", err)
 	}
 	local := netip.AddrPortFrom(addr, port)
 	c := &linuxConn{
-		f:         f,
-		rc:        rc,
+		rc:        rx[0].rc,
 		local:     local,
 		v6:        v6,
 		scope:     scope,
 		batch:     cfg.BatchSize,
 		gro:       gro,
 		errClosed: fmt.Errorf("vtep: udp %v: %w", local, net.ErrClosed),
-		tx:        []syscall.RawConn{rc},
-		rd:        newMmsgs(cfg.BatchSize, false, gro),
+		tx:        []syscall.RawConn{rx[0].rc},
+		rx:        rx,
 		wfree:     make(chan *mmsgs, writeScratch),
 	}
+	c.readers = make([]BatchReader, len(rx))
+	for i, r := range rx {
+		r.c, r.rd = c, newMmsgs(cfg.BatchSize, false, gro)
+		c.readers[i] = r
+	}
+	c.readers[0] = c // the same queue as rx[0]: "the Conn's own ReadBatch"
+
 	if cfg.SourcePorts > 0 {
 		c.tx = make([]syscall.RawConn, cfg.SourcePorts)
 		c.pool = make([]*os.File, cfg.SourcePorts)
 		for i := range c.pool {
-			pf, prc, _, pgso, err := open(0, minRcvBuf)
+			p, _, pgso, err := open(0, minRcvBuf, false)
 			if err != nil {
 				return nil, err
 			}
-			c.pool[i], c.tx[i] = pf, prc
+			files = append(files, p.f)
+			c.pool[i], c.tx[i] = p.f, p.rc
 			gso = gso && pgso
 		}
 	}
@@ -202,9 +241,10 @@ func Listen(cfg ConnConfig) (_ Conn, reterr error) {
 
 // udpSocket opens a non-blocking UDP socket with the options every socket
 // of a conn has and binds it to sa. dualStack also carries IPv4 on an IPv6
-// socket. rcvbuf and sndbuf are buffer sizes (0: the kernel's default). On
-// failure it returns the operation that failed and the errno.
-func udpSocket(sa unix.Sockaddr, v6, dualStack bool, rcvbuf, sndbuf int) (_ int, op string, err error) {
+// socket. rcvbuf and sndbuf are buffer sizes (0: the kernel's default).
+// reusePort sets SO_REUSEPORT before the bind. On failure it returns the
+// operation that failed and the errno.
+func udpSocket(sa unix.Sockaddr, v6, dualStack bool, rcvbuf, sndbuf int, reusePort bool) (_ int, op string, err error) {
 	family := unix.AF_INET
 	if v6 {
 		family = unix.AF_INET6
@@ -241,6 +281,11 @@ func udpSocket(sa unix.Sockaddr, v6, dualStack bool, rcvbuf, sndbuf int) (_ int,
 	if sndbuf > 0 {
 		if err := setBuffer(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sndbuf); err != nil {
 			return -1, "setsockopt SO_SNDBUF", err
+		}
+	}
+	if reusePort {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return -1, "setsockopt SO_REUSEPORT", err
 		}
 	}
 	if err := unix.Bind(fd, sa); err != nil {
@@ -307,52 +352,6 @@ func zoneIndex(zone string) (uint32, error) {
 	return uint32(ifi.Index), nil
 }
 
-// ReadBatch implements Conn. It fills at most BatchSize messages with one
-// recvmmsg call, parking in the netpoller until a datagram arrives. Each
-// Addr is the sender's address with IPv4-mapped addresses unmapped and no
-// IPv6 zone. With GRO on, Segment is set for coalesced datagrams (see
-// Message.Segment), and 0 otherwise. A receive error (rare on an unconnected socket) returns 0 and
-// the error; the caller may keep reading.
-func (c *linuxConn) ReadBatch(msgs []Message) (int, error) {
-	n := min(len(msgs), c.batch)
-	if n == 0 {
-		return 0, nil
-	}
-	if c.closed.Load() {
-		return 0, c.errClosed
-	}
-	r := c.rd
-	for i := range n {
-		r.setBuf(i, msgs[i].Buf)
-		r.resetRecv(i)
-	}
-	r.off, r.n = 0, n
-	err := c.rc.Read(r.fn)
-	r.release(n)
-	switch {
-	case err != nil:
-		if c.closed.Load() {
-			return 0, c.errClosed
-		}
-		return 0, fmt.Errorf("vtep: read udp %v: %w", c.local, err)
-	case r.errno != 0:
-		return 0, fmt.Errorf("vtep: read udp %v: %w", c.local, os.NewSyscallError("recvmmsg", r.errno))
-	}
-	for i := range r.got {
-		// Without MSG_TRUNC the kernel reports the bytes copied, so a
-		// truncated datagram has N == len(Buf).
-		m := &msgs[i]
-		m.N = r.datagramLen(i)
-		m.Addr = r.addr(i)
-		// A datagram no longer than its segment size is one datagram,
-		// whatever the kernel says.
-		if m.Segment = r.segment(i); m.Segment >= m.N {
-			m.Segment = 0
-		}
-	}
-	return r.got, nil
-}
-
 // LocalAddr implements Conn: the bound address, with the port the kernel
 // picked if ConnConfig.Addr had port 0.
 func (c *linuxConn) LocalAddr() netip.AddrPort { return c.local }
@@ -362,17 +361,22 @@ func (c *linuxConn) BatchSize() int { return c.batch }
 
 // Offloads implements Conn.
 func (c *linuxConn) Offloads() ConnOffloads {
-	return ConnOffloads{GSO: c.gso.Load(), GRO: c.gro, SourcePorts: len(c.pool)}
+	return ConnOffloads{GSO: c.gso.Load(), GRO: c.gro, SourcePorts: len(c.pool), Readers: len(c.rx)}
 }
 
-// Close implements Conn. It closes the sockets; a pending ReadBatch returns
-// an error that errors.Is net.ErrClosed. Later calls do nothing and return
-// nil.
+// Close implements Conn. It closes every socket; a pending ReadBatch on
+// any reader returns an error that errors.Is net.ErrClosed. Later calls do
+// nothing and return nil.
 func (c *linuxConn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	err := c.f.Close()
+	var err error
+	for _, r := range c.rx {
+		if e := r.f.Close(); err == nil {
+			err = e
+		}
+	}
 	for _, f := range c.pool {
 		if e := f.Close(); err == nil {
 			err = e

@@ -104,6 +104,9 @@ func TestConnOffloadsString(t *testing.T) {
 		{ConnOffloads{GSO: true}, "gso"},
 		{ConnOffloads{GRO: true, SourcePorts: 1}, "gro,srcports=1"},
 		{ConnOffloads{SourcePorts: 4}, "srcports=4"},
+		{ConnOffloads{GSO: true, GRO: true, SourcePorts: 16, Readers: 2}, "gso,gro,srcports=16,readers=2"},
+		{ConnOffloads{Readers: 1}, "off"},
+		{ConnOffloads{Readers: 4}, "readers=4"},
 	} {
 		if got := tt.o.String(); got != tt.want {
 			t.Errorf("%+v.String() = %q, want %q", tt.o, got, tt.want)

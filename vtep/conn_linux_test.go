@@ -22,11 +22,14 @@ import (
 )
 
 // connListen opens a conn with the default configuration on addr (port 0
-// unless given) and closes it when the test ends.
+// unless given) but one receive socket, so that ReadBatch gets every
+// datagram, and closes it when the test ends. Several receive sockets are
+// tested in conn_linux_readers_test.go.
 func connListen(tb testing.TB, addr string) Conn {
 	tb.Helper()
 	cfg := DefaultConnConfig()
 	cfg.Addr = netip.MustParseAddrPort(addr)
+	cfg.Readers = 1
 	return connListenConfig(tb, cfg)
 }
 
@@ -41,12 +44,12 @@ func connListenConfig(tb testing.TB, cfg ConnConfig) Conn {
 	return c
 }
 
-// connPlain is the configuration of a conn without offloads or a
-// source-port pool, as before they existed.
+// connPlain is the configuration of a conn without offloads, a
+// source-port pool or several receive sockets, as before they existed.
 func connPlain(addr string) ConnConfig {
 	cfg := DefaultConnConfig()
 	cfg.Addr = netip.MustParseAddrPort(addr)
-	cfg.GSO, cfg.GRO, cfg.SourcePorts = false, false, 0
+	cfg.GSO, cfg.GRO, cfg.SourcePorts, cfg.Readers = false, false, 0, 1
 	return cfg
 }
 
@@ -179,6 +182,7 @@ func TestConnExchangeIPv4(t *testing.T) {
 func TestConnExchangeIPv6(t *testing.T) {
 	cfg := DefaultConnConfig()
 	cfg.Addr = netip.MustParseAddrPort("[::1]:0")
+	cfg.Readers = 1
 	c, err := Listen(cfg)
 	if errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT) {
 		t.Skipf("no IPv6 loopback: %v", err)

@@ -72,6 +72,7 @@ func (c *nullConn) WriteBatch(msgs []Message) (int, error) {
 func (c *nullConn) Offloads() ConnOffloads    { return ConnOffloads{GSO: true} }
 func (c *nullConn) LocalAddr() netip.AddrPort { return netip.AddrPort{} }
 func (c *nullConn) BatchSize() int            { return 64 }
+func (c *nullConn) Readers() []BatchReader    { return []BatchReader{c} }
 func (c *nullConn) Close() error {
 	select {
 	case <-c.closed:

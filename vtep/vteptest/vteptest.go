@@ -331,6 +331,9 @@ func (c *Conn) LocalAddr() netip.AddrPort { return c.addr }
 // BatchSize implements vtep.Conn.
 func (c *Conn) BatchSize() int { return BatchSize }
 
+// Readers implements vtep.Conn: a Conn has one receive queue, itself.
+func (c *Conn) Readers() []vtep.BatchReader { return []vtep.BatchReader{c} }
+
 // Offloads implements vtep.Conn. GSO is on: a Conn takes segmented
 // messages whole, as a conn with GSO does (the receiver sees datagrams
 // either way). GRO is as SetGRO left it. There is no source-port pool.
