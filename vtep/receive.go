@@ -35,7 +35,9 @@ const (
 	groBufferLen = offload.VirtioNetHdrLen + maxSuperFrame
 )
 
-func (s *Switch) receiveLoop() {
+// receiveLoop reads one receive queue of the conn (one of its SO_REUSEPORT
+// sockets) until the conn closes. Each queue has its own loop and storage.
+func (s *Switch) receiveLoop(r BatchReader) {
 	defer s.wg.Done()
 	msgs := make([]Message, s.conn.BatchSize())
 	for i := range msgs {
@@ -44,7 +46,7 @@ func (s *Switch) receiveLoop() {
 	var rs recvScratch
 	var lastErr time.Time
 	for {
-		n, err := s.conn.ReadBatch(msgs)
+		n, err := r.ReadBatch(msgs)
 		if err != nil {
 			if s.closed() || errors.Is(err, net.ErrClosed) {
 				return

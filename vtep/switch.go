@@ -170,8 +170,11 @@ func New(cfg Config) (*Switch, error) {
 	s.ports.Store(&portSet{byID: map[int]*port{}, byVNI: map[uint32][]*port{}, lay: plainLayout})
 	s.peers.Store(&peerSet{byAddr: map[netip.Addr]*peer{}, byVNI: map[uint32][]*peer{}})
 	s.policies.Store(&map[uint32]FloodPolicy{})
-	s.wg.Add(2)
-	go s.receiveLoop()
+	readers := s.conn.Readers()
+	s.wg.Add(len(readers) + 1)
+	for _, r := range readers {
+		go s.receiveLoop(r)
+	}
 	go s.expireLoop()
 	return s, nil
 }
