@@ -63,6 +63,9 @@ func (d *Daemon) startGossip(key []byte) error {
 		return err
 	}
 	d.agent.Store(a)
+	d.advertStop = make(chan struct{})
+	d.advertDone.Add(1)
+	go d.advertiser(a, d.advertStop)
 	d.applyNetworks(a.Networks()) // learned while starting, before d.agent was set
 	if len(d.cfg.Join) > 0 {
 		join, err := joinAddrs(d.cfg.Join, netip.AddrPortFrom(d.cfg.Bind, uint16(gc.GossipPort)))
@@ -161,9 +164,32 @@ func (d *Daemon) networksChangedLocked(changed map[uint32]bool) {
 	for vni := range changed {
 		d.applyPeers(vni)
 	}
-	if a := d.agent.Load(); a != nil {
-		if err := a.SetVNIs(vnis, time.Second); err != nil {
-			d.log.Warn("advertise VNIs", "err", err)
+	d.advertiseVNIs()
+}
+
+// advertiseVNIs asks the advertiser goroutine to publish d.vniSet in the
+// node's gossip metadata. It never blocks: memberlist's UpdateNode waits
+// (up to a second) for the update to go out, which must not happen under
+// d.mu, where it held up status, attach and detach for that long.
+func (d *Daemon) advertiseVNIs() {
+	select {
+	case d.vniAdvert <- struct{}{}:
+	default: // one is pending; it will publish the latest set
+	}
+}
+
+// advertiser publishes the VNI set whenever advertiseVNIs asks, until stop
+// closes.
+func (d *Daemon) advertiser(a *gossip.Agent, stop <-chan struct{}) {
+	defer d.advertDone.Done()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-d.vniAdvert:
+			if err := a.SetVNIs(*d.vniSet.Load(), time.Second); err != nil && !errors.Is(err, gossip.ErrClosed) {
+				d.log.Warn("advertise VNIs", "err", err)
+			}
 		}
 	}
 }

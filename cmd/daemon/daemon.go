@@ -94,6 +94,11 @@ type Daemon struct {
 	hostPort    int                       // port ID of the host TAP, 0 if none
 	stateLoaded bool                      // readopt ran: the state file is this process's
 
+	// The VNI advertiser (cluster.go): requests, its stop signal, its exit.
+	vniAdvert  chan struct{}
+	advertStop chan struct{}
+	advertDone sync.WaitGroup
+
 	swReady atomic.Pointer[vtep.Switch]  // d.sw, for callbacks that may run before New returns
 	agent   atomic.Pointer[gossip.Agent] // nil until started
 
@@ -210,6 +215,7 @@ func New(cfg Config) (d *Daemon, reterr error) {
 		cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, cfg.Port), mtu: cfg.MTU,
 		networks: make(map[string]*control.Network), endpoints: make(map[int]*control.Endpoint),
 		epPorts:     make(map[int]epPort),
+		vniAdvert:   make(chan struct{}, 1),
 		pending:     make(map[fdb.IPKey]struct{}),
 		gossipPeers: make(map[uint32][]netip.AddrPort),
 	}
@@ -232,7 +238,7 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	connCfg := vtep.DefaultConnConfig()
 	connCfg.Addr = d.vtep
 	if !cfg.Offload {
-		connCfg.GSO, connCfg.GRO, connCfg.SourcePorts = false, false, 0
+		connCfg.GSO, connCfg.GRO, connCfg.SourcePorts, connCfg.Readers = false, false, 0, 1
 	}
 	conn, err := vtep.Listen(connCfg)
 	if err != nil {
@@ -313,12 +319,14 @@ func (d *Daemon) CloseForRestart() error { return d.close(true) }
 func (d *Daemon) close(keepPorts bool) error {
 	var errs []error
 	if a := d.agent.Swap(nil); a != nil {
+		close(d.advertStop)
 		if !keepPorts {
 			if err := a.Leave(2 * time.Second); err != nil {
 				d.log.Warn("leave", "err", err)
 			}
 		}
 		errs = append(errs, a.Close())
+		d.advertDone.Wait()
 	}
 	if d.ctl != nil {
 		errs = append(errs, d.ctl.Close())
