@@ -140,12 +140,6 @@ func (m *mmsgs) clearSegment(i int) {
 // isSegmented reports whether message i is a UDP GSO message.
 func (m *mmsgs) isSegmented(i int) bool { return m.hdrs[i].Hdr.Control != nil }
 
-// copyAddr gives message i the destination of message j.
-func (m *mmsgs) copyAddr(i, j int) {
-	m.names[i] = m.names[j]
-	m.hdrs[i].Hdr.Namelen = m.hdrs[j].Hdr.Namelen
-}
-
 func (m *mmsgs) recv(fd uintptr) bool {
 	return m.call(unix.SYS_RECVMMSG, fd)
 }
