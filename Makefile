@@ -53,6 +53,11 @@ bench-go: ## Go benchmarks of the hot functions, with allocations
 scale: ## attach 1000 endpoints to one node: attach latency, memory per endpoint (root)
 	OVLSW_SCALE=$${OVLSW_SCALE:-1000} $(GO) test -count=1 -v -run TestScaleEndpoints -timeout 30m ./bench/e2e/
 
+SOAKFLAGS ?=
+.PHONY: soak
+soak: build ## 3 nodes under faults with traffic, 10 min by default: gaps, leaks, FDB, RSS (root; SOAKFLAGS=--quick, --duration 30m, --json)
+	$(GO) run ./bench/soak --ovlsw $(BIN)/ovlsw $(SOAKFLAGS)
+
 integ: ## end-to-end tests only (root)
 	$(GO) test -count=1 -v -run 'E2E' ./bench/...
 
