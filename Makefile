@@ -16,8 +16,9 @@ help: ## list targets
 build: ## build bin/ovlsw
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ovlsw ./cmd/ovlsw
 
-test: lint ## the whole suite: lint, every test with -race (root tests need root), every benchmark once
+test: lint ## the whole suite: lint, every test with -race (root tests need root), e2e again with offloads off, every benchmark once
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	OVLSW_E2E_OFFLOAD=off $(GO) test -count=1 -timeout 10m -run 'E2E' ./bench/e2e/
 	$(GO) test -run '^$$' -bench . -benchtime=1x -count=1 $(PKGS)
 
 unit: ## tests that need no root (root tests skip)

@@ -30,6 +30,10 @@ type Node struct {
 	VNIs    []uint32       `json:"vnis"`
 	Started time.Time      `json:"started"`
 	PID     int            `json:"pid"`
+	// Goroutines is the daemon's goroutine count: a constant few plus one
+	// reader per port queue and per receive socket, so it tracks ports,
+	// and a count that grows while ports do not is a leak.
+	Goroutines int `json:"goroutines"`
 }
 
 // Status is the answer to GET /v1/status.

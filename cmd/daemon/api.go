@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"time"
 
@@ -116,7 +117,7 @@ func (d *Daemon) status() control.Status {
 	st := control.Status{
 		Node: control.Node{
 			Name: d.cfg.Name, VTEP: d.vtep, VNIs: d.vnis(),
-			Started: d.started, PID: os.Getpid(),
+			Started: d.started, PID: os.Getpid(), Goroutines: runtime.NumGoroutine(),
 		},
 		Stats:  d.sw.Stats(),
 		Gossip: d.gossipStatus(),

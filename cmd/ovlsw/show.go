@@ -66,7 +66,7 @@ func writeStatus(out io.Writer, st control.Status) {
 	fmt.Fprintf(w, "node\t%s\n", st.Node.Name)
 	fmt.Fprintf(w, "vtep\t%s\n", st.Node.VTEP)
 	fmt.Fprintf(w, "vnis\t%s\n", joinUints(st.Node.VNIs))
-	fmt.Fprintf(w, "pid\t%d\n", st.Node.PID)
+	fmt.Fprintf(w, "pid\t%d (%d goroutines)\n", st.Node.PID, st.Node.Goroutines)
 	fmt.Fprintf(w, "uptime\t%s\n", time.Since(st.Node.Started).Round(time.Second))
 	fmt.Fprintf(w, "offload\t%s\n", st.Offload)
 	fmt.Fprintf(w, "fdb\t%d entries, %d MACs refused at the learning limits\n", st.FDB.Entries, st.FDB.Refused)
