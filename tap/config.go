@@ -63,6 +63,14 @@ type Config struct {
 	// off any offloads a former owner left on the TAP.
 	Offload bool
 
+	// LazyTSO, with Offload, opens the TAP with virtio-net headers and
+	// checksum offload but without TSO, so frames are at most MTU-sized
+	// and read buffers can be small, until the owner calls
+	// TSOEnabler.EnableTSO (when the port gets busy). Only for single-queue
+	// TAPs: TSO belongs to the link, so every queue's reader would need big
+	// buffers first.
+	LazyTSO bool
+
 	// Queues is the number of queues, each its own fd (IFF_MULTI_QUEUE),
 	// 0 to 256 (the kernel's limit); 0 or 1 makes a single-queue TAP. The
 	// kernel spreads the frames it sends over the queues by flow;
@@ -95,6 +103,9 @@ func (c Config) validate() error {
 	}
 	if err := c.validQueues(); err != nil {
 		return err
+	}
+	if c.LazyTSO && c.Queues > 1 {
+		return fmt.Errorf("tap: %s: LazyTSO needs a single-queue TAP, not %d queues", c.Name, c.Queues)
 	}
 	for _, p := range c.Addresses {
 		if !p.IsValid() {

@@ -218,3 +218,31 @@ func TestOffloadTCPSuperFrames(t *testing.T) {
 // streamWait bounds a test's TCP stream, so that a broken path fails the
 // test instead of hanging it; it is no speed requirement.
 const streamWait = 60 * time.Second
+
+// LazyTSO opens the TAP with checksum offload only; EnableTSO adds TSO on
+// the running device. A multi-queue TAP cannot be lazy.
+func TestLazyTSO(t *testing.T) {
+	inNetns(t)
+	addr := netip.MustParsePrefix("10.250.7.1/24")
+	name := tapName("l")
+	removeLinkAtEnd(t, name)
+	dev := create(t, Config{Name: name, Addresses: []netip.Prefix{addr}, Up: true, Offload: true, LazyTSO: true})
+	if got, want := dev.Offloads(), (Offloads{VnetHdr: true, CSUM: true}); got != want {
+		t.Fatalf("LazyTSO: Offloads %v, want %v", got, want)
+	}
+	frames := readFrames(t, dev, 8)
+	arpRoundTrip(t, dev, frames, addr.Addr())
+	te, ok := dev.(TSOEnabler)
+	if !ok {
+		t.Fatal("the Linux TAP is no TSOEnabler")
+	}
+	got, err := te.EnableTSO()
+	if err != nil || got != allOffloads || dev.Offloads() != allOffloads {
+		t.Fatalf("EnableTSO = %v, %v; Offloads %v; want %v", got, err, dev.Offloads(), allOffloads)
+	}
+	arpRoundTrip(t, dev, frames, addr.Addr())
+
+	if _, err := Create(Config{Name: tapName("m"), Offload: true, LazyTSO: true, Queues: 2}); err == nil {
+		t.Error("LazyTSO with 2 queues: no error")
+	}
+}

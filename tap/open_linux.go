@@ -90,7 +90,7 @@ func Create(cfg Config) (_ Device, reterr error) {
 		return nil, err
 	}
 	if vnet {
-		if t.offloads, err = t.setOffloads(true); err != nil {
+		if t.offloads, err = t.setOffloads(true, !cfg.LazyTSO); err != nil {
 			return nil, err
 		}
 	}
@@ -172,7 +172,7 @@ func Adopt(cfg Config) (_ Device, reterr error) {
 	if err := t.openQueues(cfg.Queues, flags); err != nil {
 		return nil, err
 	}
-	if t.offloads, err = t.setOffloads(vnet); err != nil {
+	if t.offloads, err = t.setOffloads(vnet, !cfg.LazyTSO); err != nil {
 		return nil, err
 	}
 	if err := t.SetPersist(cfg.Persist); err != nil {
@@ -264,10 +264,10 @@ var offloadTries = [...]struct {
 }
 
 // setOffloads asks for as much offload as the kernel grants if t has
-// virtio-net headers (vnet), and turns offloads off if it has not: frames
-// a former owner's offloads would leave unsegmented are unreadable without
-// the header.
-func (t *linuxTAP) setOffloads(vnet bool) (Offloads, error) {
+// virtio-net headers (vnet), TSO only if tso, and turns offloads off if it
+// has not: frames a former owner's offloads would leave unsegmented are
+// unreadable without the header.
+func (t *linuxTAP) setOffloads(vnet, tso bool) (Offloads, error) {
 	if !vnet {
 		if err := t.ioctl("TUNSETOFFLOAD", unix.TUNSETOFFLOAD, 0); err != nil {
 			return Offloads{}, err
@@ -276,6 +276,9 @@ func (t *linuxTAP) setOffloads(vnet bool) (Offloads, error) {
 	}
 	var err error
 	for _, try := range offloadTries {
+		if !tso && try.got.TSO4 {
+			continue
+		}
 		if err = t.ioctl("TUNSETOFFLOAD", unix.TUNSETOFFLOAD, try.flags); err == nil {
 			return try.got, nil
 		}

@@ -86,8 +86,9 @@ type Device interface {
 	// and with other Writes; each frame is written atomically.
 	Write(bufs [][]byte, offset int) (n int, err error)
 
-	// Offloads reports the offloads the kernel granted the device, fixed
-	// when it was opened. Safe for concurrent use.
+	// Offloads reports the offloads the kernel granted the device: fixed
+	// when it was opened, except that TSOEnabler.EnableTSO may add TSO.
+	// Safe for concurrent use.
 	Offloads() Offloads
 
 	// BatchSize is the largest number of frames Read returns at once; callers
@@ -104,6 +105,15 @@ type Device interface {
 	// Close releases the device; a non-persistent TAP disappears from the
 	// kernel. Close is idempotent and unblocks a pending Read.
 	Close() error
+}
+
+// TSOEnabler is implemented by a TAP opened with Config.LazyTSO: EnableTSO
+// asks the kernel for TSO4 and TSO6 (as much as it grants) and returns the
+// offloads now on. Read buffers must be sized for super-frames
+// (MaxOffloadFrame) before it is called: frames read after it may be that
+// large. Call it from the goroutine that reads the TAP.
+type TSOEnabler interface {
+	EnableTSO() (Offloads, error)
 }
 
 // Offloads are the virtio-net header offloads of a Device.

@@ -38,6 +38,8 @@ type linuxTAP struct {
 	mtu      int
 	batch    int
 	offloads Offloads
+	// lazy, once EnableTSO has run, holds the offloads it got.
+	lazy atomic.Pointer[Offloads]
 	// queues are all the queues of a multi-queue TAP, the first (which
 	// Create or Adopt returned, and whose Close closes them all) first;
 	// nil for a single queue.
@@ -227,7 +229,31 @@ func (t *linuxTAP) Name() string { return t.name }
 func (t *linuxTAP) MTU() int { return t.mtu }
 
 // Offloads implements Device.
-func (t *linuxTAP) Offloads() Offloads { return t.offloads }
+func (t *linuxTAP) Offloads() Offloads {
+	if o := t.lazy.Load(); o != nil {
+		return *o
+	}
+	return t.offloads
+}
+
+// EnableTSO implements TSOEnabler. Without virtio-net headers it changes
+// nothing; on a multi-queue TAP it refuses (every queue's reader would need
+// super-frame buffers first).
+func (t *linuxTAP) EnableTSO() (Offloads, error) {
+	cur := t.Offloads()
+	if !cur.VnetHdr || cur.TSO4 || cur.TSO6 {
+		return cur, nil
+	}
+	if len(t.queues) > 1 {
+		return cur, fmt.Errorf("tap: %s: EnableTSO on a multi-queue TAP", t.name)
+	}
+	o, err := t.setOffloads(true, true)
+	if err != nil {
+		return cur, err
+	}
+	t.lazy.Store(&o)
+	return o, nil
+}
 
 // SetPersist implements Persister with ioctl TUNSETPERSIST on the fd.
 func (t *linuxTAP) SetPersist(on bool) error {

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/tap"
+	"github.com/ovlsw/ovlsw/tap/taptest"
 	"github.com/ovlsw/ovlsw/vtep/offload"
 )
 
@@ -131,7 +134,6 @@ func TestOffloadSendSegments(t *testing.T) {
 	payload := bytes.Repeat([]byte("0123456789abcdef"), 4000) // 46 segments of 1460-byte datagrams: two GSO messages
 	const mss = 1398
 	sc := newSendScratch(r.pa)
-	sc.grow(r.pa, 1)
 	r.sw.sendBatch(r.pa, sc, readInto(sc, superFrame(t, fpRemote, payload, mss)))
 
 	if len(r.conn.sent) < 2 {
@@ -344,7 +346,7 @@ func udpFrame(tb testing.TB, dst fdb.MAC, srcPort uint16, payload []byte) []byte
 func TestOffloadSmallDatagramsCoalesce(t *testing.T) {
 	r := newVnetRig(t)
 	sc := newSendScratch(r.pa)
-	sc.grow(r.pa, 12)
+	sc.grow(12)
 	var frames [][]byte
 	for i := range 10 {
 		frames = append(frames, udpFrame(t, fpRemote, 40000, []byte{byte(i), 1, 2, 3, 4, 5, 6, 7}))
@@ -370,5 +372,74 @@ func TestOffloadSmallDatagramsCoalesce(t *testing.T) {
 	}
 	if tx := r.sw.counters[r.peer.Addr()].txFrames.Load(); tx != 11 {
 		t.Errorf("peer tx frames %d, want 11", tx)
+	}
+}
+
+// lazyDev is a fake TAP opened with tap.Config.LazyTSO: virtio-net headers
+// and checksum offload, TSO once EnableTSO is called.
+type lazyDev struct {
+	*taptest.Device
+	mu  sync.Mutex
+	tso bool
+}
+
+func (d *lazyDev) Offloads() tap.Offloads {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return tap.Offloads{VnetHdr: true, CSUM: true, TSO4: d.tso, TSO6: d.tso}
+}
+
+func (d *lazyDev) EnableTSO() (tap.Offloads, error) {
+	d.mu.Lock()
+	d.tso = true
+	d.mu.Unlock()
+	return d.Offloads(), nil
+}
+
+func (d *lazyDev) enabled() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.tso
+}
+
+// TestLazyTSO: a port with lazy TSO reads small frames into small buffers;
+// a read that fills its batch turns TSO on, and the super-frames that come
+// after are read whole and segmented to the wire.
+func TestLazyTSO(t *testing.T) {
+	conn := &nullConn{closed: make(chan struct{}), keep: true}
+	sw, err := New(Config{Conn: conn, FDB: fdb.New(fdb.DefaultConfig())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sw.Close() })
+	peer := netip.MustParseAddrPort("192.0.2.2:4789")
+	sw.SetPeers(42, []netip.AddrPort{peer})
+	sw.fdb.Learn(fdb.Key{VNI: 42, MAC: fpRemote}, fdb.Location{VTEP: peer}, fdb.OriginLearned, 1)
+	dev := &lazyDev{Device: taptest.NewWithOffloads("lazy", 1450, tap.Offloads{VnetHdr: true, CSUM: true})}
+	for i := range initialBatch {
+		dev.Inject(udpFrame(t, fpRemote, 40000, []byte{byte(i), 0, 0, 0}))
+	}
+	if _, err := sw.AddPort(PortConfig{VNI: 42, Device: dev}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "TSO turned on by a full batch", dev.enabled)
+	payload := bytes.Repeat([]byte{5}, 60000)
+	dev.Inject(superFrame(t, fpRemote, payload, 1398))
+	want := initialBatch + (len(payload)+1397)/1398
+	waitFor(t, "the super-frame's segments sent", func() bool { return conn.frames() == want })
+	if d := sw.Drops(DropMTU) + sw.Drops(DropOffload); d != 0 {
+		t.Errorf("%d frames dropped as too large or bad offload", d)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(time.Millisecond) // polling interval
 	}
 }

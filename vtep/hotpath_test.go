@@ -3,6 +3,7 @@ package vtep
 import (
 	"bytes"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -56,16 +57,34 @@ func (d *nullDevice) Close() error {
 type nullConn struct {
 	closed chan struct{}
 	keep   bool
+	mu     sync.Mutex // guards sent
 	sent   []Message
+}
+
+// frames counts the datagrams kept so far (a GSO message holds several).
+func (c *nullConn) frames() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, m := range c.sent {
+		if m.Segment > 0 {
+			n += (m.N + m.Segment - 1) / m.Segment
+		} else {
+			n++
+		}
+	}
+	return n
 }
 
 func (c *nullConn) ReadBatch(msgs []Message) (int, error) { <-c.closed; return 0, errClosedForTest }
 func (c *nullConn) WriteBatch(msgs []Message) (int, error) {
 	if c.keep {
+		c.mu.Lock()
 		for _, m := range msgs {
 			m.Buf = bytes.Clone(m.Buf[:m.N])
 			c.sent = append(c.sent, m)
 		}
+		c.mu.Unlock()
 	}
 	return len(msgs), nil
 }

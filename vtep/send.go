@@ -104,17 +104,21 @@ func (s *Switch) flushRemote(q *remoteQueue) {
 
 // sendScratch is a port reader's reusable storage.
 type sendScratch struct {
-	bufs   [][]byte
-	sizes  []int
-	local  localQueue
-	remote remoteQueue
-	orphan peer    // stands in for a VTEP that is not a peer, for counting
-	one    []*peer // a single destination, as a slice
+	bufs    [][]byte
+	sizes   []int
+	bufSize int // of each of bufs
+	local   localQueue
+	remote  remoteQueue
+	orphan  peer    // stands in for a VTEP that is not a peer, for counting
+	one     []*peer // a single destination, as a slice
 
 	// Offload path only (vnet layout).
 	seg   offload.Segmenter
 	arena arena
 	hdr   offload.VirtioNetHdr
+	// lazy is the port's TAP while it has virtio-net headers but no TSO
+	// yet (tap.Config.LazyTSO): it gets TSO when the port is busy.
+	lazy tap.TSOEnabler
 }
 
 // initialBatch is how many read buffers a port starts with. A port that
@@ -123,7 +127,8 @@ type sendScratch struct {
 // 64 (95 KB), which is most of an endpoint's cost at 1000 endpoints. A
 // port with TSO reads super-frames of up to 64 KB into each buffer: it
 // starts with one and grows to maxVnetBatch (1 MB of frames per read
-// batch, which is ~700 wire datagrams).
+// batch, which is ~700 wire datagrams). A port with lazy TSO starts like a
+// plain one and turns TSO on when a read fills initialBatch buffers.
 const (
 	initialBatch      = 8
 	initialVnetBatch  = 1
@@ -134,31 +139,52 @@ const (
 func newSendScratch(p *port) *sendScratch {
 	bs := p.dev.BatchSize()
 	first := min(initialBatch, bs)
+	// One byte more than the largest frame, so an oversized frame shows
+	// as a full buffer rather than passing truncated.
+	size := HeaderLen + maxFrameLen(p.mtu) + 1
+	var lazy tap.TSOEnabler
 	if p.lay.vnet {
 		bs = min(bs, maxVnetBatch)
-		first = min(initialVnetBatch, bs)
+		size = offload.VirtioNetHdrLen + maxFrameLen(p.mtu) + 1
+		if o := p.dev.Offloads(); o.TSO4 || o.TSO6 {
+			size, first = vnetReadBufferLen, min(initialVnetBatch, bs)
+		} else if te, ok := p.dev.(tap.TSOEnabler); ok {
+			lazy = te
+		}
 	}
 	sc := &sendScratch{
-		sizes:  make([]int, bs),
-		remote: remoteQueue{msgs: make([]Message, 0, bs), ctrs: make([]*trafficCounters, 0, bs), frames: make([]int, 0, bs)},
-		orphan: peer{traffic: new(trafficCounters)},
-		one:    make([]*peer, 1),
+		sizes:   make([]int, bs),
+		bufSize: size,
+		remote:  remoteQueue{msgs: make([]Message, 0, bs), ctrs: make([]*trafficCounters, 0, bs), frames: make([]int, 0, bs)},
+		orphan:  peer{traffic: new(trafficCounters)},
+		one:     make([]*peer, 1),
+		lazy:    lazy,
 	}
-	sc.grow(p, first)
+	sc.grow(min(first, bs))
 	return sc
 }
 
 // grow adds read buffers until there are n.
-func (sc *sendScratch) grow(p *port, n int) {
-	size := HeaderLen + maxFrameLen(p.mtu) + 1
-	if p.lay.vnet {
-		size = vnetReadBufferLen
-	}
+func (sc *sendScratch) grow(n int) {
 	for len(sc.bufs) < n {
-		// One byte more than the largest frame, so an oversized frame
-		// shows as a full buffer rather than passing truncated.
-		sc.bufs = append(sc.bufs, make([]byte, size))
+		sc.bufs = append(sc.bufs, make([]byte, sc.bufSize))
 	}
+}
+
+// enableTSO turns TSO on for a lazy port, after making its read buffers
+// large enough for super-frames. If the kernel refuses, the port goes on
+// without (it has big buffers it does not need, nothing worse).
+func (s *Switch) enableTSO(p *port, sc *sendScratch) {
+	sc.bufSize = vnetReadBufferLen
+	for i := range sc.bufs {
+		sc.bufs[i] = make([]byte, sc.bufSize)
+	}
+	if o, err := sc.lazy.EnableTSO(); err != nil {
+		s.log.Warn("port busy, but TSO could not be turned on", "port", p.name, "err", err)
+	} else {
+		s.log.Debug("port busy: TSO on", "port", p.name, "offloads", o)
+	}
+	sc.lazy = nil
 }
 
 // sendLoop reads queue q of port p (the device itself, or one queue of a
@@ -183,8 +209,12 @@ func (s *Switch) sendLoop(p *port, q tap.Device) {
 			return
 		}
 		s.sendBatch(p, sc, n)
-		if n == len(sc.bufs) && n < len(sc.sizes) {
-			sc.grow(p, min(2*n, len(sc.sizes))) // busy: batch more
+		switch {
+		case n < len(sc.bufs) || n < initialBatch && sc.lazy != nil:
+		case sc.lazy != nil:
+			s.enableTSO(p, sc) // busy: 64 KB at a time
+		case n < len(sc.sizes):
+			sc.grow(min(2*n, len(sc.sizes))) // busy: batch more
 		}
 	}
 }

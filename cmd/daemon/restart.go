@@ -393,9 +393,10 @@ func (d *Daemon) settleNetwork(nets []gossip.Network, r readopted) error {
 // endpointTAP is the configuration of an endpoint's TAP: attach creates it
 // so (named from a template, then made persistent once configured) and a
 // restart adopts it so (by its name in the namespace, persistent), so
-// the two open it alike.
+// the two open it alike. An endpoint's TAP has one queue and lazy TSO
+// (cmd/daemon/offload.go says why).
 func (d *Daemon) endpointTAP(name string, mtu int, mac fdb.MAC, persist bool) tap.Config {
-	return tap.Config{Name: name, MTU: mtu, MAC: mac, Persist: persist, Offload: d.cfg.Offload, Queues: d.tapQueues()}
+	return tap.Config{Name: name, MTU: mtu, MAC: mac, Persist: persist, Offload: d.cfg.Offload, LazyTSO: d.cfg.Offload}
 }
 
 // unpersist makes an endpoint's TAP non-persistent, so that closing it
