@@ -275,3 +275,46 @@ func tail(s string, lines int) string {
 	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(ls[max(0, len(ls)-lines):], "\n")
 }
+
+// TestE2ERestartThenNetnsDeleted: a container whose port a restarted node
+// took back, and whose namespace is then deleted, is removed from the node
+// like any other: its address and MAC are free again. (The re-adopted TAP
+// was opened inside the namespace and keeps it alive, so the port's reader
+// never fails; the daemon has to notice the name is gone.)
+func TestE2ERestartThenNetnsDeleted(t *testing.T) {
+	bed, h1, _ := twoHosts(t)
+	ctx := testCtx(t, 2*time.Minute)
+	c := mustNetns(t, bed, "rd")
+	state := filepath.Join(filepath.Dir(socketPath(t, "rd")), "restart-rd.state.json")
+	t.Cleanup(func() { os.Remove(state) })
+	args := []string{"--bind", ul1.Addr().String(), "--state", state, "--vni", "42", "--subnet", "10.0.8.0/24"}
+	n := startNode(t, h1, "rd", args...)
+	ep := n.attach(c)
+
+	if err := n.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-n.proc.Done()
+	n = startNode(t, h1, "rd", args...)
+	var eps []control.Endpoint
+	if err := n.get("/v1/endpoints", &eps); err != nil || len(eps) != 1 || eps[0].MAC != ep.MAC {
+		t.Fatalf("endpoints after the restart: %v %s", err, jsonString(eps))
+	}
+
+	if _, err := h1.Run(ctx, "ip", "netns", "del", c.Name); err != nil {
+		t.Fatal(err)
+	}
+	gone := poll(15*time.Second, func() bool {
+		var eps []control.Endpoint
+		return n.get("/v1/endpoints", &eps) == nil && len(eps) == 0
+	})
+	if !gone {
+		t.Fatalf("the endpoint of the deleted namespace is still listed:\n%s", n.cli("status"))
+	}
+	for _, e := range n.fdb() {
+		if e.MAC == ep.MAC {
+			t.Errorf("fdb still has the deleted container's MAC: %+v", e)
+		}
+	}
+	n.stop(bed)
+}

@@ -94,6 +94,10 @@ type Daemon struct {
 	hostPort    int                       // port ID of the host TAP, 0 if none
 	stateLoaded bool                      // readopt ran: the state file is this process's
 
+	// The namespace watcher (nswatch.go): its stop signal, its exit.
+	nsStop chan struct{}
+	nsDone sync.WaitGroup
+
 	// The VNI advertiser (cluster.go): requests, its stop signal, its exit.
 	vniAdvert  chan struct{}
 	advertStop chan struct{}
@@ -268,6 +272,9 @@ func New(cfg Config) (d *Daemon, reterr error) {
 		}
 	}
 	d.readoptSettle(readopted)
+	d.nsStop = make(chan struct{})
+	d.nsDone.Add(1)
+	go d.watchNamespaces(d.nsStop)
 	d.ctl.Serve(d.handler(), d.log)
 	d.log.Info("ovlsw up", "node", cfg.Name, "vtep", d.vtep, "vni", cfg.VNI, "tap", cfg.TAP,
 		"mtu", cfg.MTU, "peers", len(cfg.Peers), "socket", cfg.Socket)
@@ -318,6 +325,11 @@ func (d *Daemon) CloseForRestart() error { return d.close(true) }
 
 func (d *Daemon) close(keepPorts bool) error {
 	var errs []error
+	if d.nsStop != nil {
+		close(d.nsStop)
+		d.nsDone.Wait()
+		d.nsStop = nil
+	}
 	if a := d.agent.Swap(nil); a != nil {
 		close(d.advertStop)
 		if !keepPorts {

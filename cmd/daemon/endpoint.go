@@ -167,7 +167,8 @@ func (d *Daemon) finishAttach(req control.AttachRequest, path string, c *claim) 
 		MAC: c.mac.String(), Address: c.addr, Gateway: c.n.Gateway, MTU: c.n.MTU, Secure: !req.NoPortSecurity,
 	}
 	d.endpoints[c.port] = ep
-	d.epPorts[c.port] = epPort{dev: c.dev, net: *c.n}
+	ns, _ := netnsID(path) // zero if gone already: then the reader notices
+	d.epPorts[c.port] = epPort{dev: c.dev, net: *c.n, ns: ns}
 	d.saveStateLocked()
 	d.log.Info("attached", "endpoint", ep.Name, "network", ep.Network, "address", ep.Address, "mac", ep.MAC)
 	return *ep, nil

@@ -86,6 +86,7 @@ type savedEndpoint struct {
 type epPort struct {
 	dev tap.Device
 	net control.Network
+	ns  nsID // the namespace it was attached in (nswatch.go)
 }
 
 // DefaultStatePath is the state file of a daemon whose control socket is
@@ -282,7 +283,8 @@ func (d *Daemon) readoptLocked(se savedEndpoint) (readopted, error) {
 	ep := se.Endpoint
 	ep.Node = d.cfg.Name
 	d.endpoints[id] = &ep
-	d.epPorts[id] = epPort{dev: dev, net: nw}
+	ns, _ := netnsID(control.NetnsPath(se.Netns)) // zero if gone: then the reader notices
+	d.epPorts[id] = epPort{dev: dev, net: nw, ns: ns}
 	// As at attach: pinned, and announced by gossip (by readoptSettle if
 	// gossip is not running yet).
 	key := fdb.Key{VNI: se.VNI, MAC: mac}
