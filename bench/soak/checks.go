@@ -6,9 +6,8 @@ package main
 // teardown checks (every node exits 0 on SIGTERM and leaves no TAP, socket
 // or namespace behind).
 //
-// ovlsw does not expose its goroutine count (no pprof, nothing in
-// `ovlsw status`), so the bound is on what /proc shows: threads, open file
-// descriptors and RSS.
+// The bound covers what /proc shows (threads, open file descriptors, RSS)
+// and the goroutine count `ovlsw status` reports.
 
 import (
 	"bufio"
@@ -37,7 +36,10 @@ const (
 	growthPct   = 150
 	fdSlack     = 16
 	threadSlack = 16
-	rssSlackKiB = 32 << 10
+	// goroutineSlack: memberlist and the control API serve each connection
+	// on a goroutine, so a sample can catch a few in flight.
+	goroutineSlack = 32
+	rssSlackKiB    = 32 << 10
 )
 
 // procSample is one process's resources as /proc shows them.
@@ -47,6 +49,9 @@ type procSample struct {
 	RSSKiB  int64   `json:"rss_kib"`
 	FDs     int     `json:"fds"`
 	Threads int     `json:"threads"`
+	// Goroutines is what `ovlsw status` reports (node.goroutines); 0 if
+	// it could not be read.
+	Goroutines int `json:"goroutines"`
 }
 
 // sampleProc reads pid's VmRSS, Threads and open file descriptors.
@@ -104,6 +109,10 @@ func (s *soak) sampleSteady() procSample {
 		return procSample{}
 	}
 	ps.AtS = seconds(time.Since(s.log.start))
+	var st control.Status
+	if err := s.nodes[0].get(context.Background(), "/v1/status", &st); err == nil {
+		ps.Goroutines = st.Node.Goroutines
+	}
 	s.rep.mu.Lock()
 	s.rep.Resources.PeakRSSKiB = max(s.rep.Resources.PeakRSSKiB, ps.RSSKiB)
 	s.rep.Resources.Samples = append(s.rep.Resources.Samples, ps)
@@ -231,6 +240,9 @@ func (s *soak) finalChecks(ctx context.Context) {
 			fmt.Sprintf("%s: %d after warm-up, %d at the end, bound %d", s.nodes[0].name, base.FDs, end.FDs, bound(int64(base.FDs), fdSlack)))
 		r.check("threads within bound", int64(end.Threads) <= bound(int64(base.Threads), threadSlack),
 			fmt.Sprintf("%s: %d after warm-up, %d at the end, bound %d", s.nodes[0].name, base.Threads, end.Threads, bound(int64(base.Threads), threadSlack)))
+		r.check("goroutines within bound", base.Goroutines > 0 && end.Goroutines > 0 && int64(end.Goroutines) <= bound(int64(base.Goroutines), goroutineSlack),
+			fmt.Sprintf("%s: %d after warm-up, %d at the end, bound %d (0: status could not be read)", s.nodes[0].name,
+				base.Goroutines, end.Goroutines, bound(int64(base.Goroutines), goroutineSlack)))
 		r.check("RSS within bound", end.RSSKiB <= bound(base.RSSKiB, rssSlackKiB),
 			fmt.Sprintf("%s: %.1f MiB after warm-up, %.1f MiB at the end, bound %.1f MiB", s.nodes[0].name,
 				mib(base.RSSKiB), mib(end.RSSKiB), mib(bound(base.RSSKiB, rssSlackKiB))))

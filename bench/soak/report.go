@@ -90,7 +90,6 @@ type resources struct {
 	RSSSlopeMiBh float64      `json:"rss_slope_mib_per_h"`
 	RSSSlopeOK   bool         `json:"rss_slope_computed"` // false: less than 2*minSlopeSpan after warm-up
 	Samples      []procSample `json:"samples"`            // after every fault
-	Goroutines   string       `json:"goroutines"`
 }
 
 // nodeReport is one node at the end of the run.
@@ -142,8 +141,7 @@ func newReport(opts options) *report {
 		Quick: opts.Quick, Started: now.UTC().Round(time.Second), start: now, AllowReattach: opts.AllowReattach,
 		Topology: fmt.Sprintf("%d nodes, %d long-lived containers each, %d cross-node TCP flows and as many UDP probes",
 			opts.Nodes, opts.PerNode, opts.Nodes*opts.PerNode),
-		Resources: resources{Node: "n1", Goroutines: "not measured: ovlsw does not expose its goroutine count " +
-			"(no pprof endpoint, nothing in `ovlsw status`); threads, fds and RSS from /proc are bounded instead"},
+		Resources: resources{Node: "n1"},
 	}
 }
 
@@ -345,7 +343,7 @@ func (r *report) writeTable(w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "fds of %s\t%d at start, %d after warm-up, %d at the end\n", res.Node, res.Start.FDs, res.Baseline.FDs, res.End.FDs)
 	fmt.Fprintf(tw, "threads of %s\t%d at start, %d after warm-up, %d at the end\n", res.Node, res.Start.Threads, res.Baseline.Threads, res.End.Threads)
-	fmt.Fprintf(tw, "goroutines\t%s\n", res.Goroutines)
+	fmt.Fprintf(tw, "goroutines of %s\t%d at start, %d after warm-up, %d at the end\n", res.Node, res.Start.Goroutines, res.Baseline.Goroutines, res.End.Goroutines)
 	tw.Flush()
 
 	fmt.Fprintln(w, "\ngaps by fault kind, s (longest interval without a round trip on any flow, from injection until all flows resumed)")

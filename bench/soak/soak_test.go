@@ -30,11 +30,6 @@ func TestQuickSoak(t *testing.T) {
 	opts := defaultOptions()
 	opts.quicken()
 	opts.Ovlsw = bin
-	// A SIGKILLed node's containers that the restarted daemon does not take
-	// back are attached again and counted in the report rather than failing
-	// the run, so that the test also passes against an ovlsw without
-	// restart re-adoption; the command's own default is strict.
-	opts.AllowReattach = true
 	if err := checkPrereqs(opts); err != nil {
 		t.Fatal(err)
 	}
