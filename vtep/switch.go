@@ -44,7 +44,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		ExpireEvery: 5 * time.Second, // ageing is 300 s by default: 5 s of slack is noise
-		MaxDatagram: 65535,           // the largest UDP payload: jumbo underlays and, later, GRO
+		MaxDatagram: 65535,           // the largest UDP payload: jumbo underlays, and UDP GRO buffers of many datagrams
 	}
 }
 
