@@ -55,6 +55,15 @@ ip netns exec "$h2" "$OVLSW" up --vni 42 --bind 192.168.91.2 --join 192.168.91.1
 	--address 10.91.0.2/24 --socket "$s2" --name host2 &
 p2=$!
 wait_socket "$s2"
+# host2 is up once its socket answers; host1 forwards to it once gossip has
+# told host1's switch that host2 serves VNI 42 (a fraction of a second):
+# wait until host1's status lists host2's VTEP as a peer, 10 s at most.
+i=0
+until "$OVLSW" status --socket "$s1" | grep -q '^192\.168\.91\.2:4789 '; do
+	i=$((i + 1))
+	[ $i -le 100 ] || { echo "demo: host2 never joined host1's cluster" >&2; exit 1; }
+	sleep 0.1
+done
 
 echo "demo: ping 10.91.0.2 from host1 across the overlay"
 ip netns exec "$h1" ping -c 3 -i 0.2 -W 2 10.91.0.2
