@@ -112,9 +112,7 @@ func (s *Switch) encapSegments(p *port, sc *sendScratch, frame []byte, h *offloa
 		buf := sc.arena.take(k * stride)
 		used := 0
 		for range k {
-			n := seg.Next(buf[used+HeaderLen:])
-			_ = Header{VNI: p.vni}.Encode(buf[used:])
-			used += HeaderLen + n
+			used += putDatagram(buf[used:], p.vni, seg)
 		}
 		left -= k
 		segSize := 0
@@ -125,6 +123,14 @@ func (s *Switch) encapSegments(p *port, sc *sendScratch, frame []byte, h *offloa
 			sc.remote.add(buf[:used], segSize, k, to, flow)
 		}
 	}
+}
+
+// putDatagram writes seg's next segment at b behind a VXLAN header for vni
+// and returns the datagram's length.
+func putDatagram(b []byte, vni uint32, seg *offload.Segmenter) int {
+	n := seg.Next(b[HeaderLen:])
+	_ = Header{VNI: vni}.Encode(b)
+	return HeaderLen + n
 }
 
 // appendDatagram writes seg's one segment (stride bytes with its VXLAN
@@ -151,9 +157,7 @@ func (q *remoteQueue) appendDatagram(a *arena, vni uint32, seg *offload.Segmente
 	if !ok {
 		return false
 	}
-	n := seg.Next(buf[m.N+HeaderLen:])
-	_ = Header{VNI: vni}.Encode(buf[m.N:])
-	m.Buf, m.N, m.Segment = buf, m.N+HeaderLen+n, size
+	m.Buf, m.N, m.Segment = buf, m.N+putDatagram(buf[m.N:], vni, seg), size
 	q.frames[last]++
 	return true
 }

@@ -272,7 +272,6 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		if !p.secure && (c.EtherType == 0x0800 || c.EtherType == 0x86dd) {
 			s.learnSourceIP(p.vni, frame, &c)
 		}
-		flow := flowHash(frame, &c)
 		// pkt is what a local port is written: the frame behind its
 		// virtio-net header (vnet), or behind room for the VXLAN header
 		// (plain), where it is also the datagram for the wire.
@@ -289,12 +288,8 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 						sc.orphan.addr = loc.VTEP
 						to = &sc.orphan
 					}
-					if lay.vnet {
-						sc.one[0] = to
-						s.encapSegments(p, sc, frame, h, &c, sc.one, flow)
-					} else {
-						remote.add(pkt, 0, 1, to, flow)
-					}
+					sc.one[0] = to
+					s.toPeers(p, sc, pkt, frame, h, &c, sc.one)
 					continue
 				}
 				if loc.Port == p.id {
@@ -319,19 +314,28 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 				local.add(dp, pkt)
 			}
 		}
-		if lay.vnet {
-			if tos := peers.byVNI[p.vni]; len(tos) > 0 {
-				s.encapSegments(p, sc, frame, h, &c, tos, flow)
-			}
-			continue
-		}
-		for _, to := range peers.byVNI[p.vni] {
-			remote.add(pkt, 0, 1, to, flow)
-		}
+		s.toPeers(p, sc, pkt, frame, h, &c, peers.byVNI[p.vni])
 	}
 	p.traffic.rx(n, rxBytes)
 	s.flushLocal(local)
 	s.flushRemote(remote)
+}
+
+// toPeers queues frame, read from port p, for every peer in tos from the
+// source port its inner flow picks: segmented into VXLAN datagrams in the
+// arena (vnet layout), or as pkt, the datagram built in place (plain).
+func (s *Switch) toPeers(p *port, sc *sendScratch, pkt, frame []byte, h *offload.VirtioNetHdr, c *FrameClass, tos []*peer) {
+	if len(tos) == 0 {
+		return
+	}
+	flow := flowHash(frame, c)
+	if p.lay.vnet {
+		s.encapSegments(p, sc, frame, h, c, tos, flow)
+		return
+	}
+	for _, to := range tos {
+		sc.remote.add(pkt, 0, 1, to, flow)
+	}
 }
 
 // mayFlood applies the VNI's flood policy to a frame the FDB cannot place,
