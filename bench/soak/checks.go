@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ovlsw/ovlsw/bench/testbed"
 	"github.com/ovlsw/ovlsw/cmd/control"
 )
 
@@ -130,7 +131,7 @@ func bound(base, slack int64) int64 { return base*growthPct/100 + slack }
 func (s *soak) checkBindings(ctx context.Context, timeout time.Duration, ignore map[string]bool) (time.Duration, []string) {
 	start := time.Now()
 	var diff []string
-	if poll(ctx, timeout, func() bool {
+	if testbed.Poll(ctx, timeout, func() bool {
 		diff = slices.DeleteFunc(s.bindingDiff(ctx), func(d string) bool { return ignore[d] })
 		return len(diff) == 0
 	}) {

@@ -63,8 +63,6 @@ const (
 	attachTimeout = 20 * time.Second
 	// cliTimeout bounds one ovlsw client command.
 	cliTimeout = 30 * time.Second
-	// pollInterval is the pause between checks of a condition.
-	pollInterval = 100 * time.Millisecond
 )
 
 var underlay = netip.MustParsePrefix("192.168.95.0/24")
@@ -185,7 +183,7 @@ func (s *soak) build(ctx context.Context) error {
 		s.nodes = append(s.nodes, n)
 	}
 	for _, n := range s.nodes {
-		if !poll(ctx, startTimeout, func() bool {
+		if !testbed.Poll(ctx, startTimeout, func() bool {
 			var st control.Status
 			return n.get(ctx, "/v1/status", &st) == nil && st.Gossip != nil && st.Gossip.Members == len(s.nodes)
 		}) {
@@ -199,7 +197,7 @@ func (s *soak) build(ctx context.Context) error {
 		return err
 	}
 	for _, n := range s.nodes {
-		if !poll(ctx, attachTimeout, func() bool {
+		if !testbed.Poll(ctx, attachTimeout, func() bool {
 			var ns []control.Network
 			return n.get(ctx, "/v1/networks", &ns) == nil && len(ns) == 1
 		}) {
@@ -246,7 +244,7 @@ func (s *soak) startNode(ctx context.Context, n *node) error {
 	n.mu.Unlock()
 	go n.watch(l)
 	var lastErr error
-	ok := poll(ctx, startTimeout, func() bool {
+	ok := testbed.Poll(ctx, startTimeout, func() bool {
 		var st control.Status
 		if lastErr = n.get(ctx, "/v1/status", &st); lastErr != nil {
 			return isDone(p.Done())
@@ -349,7 +347,7 @@ func (s *soak) attach(ctx context.Context, c *container, addr netip.Prefix, mac 
 	}
 	var firstErr, lastErr error
 	tries, start := 0, time.Now()
-	ok := poll(ctx, attachTimeout, func() bool {
+	ok := testbed.Poll(ctx, attachTimeout, func() bool {
 		tries++
 		out, err := s.cli(ctx, c.home, args...)
 		if err != nil {
@@ -384,7 +382,7 @@ func (s *soak) detach(ctx context.Context, c *container) error {
 	}
 	ep, _ := c.endpoint()
 	c.setEndpoint(ep, false)
-	if !poll(ctx, 5*time.Second, func() bool { return !s.bed.LinkExists(c.ns, "eth0") }) {
+	if !testbed.Poll(ctx, 5*time.Second, func() bool { return !s.bed.LinkExists(c.ns, "eth0") }) {
 		return fmt.Errorf("eth0 still in %s after detach", c.name)
 	}
 	return nil
@@ -406,25 +404,6 @@ func (s *soak) allContainers() []*container {
 	all := append([]*container(nil), s.containers...)
 	all = append(all, s.fresh...)
 	return all
-}
-
-// poll calls cond every pollInterval until it returns true, ctx is done or
-// timeout passes, and reports whether cond returned true.
-func poll(ctx context.Context, timeout time.Duration, cond func() bool) bool {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	for {
-		if cond() {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-		}
-	}
 }
 
 func isDone(c <-chan struct{}) bool {

@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ovlsw/ovlsw/bench/testbed"
 	"github.com/ovlsw/ovlsw/cmd/control"
 )
 
@@ -260,7 +261,7 @@ func (s *soak) restart(ctx context.Context, n *node, sig syscall.Signal, rec *fa
 func (s *soak) takeBack(ctx context.Context, n *node, c *container, wait time.Duration) (back bool, err error) {
 	ep, _ := c.endpoint()
 	var listed control.Endpoint
-	if poll(ctx, wait, func() bool {
+	if testbed.Poll(ctx, wait, func() bool {
 		var ok bool
 		listed, ok = s.listedOn(ctx, n, c)
 		return ok && s.bed.LinkExists(c.ns, "eth0")
@@ -332,7 +333,7 @@ func (s *soak) freshAttach(ctx context.Context, n *node, rec *faultRecord) error
 		}
 	}
 	var lastErr error
-	if !poll(ctx, resumeTimeout, func() bool {
+	if !testbed.Poll(ctx, resumeTimeout, func() bool {
 		lastErr = roundTrip(ctx, ns, netip.AddrPortFrom(peer.addr(), echoPort))
 		return lastErr == nil
 	}) {
@@ -367,7 +368,7 @@ func (s *soak) freshRemove(ctx context.Context, deleteNetns bool, rec *faultReco
 	c.setEndpoint(ep, false)
 	s.fresh = s.fresh[1:]
 	start := time.Now()
-	if !poll(ctx, bindingsTimeout, func() bool {
+	if !testbed.Poll(ctx, bindingsTimeout, func() bool {
 		_, listed := s.listedOn(ctx, c.home, c)
 		return !listed
 	}) {

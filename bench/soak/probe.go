@@ -56,38 +56,14 @@ func (s *soak) serveUDPEcho(c *container) error {
 	return nil
 }
 
-// runUDP probes until ctx is done, dialling again after any error, to the
-// target's current address.
-func (f *flow) runUDP(ctx context.Context, closers *closeSet) {
-	out, in := make([]byte, probeSize), make([]byte, probeSize)
-	for ctx.Err() == nil {
-		to := f.to.addr()
-		var conn net.Conn
-		err := f.from.ns.Do(func() (err error) {
-			conn, err = net.Dial("udp", netip.AddrPortFrom(to, echoPort).String())
-			return err
-		})
-		if err != nil {
-			f.mu.Lock()
-			f.dialFails++
-			f.mu.Unlock()
-			f.fail(err)
-			pause(ctx, retryPause)
-			continue
-		}
-		f.mu.Lock()
-		f.dials++
-		f.mu.Unlock()
-		if !closers.add(conn) {
-			return
-		}
-		err = f.probe(ctx, conn, to, out, in)
-		closers.remove(conn)
-		if err != nil && ctx.Err() == nil {
-			f.fail(err)
-			pause(ctx, retryPause)
-		}
-	}
+// dialUDP opens the probe's UDP socket in the flow's source namespace.
+func (f *flow) dialUDP(ctx context.Context, ap netip.AddrPort) (net.Conn, error) {
+	var conn net.Conn
+	err := f.from.ns.Do(func() (err error) {
+		conn, err = net.Dial("udp", ap.String())
+		return err
+	})
+	return conn, err
 }
 
 // probe sends a datagram every flowTick and records each echo of the

@@ -164,11 +164,7 @@ func (s *soak) startTraffic(ctx context.Context) {
 				s.traffic.wg.Add(1)
 				go func() {
 					defer s.traffic.wg.Done()
-					if udp {
-						f.runUDP(ctx, &s.traffic.closers)
-					} else {
-						f.run(ctx, &s.traffic.closers)
-					}
+					f.run(ctx, &s.traffic.closers)
 				}()
 			}
 		}
@@ -242,13 +238,18 @@ func echo(conn net.Conn) {
 	}
 }
 
-// run does round trips until ctx is done, reconnecting after any failure,
-// to the target's current address.
+// run does round trips (TCP) or probes (UDP) until ctx is done, dialling
+// again after any failure, to the target's current address.
 func (f *flow) run(ctx context.Context, closers *closeSet) {
-	out, in := make([]byte, flowChunk), make([]byte, flowChunk)
+	size, session := flowChunk, f.pump
+	dial := func(ctx context.Context, ap netip.AddrPort) (net.Conn, error) { return dialIn(ctx, f.from.ns, ap) }
+	if f.udp {
+		size, session, dial = probeSize, f.probe, f.dialUDP
+	}
+	out, in := make([]byte, size), make([]byte, size)
 	for ctx.Err() == nil {
 		to := f.to.addr()
-		conn, err := dialIn(ctx, f.from.ns, netip.AddrPortFrom(to, echoPort))
+		conn, err := dial(ctx, netip.AddrPortFrom(to, echoPort))
 		if err != nil {
 			f.mu.Lock()
 			f.dialFails++
@@ -263,7 +264,7 @@ func (f *flow) run(ctx context.Context, closers *closeSet) {
 		if !closers.add(conn) {
 			return
 		}
-		err = f.pump(ctx, conn, to, out, in)
+		err = session(ctx, conn, to, out, in)
 		closers.remove(conn)
 		if err != nil && ctx.Err() == nil {
 			f.fail(err)
@@ -352,7 +353,7 @@ func roundTrip(ctx context.Context, ns *testbed.Netns, ap netip.AddrPort) error 
 // waitAllFlowing waits until every flow has completed a round trip after
 // since, and returns an error naming those that did not within timeout.
 func (s *soak) waitAllFlowing(ctx context.Context, since time.Time, timeout time.Duration) error {
-	if poll(ctx, timeout, func() bool {
+	if testbed.Poll(ctx, timeout, func() bool {
 		for _, f := range s.flows {
 			if !f.since(since) {
 				return false

@@ -84,7 +84,7 @@ func (n *Netns) killAll() error {
 	self := os.Getpid()
 	var left []int
 	var lastErr error
-	ok := pollUntil(context.Background(), killWait, func() bool {
+	ok := Poll(context.Background(), killWait, func() bool {
 		out, err := runUntracked("ip", "netns", "pids", n.Name)
 		if err != nil {
 			lastErr = err

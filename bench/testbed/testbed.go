@@ -162,9 +162,11 @@ func (b *Bed) nextIfName(prefix string) string {
 	return fmt.Sprintf("%s%d", prefix, b.ifSeq)
 }
 
-// pollUntil calls cond every pollInterval until it returns true, ctx is done
-// or timeout passes, and reports whether cond returned true.
-func pollUntil(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+// Poll calls cond every 50 ms until it returns true, ctx is done or
+// timeout passes, and reports whether cond returned true (it asks once
+// more at the end). Tests and tools built on the test bed wait with it
+// rather than sleep.
+func Poll(ctx context.Context, timeout time.Duration, cond func() bool) bool {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(pollInterval)

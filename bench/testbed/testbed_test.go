@@ -197,7 +197,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !pollUntil(ctx, 10*time.Second, func() bool { return strings.Contains(stubborn.Output(), "ready") }) {
+	if !Poll(ctx, 10*time.Second, func() bool { return strings.Contains(stubborn.Output(), "ready") }) {
 		t.Fatalf("stubborn process never got ready: %q", stubborn.Output())
 	}
 	// Escapes its process group; only the namespace sweep can find it.
@@ -212,7 +212,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 		runErr <- err
 	}()
 	var pids []string
-	if !pollUntil(ctx, 10*time.Second, func() bool {
+	if !Poll(ctx, 10*time.Second, func() bool {
 		out, _ := runUntracked("ip", "netns", "pids", a.Name)
 		pids = strings.Fields(out)
 		return len(pids) == 3
