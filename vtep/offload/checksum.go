@@ -8,9 +8,12 @@ package offload
 // because 2^16 ≡ 1 (mod 2^16-1) and so 2^32 and 2^64 are too: a carry out of
 // any word size is worth the same as a carry out of 16 bits. Checksum
 // therefore adds 8 bytes at a time with math/bits.Add64, which compiles to
-// ADD/ADC, and carries the end-around carry in the carry flag. The byte order
-// of the loads must match the byte order of the result, so both are
-// big-endian (the compiler emits a load plus BSWAP or MOVBE).
+// ADD/ADC, and carries the end-around carry in the carry flag. The loads are
+// little-endian, the byte order of the machines this runs on, so no load
+// needs a byte swap: the one's-complement sum of byte-swapped words is the
+// byte-swapped sum (RFC 1071 section 2(B)), so the folded little-endian sum
+// is swapped once at the end. That is about 1.3x faster than big-endian
+// loads (BenchmarkChecksum), and correct, if slower, on big-endian machines.
 
 import (
 	"encoding/binary"
@@ -30,33 +33,43 @@ import (
 //
 // Checksum does not allocate and is safe for concurrent use.
 func Checksum(b []byte, initial uint64) uint16 {
-	var ac uint64 = initial
-	var carry uint64
-	for len(b) >= 32 {
-		ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(b[0:8]), carry)
-		ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(b[8:16]), carry)
-		ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(b[16:24]), carry)
-		ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(b[24:32]), carry)
-		b = b[32:]
+	s := bits.ReverseBytes16(fold64(sumLE(b)))
+	ac, carry := bits.Add64(initial, uint64(s), 0)
+	return fold64(ac + carry) // with a carry, ac < s <= 0xffff: no overflow
+}
+
+// sumLE returns the one's-complement sum of b taken as little-endian words,
+// a trailing odd byte as the low byte of a word, as a 64-bit partial sum.
+func sumLE(b []byte) uint64 {
+	var ac, carry uint64
+	for len(b) >= 64 {
+		ac, carry = bits.Add64(ac, binary.LittleEndian.Uint64(b[0:8]), carry)
+		ac, carry = bits.Add64(ac, binary.LittleEndian.Uint64(b[8:16]), carry)
+		ac, carry = bits.Add64(ac, binary.LittleEndian.Uint64(b[16:24]), carry)
+		ac, carry = bits.Add64(ac, binary.LittleEndian.Uint64(b[24:32]), carry)
+		ac, carry = bits.Add64(ac, binary.LittleEndian.Uint64(b[32:40]), carry)
+		ac, carry = bits.Add64(ac, binary.LittleEndian.Uint64(b[40:48]), carry)
+		ac, carry = bits.Add64(ac, binary.LittleEndian.Uint64(b[48:56]), carry)
+		ac, carry = bits.Add64(ac, binary.LittleEndian.Uint64(b[56:64]), carry)
+		b = b[64:]
 	}
 	for len(b) >= 8 {
-		ac, carry = bits.Add64(ac, binary.BigEndian.Uint64(b[0:8]), carry)
+		ac, carry = bits.Add64(ac, binary.LittleEndian.Uint64(b[0:8]), carry)
 		b = b[8:]
 	}
 	if len(b) >= 4 {
-		ac, carry = bits.Add64(ac, uint64(binary.BigEndian.Uint32(b[0:4])), carry)
+		ac, carry = bits.Add64(ac, uint64(binary.LittleEndian.Uint32(b[0:4])), carry)
 		b = b[4:]
 	}
 	if len(b) >= 2 {
-		ac, carry = bits.Add64(ac, uint64(binary.BigEndian.Uint16(b[0:2])), carry)
+		ac, carry = bits.Add64(ac, uint64(binary.LittleEndian.Uint16(b[0:2])), carry)
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		ac, carry = bits.Add64(ac, uint64(b[0])<<8, carry)
+		ac, carry = bits.Add64(ac, uint64(b[0]), carry)
 	}
 	ac, carry = bits.Add64(ac, carry, 0)
-	ac += carry // ac is 0 when carry is 1, so this cannot overflow
-	return fold64(ac)
+	return ac + carry // ac is 0 when carry is 1, so this cannot overflow
 }
 
 // fold64 folds a 64-bit one's-complement partial sum to 16 bits.
