@@ -198,21 +198,49 @@ func TestOffloadLocalPassThrough(t *testing.T) {
 	}
 }
 
+// tcpDatagrams returns n VXLAN datagrams (VNI 42) of consecutive TCP
+// segments from fpRemote to fpB, mss payload bytes each, segment i filled
+// with the byte fill(i).
+func tcpDatagrams(tb testing.TB, n, mss int, fill func(i int) byte) [][]byte {
+	var dgrams [][]byte
+	for i := range n {
+		f := tcpFrame(tb, fpRemote, fpB, uint32(1000+i*mss), bytes.Repeat([]byte{fill(i)}, mss), false)
+		d := make([]byte, HeaderLen+len(f))
+		_ = Header{VNI: 42}.Encode(d)
+		copy(d[HeaderLen:], f)
+		dgrams = append(dgrams, d)
+	}
+	return dgrams
+}
+
+// asDatagrams returns dgrams as received one datagram per message from addr.
+func asDatagrams(dgrams [][]byte, addr netip.AddrPort) []Message {
+	var msgs []Message
+	for _, d := range dgrams {
+		msgs = append(msgs, Message{Buf: d, N: len(d), Addr: addr})
+	}
+	return msgs
+}
+
+// asGROBuffer returns dgrams, all of one length, as one message from addr
+// the kernel's UDP GRO coalesced.
+func asGROBuffer(dgrams [][]byte, addr netip.AddrPort) []Message {
+	var buf []byte
+	for _, d := range dgrams {
+		buf = append(buf, d...)
+	}
+	return []Message{{Buf: buf, N: len(buf), Addr: addr, Segment: len(dgrams[0])}}
+}
+
 // TestOffloadReceiveGRO: consecutive TCP segments from the wire, as
 // separate datagrams or as one UDP GRO buffer, reach the port as one
 // super-frame with a virtio-net header asking the kernel to segment it.
 func TestOffloadReceiveGRO(t *testing.T) {
 	const mss, n = 1000, 5
-	var dgrams [][]byte
+	dgrams := tcpDatagrams(t, n, mss, func(i int) byte { return byte('a' + i) })
 	var payload []byte
 	for i := range n {
-		p := bytes.Repeat([]byte{byte('a' + i)}, mss)
-		payload = append(payload, p...)
-		f := tcpFrame(t, fpRemote, fpB, uint32(1000+i*mss), p, false)
-		d := make([]byte, HeaderLen+len(f))
-		_ = Header{VNI: 42}.Encode(d)
-		copy(d[HeaderLen:], f)
-		dgrams = append(dgrams, d)
+		payload = append(payload, bytes.Repeat([]byte{byte('a' + i)}, mss)...)
 	}
 	check := func(t *testing.T, r *vnetRig) {
 		t.Helper()
@@ -238,23 +266,42 @@ func TestOffloadReceiveGRO(t *testing.T) {
 	}
 	t.Run("datagrams", func(t *testing.T) {
 		r := newVnetRig(t)
-		var msgs []Message
-		for _, d := range dgrams {
-			msgs = append(msgs, Message{Buf: d, N: len(d), Addr: r.peer})
-		}
 		var rs recvScratch
-		r.sw.receiveBatch(msgs, &rs)
+		r.sw.receiveBatch(asDatagrams(dgrams, r.peer), &rs)
 		check(t, r)
 	})
 	t.Run("udp-gro", func(t *testing.T) {
 		r := newVnetRig(t)
-		var buf []byte
-		for _, d := range dgrams {
-			buf = append(buf, d...)
-		}
 		var rs recvScratch
-		r.sw.receiveBatch([]Message{{Buf: buf, N: len(buf), Addr: r.peer, Segment: len(dgrams[0])}}, &rs)
+		r.sw.receiveBatch(asGROBuffer(dgrams, r.peer), &rs)
 		check(t, r)
+	})
+}
+
+// TestOffloadReceiveTrust: the inner TCP checksum is verified before a merge
+// for separate datagrams (the kernel vxlan sends a zero UDP checksum, which
+// covers nothing), but not for a UDP GRO buffer, whose datagrams the kernel
+// only coalesced after validating their non-zero UDP checksums. A segment
+// with a corrupted TCP checksum is therefore passed on unmerged, for the
+// receiving stack to drop, in the first case, and merged in the second.
+func TestOffloadReceiveTrust(t *testing.T) {
+	dgrams := tcpDatagrams(t, 4, 1000, func(int) byte { return 'x' })
+	dgrams[2][HeaderLen+14+20+16] ^= 0xff // segment 2's TCP checksum
+	t.Run("datagrams", func(t *testing.T) {
+		r := newVnetRig(t)
+		var rs recvScratch
+		r.sw.receiveBatch(asDatagrams(dgrams, r.peer), &rs)
+		if len(r.b.frames) != 3 { // 0+1 merged, 2 alone, 3 cannot join 2
+			t.Fatalf("port b got %d writes, want 3", len(r.b.frames))
+		}
+	})
+	t.Run("udp-gro", func(t *testing.T) {
+		r := newVnetRig(t)
+		var rs recvScratch
+		r.sw.receiveBatch(asGROBuffer(dgrams, r.peer), &rs)
+		if len(r.b.frames) != 1 {
+			t.Fatalf("port b got %d writes, want 1 merged super-frame", len(r.b.frames))
+		}
 	})
 }
 
@@ -303,22 +350,25 @@ func BenchmarkOffloadSend(b *testing.B) {
 	}
 }
 
+// BenchmarkOffloadReceiveGRO: 45 TCP segments of one flow into one TAP
+// write, as separate datagrams (inner checksums verified) and as one UDP
+// GRO buffer (the kernel validated the outer ones).
 func BenchmarkOffloadReceiveGRO(b *testing.B) {
 	r := newVnetRig(b)
 	r.b.keep = false
-	var msgs []Message
-	for i := range 45 {
-		f := tcpFrame(b, fpRemote, fpB, uint32(1000+i*1398), bytes.Repeat([]byte{2}, 1398), false)
-		d := make([]byte, HeaderLen+len(f))
-		_ = Header{VNI: 42}.Encode(d)
-		copy(d[HeaderLen:], f)
-		msgs = append(msgs, Message{Buf: d, N: len(d), Addr: r.peer})
-	}
-	var rs recvScratch
-	b.SetBytes(45 * 1398)
-	b.ReportAllocs()
-	for b.Loop() {
-		r.sw.receiveBatch(msgs, &rs)
+	dgrams := tcpDatagrams(b, 45, 1398, func(int) byte { return 2 })
+	for _, bc := range []struct {
+		name string
+		msgs []Message
+	}{{"datagrams", asDatagrams(dgrams, r.peer)}, {"udp-gro", asGROBuffer(dgrams, r.peer)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var rs recvScratch
+			b.SetBytes(45 * 1398)
+			b.ReportAllocs()
+			for b.Loop() {
+				r.sw.receiveBatch(bc.msgs, &rs)
+			}
+		})
 	}
 }
 

@@ -11,11 +11,17 @@ package offload
 // code simple: untagged Ethernet, IPv4 without options or fragmentation and
 // with DF (so the ids do not matter), IPv6 without extension headers; equal
 // Ethernet header, TOS/traffic class, flow label, TTL/hop limit, ACK number,
-// window and TCP option bytes; only ACK set, PSH allowed on the segment that
-// closes a merge; exact sequence adjacency; every segment gso_size bytes but
-// the last. Each segment's checksums are verified before it is merged (a
+// window, urgent pointer and TCP option bytes; only ACK set, PSH allowed on
+// the segment that closes a merge; exact sequence adjacency; every segment
+// gso_size bytes but the last. Each segment's checksums are verified before it is merged (a
 // segment with a bad checksum is passed through for the stack to drop), so
 // the merged frame can carry NEEDS_CSUM with only the pseudo-header sum.
+// AddIntact skips that verification for frames whose bytes a checksum has
+// already covered end to end: the VXLAN datagrams that the kernel's UDP GRO
+// coalesced, which it only does for datagrams with a non-zero UDP checksum
+// that it validated (udp4_gro_receive, udp_gro_receive_segment). The kernel's
+// own vxlan trusts a validated outer checksum the same way. Verifying was
+// half of all checksum work on a TCP stream (the other half is on send).
 //
 // Order: a frame only ever joins the newest output of its flow (same key,
 // addresses and ports), and only while that output is open, so merging moves
@@ -69,7 +75,8 @@ type tcpSeg struct {
 	payload   int // TCP payload bytes
 	seq       uint32
 	flags     uint8
-	candidate bool // may start or join a merge: shape and checksums checked
+	candidate bool // may start or join a merge: shape (and checksums, if verified) checked
+	verified  bool // candidate, and its checksums were verified
 }
 
 // NewGRO preallocates n output buffers of bufSize bytes each (n*bufSize
@@ -127,12 +134,23 @@ func (g *GRO) Reset() {
 // buffers are in use (the caller writes the outputs out, calls Reset and
 // Adds again) and for a frame longer than bufSize-VirtioNetHdrLen, which no
 // buffer holds; an empty GRO takes every other frame. frame is not kept.
-func (g *GRO) Add(key int, frame []byte) bool {
+func (g *GRO) Add(key int, frame []byte) bool { return g.add(key, frame, true) }
+
+// AddIntact is Add for a frame known to hold exactly the bytes its sender
+// wrote, because a checksum that covered all of them was verified (the UDP
+// checksum of a VXLAN datagram that arrived through UDP GRO): its IPv4 header
+// and TCP checksums are taken as correct and not recomputed. Such a frame
+// may be merged like any other; one that is not merged keeps an all-zero
+// virtio_net_hdr, so the receiving stack still checks its checksums.
+func (g *GRO) AddIntact(key int, frame []byte) bool { return g.add(key, frame, false) }
+
+// add is Add, verifying the checksums of a TCP segment only if verify is set.
+func (g *GRO) add(key int, frame []byte, verify bool) bool {
 	if len(frame) > g.bufSize-VirtioNetHdrLen {
 		return false
 	}
 	var seg tcpSeg
-	if !parseTCP(frame, &seg) {
+	if !parseTCP(frame, &seg, verify) {
 		if len(g.outs) == cap(g.outs) {
 			return false
 		}
@@ -179,7 +197,9 @@ func (g *GRO) start(key int, frame []byte, seg *tcpSeg) {
 	if !seg.candidate {
 		return
 	}
-	buf[0] = FlagDataValid // Add verified the checksums
+	if seg.verified {
+		buf[0] = FlagDataValid // Add verified the checksums
+	}
 	if seg.flags&tcpPSH == 0 {
 		o.open = true
 		o.hdrLen = seg.hdrLen
@@ -232,11 +252,13 @@ func (g *GRO) join(i int, frame []byte, seg *tcpSeg) bool {
 	} else if !bytes.Equal(of[ethHeaderLen+6:ethHeaderLen+10], frame[ethHeaderLen+6:ethHeaderLen+10]) {
 		return false
 	}
-	// TCP: ACK number, data offset, window, options.
+	// TCP: ACK number, data offset, window, urgent pointer (meaningless
+	// without URG, which no candidate has, but a segment re-cut from the
+	// merge gets the first one's), options.
 	l4 := o.l4
 	ot, ft := of[l4:o.hdrLen], frame[l4:seg.hdrLen]
 	if !bytes.Equal(ot[8:13], ft[8:13]) || !bytes.Equal(ot[14:16], ft[14:16]) ||
-		!bytes.Equal(ot[tcpMinHeaderLen:], ft[tcpMinHeaderLen:]) {
+		!bytes.Equal(ot[18:20], ft[18:20]) || !bytes.Equal(ot[tcpMinHeaderLen:], ft[tcpMinHeaderLen:]) {
 		return false
 	}
 
@@ -276,9 +298,9 @@ func (g *GRO) join(i int, frame []byte, seg *tcpSeg) bool {
 // behind an untagged Ethernet header, with its ports inside the frame. It
 // sets seg.candidate when the segment may be merged: IPv4 with IHL 5, DF
 // and no fragmentation or IPv6 with TCP as next header, IP length matching
-// the frame, a payload, only ACK (and maybe PSH) set, and correct IPv4
-// header and TCP checksums.
-func parseTCP(frame []byte, seg *tcpSeg) bool {
+// the frame, a payload, only ACK (and maybe PSH) set, and, if verify is set,
+// correct IPv4 header and TCP checksums (then it sets seg.verified too).
+func parseTCP(frame []byte, seg *tcpSeg, verify bool) bool {
 	if len(frame) < ethHeaderLen {
 		return false
 	}
@@ -325,11 +347,14 @@ func parseTCP(frame []byte, seg *tcpSeg) bool {
 	if doff < tcpMinHeaderLen || seg.hdrLen >= len(frame) || seg.flags&^tcpPSH != tcpACK {
 		return true
 	}
-	if !seg.v6 && Checksum(ip[:ipv4MinHeaderLen], 0) != 0xffff {
-		return true
-	}
-	if Checksum(tcp, tcpPseudo(ip, seg.v6, len(tcp))) != 0xffff {
-		return true
+	if verify {
+		if !seg.v6 && Checksum(ip[:ipv4MinHeaderLen], 0) != 0xffff {
+			return true
+		}
+		if Checksum(tcp, tcpPseudo(ip, seg.v6, len(tcp))) != 0xffff {
+			return true
+		}
+		seg.verified = true
 	}
 	seg.payload = len(frame) - seg.hdrLen
 	seg.seq = binary.BigEndian.Uint32(tcp[4:8])
