@@ -48,16 +48,18 @@ type GRO struct {
 
 // groOut is the state of one output buffer.
 type groOut struct {
-	key     int
-	n       int    // bytes of the buffer in use: virtio_net_hdr and frame
-	tracked bool   // untagged TCP with ports: in the flow table
-	open    bool   // more segments may join
-	v6      bool   // tracked: IPv6, else IPv4
-	l4      int    // tracked: TCP header offset in the frame
-	hdrLen  int    // open: Ethernet, IP and TCP headers
-	gsoSize int    // open: payload bytes of the first segment
-	nextSeq uint32 // open: the sequence number a joining segment needs
-	segs    int    // segments merged into the frame
+	key      int
+	n        int    // bytes of the buffer in use: virtio_net_hdr and frame
+	tracked  bool   // untagged TCP with ports: in the flow table
+	open     bool   // more segments may join
+	v6       bool   // tracked: IPv6, else IPv4
+	l4       int    // tracked: TCP header offset in the frame
+	hdrLen   int    // open: Ethernet, IP and TCP headers
+	gsoSize  int    // open: payload bytes of the first segment
+	nextSeq  uint32 // open: the sequence number a joining segment needs
+	segs     int    // segments merged into the frame
+	psh      bool   // the last segment merged had PSH
+	finished int    // segs when finish last ran
 }
 
 // groSlot is one slot of the flow table.
@@ -115,6 +117,9 @@ func (g *GRO) Len() int { return len(g.outs) }
 // checksums. buf is valid until Reset.
 func (g *GRO) Frame(i int) (key int, buf []byte) {
 	o := &g.outs[i]
+	if o.segs > 1 && o.finished != o.segs {
+		g.finish(i)
+	}
 	return o.key, g.bufs[i][:o.n]
 }
 
@@ -241,15 +246,16 @@ func (g *GRO) join(i int, frame []byte, seg *tcpSeg) bool {
 	// Ethernet header; then IPv4 version/IHL, TOS, and flags/fragment
 	// offset, TTL, protocol (the id may differ, DF being set); or IPv6
 	// version, traffic class, flow label, and next header, hop limit.
-	if !bytes.Equal(of[:ethHeaderLen+2], frame[:ethHeaderLen+2]) {
+	// (Fixed-size array compares: the compiler inlines them.)
+	if [ethHeaderLen + 2]byte(of) != [ethHeaderLen + 2]byte(frame) {
 		return false
 	}
 	if seg.v6 {
-		if !bytes.Equal(of[ethHeaderLen+2:ethHeaderLen+4], frame[ethHeaderLen+2:ethHeaderLen+4]) ||
-			!bytes.Equal(of[ethHeaderLen+6:ethHeaderLen+8], frame[ethHeaderLen+6:ethHeaderLen+8]) {
+		if [2]byte(of[ethHeaderLen+2:]) != [2]byte(frame[ethHeaderLen+2:]) ||
+			[2]byte(of[ethHeaderLen+6:]) != [2]byte(frame[ethHeaderLen+6:]) {
 			return false
 		}
-	} else if !bytes.Equal(of[ethHeaderLen+6:ethHeaderLen+10], frame[ethHeaderLen+6:ethHeaderLen+10]) {
+	} else if [4]byte(of[ethHeaderLen+6:]) != [4]byte(frame[ethHeaderLen+6:]) {
 		return false
 	}
 	// TCP: ACK number, data offset, window, urgent pointer (meaningless
@@ -257,8 +263,8 @@ func (g *GRO) join(i int, frame []byte, seg *tcpSeg) bool {
 	// merge gets the first one's), options.
 	l4 := o.l4
 	ot, ft := of[l4:o.hdrLen], frame[l4:seg.hdrLen]
-	if !bytes.Equal(ot[8:13], ft[8:13]) || !bytes.Equal(ot[14:16], ft[14:16]) ||
-		!bytes.Equal(ot[18:20], ft[18:20]) || !bytes.Equal(ot[tcpMinHeaderLen:], ft[tcpMinHeaderLen:]) {
+	if [5]byte(ot[8:]) != [5]byte(ft[8:]) || [2]byte(ot[14:]) != [2]byte(ft[14:]) ||
+		[2]byte(ot[18:]) != [2]byte(ft[18:]) || !bytes.Equal(ot[tcpMinHeaderLen:], ft[tcpMinHeaderLen:]) {
 		return false
 	}
 
@@ -266,22 +272,37 @@ func (g *GRO) join(i int, frame []byte, seg *tcpSeg) bool {
 	o.n += seg.payload
 	o.segs++
 	o.nextSeq += uint32(seg.payload)
-	if seg.payload < o.gsoSize || seg.flags&tcpPSH != 0 {
+	o.psh = seg.flags&tcpPSH != 0
+	if seg.payload < o.gsoSize || o.psh {
 		o.open = false
 	}
-	of = buf[VirtioNetHdrLen:o.n]
+	return true
+}
+
+// finish writes the headers of output i once segments have joined it: the
+// IP lengths (and IPv4 header checksum), PSH if the last segment had it,
+// the TCP checksum field as the pseudo-header sum, and the virtio_net_hdr.
+// Frame calls it; doing it once per output rather than per join keeps it
+// off the per-segment path.
+func (g *GRO) finish(i int) {
+	o := &g.outs[i]
+	buf := g.bufs[i]
+	of := buf[VirtioNetHdrLen:o.n]
+	l4 := o.l4
 	ip := of[ethHeaderLen:l4]
 	tcp := of[l4:]
-	tcp[13] |= seg.flags & tcpPSH
+	if o.psh {
+		tcp[13] |= tcpPSH
+	}
 	gso := uint8(GSOTCPv4)
-	if seg.v6 {
+	if o.v6 {
 		gso = GSOTCPv6
 		binary.BigEndian.PutUint16(ip[4:6], uint16(len(tcp)))
 	} else {
 		binary.BigEndian.PutUint16(ip[2:4], uint16(len(ip)+len(tcp)))
 		setIPv4Checksum(ip)
 	}
-	binary.BigEndian.PutUint16(tcp[tcpChecksumField:], fold64(tcpPseudo(ip, seg.v6, len(tcp))))
+	binary.BigEndian.PutUint16(tcp[tcpChecksumField:], fold64(tcpPseudo(ip, o.v6, len(tcp))))
 	h := VirtioNetHdr{
 		Flags:      FlagNeedsCsum,
 		GSOType:    gso,
@@ -291,7 +312,7 @@ func (g *GRO) join(i int, frame []byte, seg *tcpSeg) bool {
 		CsumOffset: tcpChecksumField,
 	}
 	h.Encode(buf)
-	return true
+	o.finished = o.segs
 }
 
 // parseTCP fills seg and reports whether frame is TCP over IPv4 or IPv6
