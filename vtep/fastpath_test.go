@@ -305,6 +305,43 @@ func TestOffloadReceiveTrust(t *testing.T) {
 	})
 }
 
+// TestReceiveMemo: the receive path consults the table once per run of
+// frames between the same MACs in a batch; frames of one batch to
+// different ports, to an unknown MAC (flooded) and from a second remote MAC
+// (learnt) still go where the table says.
+func TestReceiveMemo(t *testing.T) {
+	r := newVnetRig(t)
+	other := fdb.MAC{2, 0, 0, 0, 0xa, 0xcc}
+	unknown := fdb.MAC{2, 0, 0, 0, 0xa, 0xdd}
+	var dgrams [][]byte
+	for i, d := range []struct{ src, dst fdb.MAC }{
+		{fpRemote, fpB}, {fpRemote, fpB}, {fpRemote, fpA}, {other, fpA}, {fpRemote, unknown}, {fpRemote, fpB},
+	} {
+		f := tcpFrame(t, d.src, d.dst, uint32(i), bytes.Repeat([]byte{byte(i)}, 8), true) // 62 bytes: no padding
+		dg := make([]byte, HeaderLen+len(f))
+		_ = Header{VNI: 42}.Encode(dg)
+		copy(dg[HeaderLen:], f)
+		dgrams = append(dgrams, dg)
+	}
+	var rs recvScratch
+	r.sw.receiveBatch(asDatagrams(dgrams, r.peer), &rs)
+	payloads := func(d *nullDevice) (got []byte) {
+		for _, f := range d.frames {
+			got = append(got, f[len(f)-1])
+		}
+		return got
+	}
+	if got := payloads(r.a); !bytes.Equal(got, []byte{2, 3, 4}) {
+		t.Errorf("port a got frames %v, want 2, 3, 4 (4 flooded)", got)
+	}
+	if got := payloads(r.b); !bytes.Equal(got, []byte{0, 1, 4, 5}) {
+		t.Errorf("port b got frames %v, want 0, 1, 4, 5 (4 flooded)", got)
+	}
+	if loc, ok := r.sw.fdb.Lookup(fdb.Key{VNI: 42, MAC: other}); !ok || loc.VTEP != r.peer {
+		t.Errorf("second remote MAC: %+v %v, want learnt at the peer", loc, ok)
+	}
+}
+
 // TestOffloadAllocs: segmenting a super-frame to the wire and merging
 // received segments allocate nothing once warm.
 func TestOffloadAllocs(t *testing.T) {

@@ -26,6 +26,18 @@ type recvScratch struct {
 	local  localQueue
 	gro    *offload.GRO // made on first use by a vnet-layout switch
 	intact bool         // the message being handled arrived UDP GRO-coalesced
+	memo   rxMemo       // the last frame's table work, for this batch
+}
+
+// rxMemo is what the table said for the last frame received in a batch:
+// its MACs (destination, source), VNI and sending VTEP, and the local port
+// its destination is at (nil: flood to the VNI's ports).
+type rxMemo struct {
+	valid bool
+	macs  [12]byte
+	vni   uint32
+	from  *peer
+	dst   *port
 }
 
 // groAdd adds frame for port key to the GRO, verifying its checksums unless
@@ -80,6 +92,7 @@ func (s *Switch) receiveBatch(msgs []Message, rs *recvScratch) {
 	ports, peers := s.ports.Load(), s.peers.Load()
 	now := s.fdb.Now().UnixNano()
 	rs.local.lay = ports.lay
+	rs.memo.valid = false // the table and the ports may have changed
 	if ports.lay.vnet && rs.gro == nil {
 		rs.gro = offload.NewGRO(groFrames, groBufferLen)
 	}
@@ -130,17 +143,26 @@ func (s *Switch) receiveOne(pkt []byte, from *peer, ports *portSet, now int64, r
 		s.drops.add(reason, 1)
 		return
 	}
-	s.fdb.Learn(fdb.Key{VNI: vni, MAC: c.Src}, fdb.Location{VTEP: from.addr}, fdb.OriginLearned, now)
+	// The table is consulted once per run of frames between the same two
+	// MACs from the same VTEP in a batch (the segments of a UDP GRO
+	// buffer): now is the batch's, so learning the source again would
+	// change nothing, and the destination's entry is taken as it was.
+	m := &rs.memo
+	if macs := [12]byte(frame[:12]); !m.valid || m.macs != macs || m.vni != vni || m.from != from {
+		s.fdb.Learn(fdb.Key{VNI: vni, MAC: c.Src}, fdb.Location{VTEP: from.addr}, fdb.OriginLearned, now)
+		*m = rxMemo{valid: true, macs: macs, vni: vni, from: from}
+		if !c.Dst.IsMulticast() {
+			if loc, ok := s.fdb.Lookup(fdb.Key{VNI: vni, MAC: c.Dst}); ok && loc.IsLocal() {
+				m.dst = ports.byID[loc.Port]
+			}
+		}
+	}
 	if c.EtherType == 0x0806 || c.EtherType == 0x86dd {
 		s.learnFromWire(vni, frame, &c)
 	}
-	if !c.Dst.IsMulticast() {
-		if loc, ok := s.fdb.Lookup(fdb.Key{VNI: vni, MAC: c.Dst}); ok && loc.IsLocal() {
-			if dp := ports.byID[loc.Port]; dp != nil {
-				s.deliver(rs, ports, dp, pkt, frame, &c)
-				return
-			}
-		}
+	if m.dst != nil {
+		s.deliver(rs, ports, m.dst, pkt, frame, &c)
+		return
 	}
 	// Broadcast, multicast, or not a local MAC: every port of the VNI,
 	// never back to the underlay (split horizon).
