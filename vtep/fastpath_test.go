@@ -278,33 +278,6 @@ func TestOffloadReceiveGRO(t *testing.T) {
 	})
 }
 
-// TestOffloadReceiveTrust: the inner TCP checksum is verified before a merge
-// for separate datagrams (the kernel vxlan sends a zero UDP checksum, which
-// covers nothing), but not for a UDP GRO buffer, whose datagrams the kernel
-// only coalesced after validating their non-zero UDP checksums. A segment
-// with a corrupted TCP checksum is therefore passed on unmerged, for the
-// receiving stack to drop, in the first case, and merged in the second.
-func TestOffloadReceiveTrust(t *testing.T) {
-	dgrams := tcpDatagrams(t, 4, 1000, func(int) byte { return 'x' })
-	dgrams[2][HeaderLen+14+20+16] ^= 0xff // segment 2's TCP checksum
-	t.Run("datagrams", func(t *testing.T) {
-		r := newVnetRig(t)
-		var rs recvScratch
-		r.sw.receiveBatch(asDatagrams(dgrams, r.peer), &rs)
-		if len(r.b.frames) != 3 { // 0+1 merged, 2 alone, 3 cannot join 2
-			t.Fatalf("port b got %d writes, want 3", len(r.b.frames))
-		}
-	})
-	t.Run("udp-gro", func(t *testing.T) {
-		r := newVnetRig(t)
-		var rs recvScratch
-		r.sw.receiveBatch(asGROBuffer(dgrams, r.peer), &rs)
-		if len(r.b.frames) != 1 {
-			t.Fatalf("port b got %d writes, want 1 merged super-frame", len(r.b.frames))
-		}
-	})
-}
-
 // TestReceiveMemo: the receive path consults the table once per run of
 // frames between the same MACs in a batch; frames of one batch to
 // different ports, to an unknown MAC (flooded) and from a second remote MAC
@@ -388,8 +361,7 @@ func BenchmarkOffloadSend(b *testing.B) {
 }
 
 // BenchmarkOffloadReceiveGRO: 45 TCP segments of one flow into one TAP
-// write, as separate datagrams (inner checksums verified) and as one UDP
-// GRO buffer (the kernel validated the outer ones).
+// write, as separate datagrams and as one UDP GRO buffer.
 func BenchmarkOffloadReceiveGRO(b *testing.B) {
 	r := newVnetRig(b)
 	r.b.keep = false

@@ -23,10 +23,9 @@ import (
 
 // recvScratch is the receive goroutine's reusable storage.
 type recvScratch struct {
-	local  localQueue
-	gro    *offload.GRO // made on first use by a vnet-layout switch
-	intact bool         // the message being handled arrived UDP GRO-coalesced
-	memo   rxMemo       // the last frame's table work, for this batch
+	local localQueue
+	gro   *offload.GRO // made on first use by a vnet-layout switch
+	memo  rxMemo       // the last frame's table work, for this batch
 }
 
 // rxMemo is what the table said for the last frame received in a batch:
@@ -38,15 +37,6 @@ type rxMemo struct {
 	vni   uint32
 	from  *peer
 	dst   *port
-}
-
-// groAdd adds frame for port key to the GRO, verifying its checksums unless
-// the message it came in was coalesced by the kernel (intact).
-func (rs *recvScratch) groAdd(key int, frame []byte) bool {
-	if rs.intact {
-		return rs.gro.AddIntact(key, frame)
-	}
-	return rs.gro.Add(key, frame)
 }
 
 // groFrames is how many frames one GRO pass holds before it is written
@@ -104,10 +94,6 @@ func (s *Switch) receiveBatch(msgs []Message, rs *recvScratch) {
 			seg = len(b)
 		}
 		from := peers.byAddr[m.Addr.Addr()]
-		// Datagrams the kernel's UDP GRO coalesced all had a non-zero UDP
-		// checksum it validated, which covered the inner frame: GRO need
-		// not verify the inner TCP checksum again (offload.GRO.AddIntact).
-		rs.intact = seg < len(b)
 		for len(b) > 0 {
 			d := b[:min(seg, len(b))]
 			b = b[len(d):]
@@ -182,9 +168,9 @@ func (s *Switch) deliver(rs *recvScratch, ports *portSet, dp *port, pkt, frame [
 		rs.local.add(dp, pkt)
 		return
 	}
-	if !rs.groAdd(dp.id, frame) {
+	if !rs.gro.Add(dp.id, frame) {
 		s.flushGRO(rs, ports)
-		if !rs.groAdd(dp.id, frame) { // an empty GRO refuses only a frame larger than its buffers
+		if !rs.gro.Add(dp.id, frame) { // an empty GRO refuses only a frame larger than its buffers
 			s.drops.add(DropMTU, 1)
 		}
 	}

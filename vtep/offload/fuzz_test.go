@@ -195,8 +195,7 @@ func groFuzzSegments(tb testing.TB) [2][][]byte {
 // byte, a key byte and that many bytes; else pairs of bytes (a, c) picking a
 // segment of groFuzzSegments (a&1 the flow, a>>1&15 the segment, a>>5&1 the
 // key) and a mutation (a>>6: none, flip a bit chosen by c, TCP flags := c,
-// ACK += c; the last two with the checksum fixed). Each input goes through
-// Add and through AddIntact, which merges corrupted segments too.
+// ACK += c; the last two with the checksum fixed).
 func FuzzGRO(f *testing.F) {
 	segs := groFuzzSegments(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -237,96 +236,90 @@ func FuzzGRO(f *testing.F) {
 			}
 		}
 
-		for _, intact := range []bool{false, true} { // Add, then AddIntact
-			g := NewGRO(4, 2000)
-			var outs [][]byte // virtio header and frame
-			var outKeys []int
-			flush := func() {
-				for i := range g.Len() {
-					k, buf := g.Frame(i)
-					outs = append(outs, bytes.Clone(buf))
-					outKeys = append(outKeys, k)
-				}
-				g.Reset()
+		g := NewGRO(4, 2000)
+		var outs [][]byte // virtio header and frame
+		var outKeys []int
+		flush := func() {
+			for i := range g.Len() {
+				k, buf := g.Frame(i)
+				outs = append(outs, bytes.Clone(buf))
+				outKeys = append(outKeys, k)
 			}
-			for i, fr := range frames {
-				orig := bytes.Clone(fr)
-				add := g.Add
-				if intact {
-					add = g.AddIntact
-				}
-				if !add(keys[i], fr) {
-					flush()
-					if !add(keys[i], fr) {
-						t.Fatalf("an empty GRO refused a %d-byte frame", len(fr))
-					}
-				}
-				if !bytes.Equal(fr, orig) {
-					t.Fatal("Add changed its input")
+			g.Reset()
+		}
+		for i, fr := range frames {
+			orig := bytes.Clone(fr)
+			if !g.Add(keys[i], fr) {
+				flush()
+				if !g.Add(keys[i], fr) {
+					t.Fatalf("an empty GRO refused a %d-byte frame", len(fr))
 				}
 			}
-			flush()
+			if !bytes.Equal(fr, orig) {
+				t.Fatal("Add changed its input")
+			}
+		}
+		flush()
 
-			// Expand merged outputs into their segments.
-			var exp [][]byte
-			var expKeys []int
-			var seg Segmenter
-			for i, buf := range outs {
-				var h VirtioNetHdr
-				if err := h.Decode(buf); err != nil {
-					t.Fatal(err)
-				}
-				fr := buf[VirtioNetHdrLen:]
-				if h.GSOType == GSONone {
-					if h.Flags&FlagDataValid != 0 && !tcpChecksumOK(fr, 14) {
-						t.Fatalf("output %d: DataValid with a bad checksum", i)
-					}
-					exp = append(exp, fr)
-					expKeys = append(expKeys, outKeys[i])
-					continue
-				}
-				done := bytes.Clone(fr)
-				if err := CompleteChecksum(done, &h); err != nil || !tcpChecksumOK(done, 14) {
-					t.Fatalf("output %d: merged frame's checksum does not complete: %v", i, err)
-				}
-				if err := seg.Reset(fr, &h); err != nil {
-					t.Fatalf("output %d: merged frame does not segment: %v", i, err)
-				}
-				if seg.Count() < 2 {
-					t.Fatalf("output %d: a merged frame of %d segments", i, seg.Count())
-				}
-				dst := make([]byte, seg.FullLen())
-				for n := seg.Next(dst); n != 0; n = seg.Next(dst) {
-					exp = append(exp, bytes.Clone(dst[:n]))
-					expKeys = append(expKeys, outKeys[i])
-				}
+		// Expand merged outputs into their segments.
+		var exp [][]byte
+		var expKeys []int
+		var seg Segmenter
+		for i, buf := range outs {
+			var h VirtioNetHdr
+			if err := h.Decode(buf); err != nil {
+				t.Fatal(err)
 			}
-			if len(exp) != len(frames) {
-				t.Fatalf("%d frames in, %d out after segmenting the merged ones", len(frames), len(exp))
-			}
-			var in, out int
-			for i := range frames {
-				in += tcpPayloadLen(frames[i])
-				out += tcpPayloadLen(exp[i])
-			}
-			if in != out {
-				t.Fatalf("TCP payload: %d bytes in, %d out", in, out)
-			}
-			// Per flow (and per key for untracked frames) the order is kept.
-			want := groupByFlow(frames, keys)
-			got := groupByFlow(exp, expKeys)
-			if len(want) != len(got) {
-				t.Fatalf("%d flows in, %d out", len(want), len(got))
-			}
-			for id, ws := range want {
-				gs := got[id]
-				if len(gs) != len(ws) {
-					t.Fatalf("flow %q: %d frames in, %d out", id, len(ws), len(gs))
+			fr := buf[VirtioNetHdrLen:]
+			if h.GSOType == GSONone {
+				if h.Flags&FlagDataValid != 0 && !tcpChecksumOK(fr, 14) {
+					t.Fatalf("output %d: DataValid with a bad checksum", i)
 				}
-				for j := range ws {
-					if !bytes.Equal(ws[j], gs[j]) {
-						t.Fatalf("flow %q: frame %d differs or moved:\n in % x\nout % x", id, j, ws[j], gs[j])
-					}
+				exp = append(exp, fr)
+				expKeys = append(expKeys, outKeys[i])
+				continue
+			}
+			done := bytes.Clone(fr)
+			if err := CompleteChecksum(done, &h); err != nil || !tcpChecksumOK(done, 14) {
+				t.Fatalf("output %d: merged frame's checksum does not complete: %v", i, err)
+			}
+			if err := seg.Reset(fr, &h); err != nil {
+				t.Fatalf("output %d: merged frame does not segment: %v", i, err)
+			}
+			if seg.Count() < 2 {
+				t.Fatalf("output %d: a merged frame of %d segments", i, seg.Count())
+			}
+			dst := make([]byte, seg.FullLen())
+			for n := seg.Next(dst); n != 0; n = seg.Next(dst) {
+				exp = append(exp, bytes.Clone(dst[:n]))
+				expKeys = append(expKeys, outKeys[i])
+			}
+		}
+		if len(exp) != len(frames) {
+			t.Fatalf("%d frames in, %d out after segmenting the merged ones", len(frames), len(exp))
+		}
+		var in, out int
+		for i := range frames {
+			in += tcpPayloadLen(frames[i])
+			out += tcpPayloadLen(exp[i])
+		}
+		if in != out {
+			t.Fatalf("TCP payload: %d bytes in, %d out", in, out)
+		}
+		// Per flow (and per key for untracked frames) the order is kept.
+		want := groupByFlow(frames, keys)
+		got := groupByFlow(exp, expKeys)
+		if len(want) != len(got) {
+			t.Fatalf("%d flows in, %d out", len(want), len(got))
+		}
+		for id, ws := range want {
+			gs := got[id]
+			if len(gs) != len(ws) {
+				t.Fatalf("flow %q: %d frames in, %d out", id, len(ws), len(gs))
+			}
+			for j := range ws {
+				if !bytes.Equal(ws[j], gs[j]) {
+					t.Fatalf("flow %q: frame %d differs or moved:\n in % x\nout % x", id, j, ws[j], gs[j])
 				}
 			}
 		}
@@ -345,7 +338,7 @@ func fixTCPChecksum(fr []byte, l4 int) {
 // its IP length, 0 for anything else.
 func tcpPayloadLen(fr []byte) int {
 	var seg tcpSeg
-	if !parseTCP(fr, &seg, true) {
+	if !parseTCP(fr, &seg) {
 		return 0
 	}
 	ip := fr[14:]
@@ -375,7 +368,7 @@ func groupByFlow(frames [][]byte, keys []int) map[string][][]byte {
 		id := string(rune('0' + keys[i]))
 		var seg tcpSeg
 		fr = bytes.Clone(fr)
-		if parseTCP(fr, &seg, true) {
+		if parseTCP(fr, &seg) {
 			ip := fr[14:]
 			if seg.v6 {
 				id += "6" + string(ip[8:40])

@@ -13,15 +13,10 @@ package offload
 // Ethernet header, TOS/traffic class, flow label, TTL/hop limit, ACK number,
 // window, urgent pointer and TCP option bytes; only ACK set, PSH allowed on
 // the segment that closes a merge; exact sequence adjacency; every segment
-// gso_size bytes but the last. Each segment's checksums are verified before it is merged (a
-// segment with a bad checksum is passed through for the stack to drop), so
-// the merged frame can carry NEEDS_CSUM with only the pseudo-header sum.
-// AddIntact skips that verification for frames whose bytes a checksum has
-// already covered end to end: the VXLAN datagrams that the kernel's UDP GRO
-// coalesced, which it only does for datagrams with a non-zero UDP checksum
-// that it validated (udp4_gro_receive, udp_gro_receive_segment). The kernel's
-// own vxlan trusts a validated outer checksum the same way. Verifying was
-// half of all checksum work on a TCP stream (the other half is on send).
+// gso_size bytes but the last. Each segment's checksums are verified before
+// it is merged (a segment with a bad checksum is passed through for the
+// stack to drop), so the merged frame can carry NEEDS_CSUM with only the
+// pseudo-header sum.
 //
 // Order: a frame only ever joins the newest output of its flow (same key,
 // addresses and ports), and only while that output is open, so merging moves
@@ -77,8 +72,7 @@ type tcpSeg struct {
 	payload   int // TCP payload bytes
 	seq       uint32
 	flags     uint8
-	candidate bool // may start or join a merge: shape (and checksums, if verified) checked
-	verified  bool // candidate, and its checksums were verified
+	candidate bool // may start or join a merge: shape and checksums checked
 }
 
 // NewGRO preallocates n output buffers of bufSize bytes each (n*bufSize
@@ -139,23 +133,12 @@ func (g *GRO) Reset() {
 // buffers are in use (the caller writes the outputs out, calls Reset and
 // Adds again) and for a frame longer than bufSize-VirtioNetHdrLen, which no
 // buffer holds; an empty GRO takes every other frame. frame is not kept.
-func (g *GRO) Add(key int, frame []byte) bool { return g.add(key, frame, true) }
-
-// AddIntact is Add for a frame known to hold exactly the bytes its sender
-// wrote, because a checksum that covered all of them was verified (the UDP
-// checksum of a VXLAN datagram that arrived through UDP GRO): its IPv4 header
-// and TCP checksums are taken as correct and not recomputed. Such a frame
-// may be merged like any other; one that is not merged keeps an all-zero
-// virtio_net_hdr, so the receiving stack still checks its checksums.
-func (g *GRO) AddIntact(key int, frame []byte) bool { return g.add(key, frame, false) }
-
-// add is Add, verifying the checksums of a TCP segment only if verify is set.
-func (g *GRO) add(key int, frame []byte, verify bool) bool {
+func (g *GRO) Add(key int, frame []byte) bool {
 	if len(frame) > g.bufSize-VirtioNetHdrLen {
 		return false
 	}
 	var seg tcpSeg
-	if !parseTCP(frame, &seg, verify) {
+	if !parseTCP(frame, &seg) {
 		if len(g.outs) == cap(g.outs) {
 			return false
 		}
@@ -202,9 +185,7 @@ func (g *GRO) start(key int, frame []byte, seg *tcpSeg) {
 	if !seg.candidate {
 		return
 	}
-	if seg.verified {
-		buf[0] = FlagDataValid // Add verified the checksums
-	}
+	buf[0] = FlagDataValid // Add verified the checksums
 	if seg.flags&tcpPSH == 0 {
 		o.open = true
 		o.hdrLen = seg.hdrLen
@@ -319,9 +300,9 @@ func (g *GRO) finish(i int) {
 // behind an untagged Ethernet header, with its ports inside the frame. It
 // sets seg.candidate when the segment may be merged: IPv4 with IHL 5, DF
 // and no fragmentation or IPv6 with TCP as next header, IP length matching
-// the frame, a payload, only ACK (and maybe PSH) set, and, if verify is set,
-// correct IPv4 header and TCP checksums (then it sets seg.verified too).
-func parseTCP(frame []byte, seg *tcpSeg, verify bool) bool {
+// the frame, a payload, only ACK (and maybe PSH) set, and correct IPv4
+// header and TCP checksums.
+func parseTCP(frame []byte, seg *tcpSeg) bool {
 	if len(frame) < ethHeaderLen {
 		return false
 	}
@@ -368,14 +349,11 @@ func parseTCP(frame []byte, seg *tcpSeg, verify bool) bool {
 	if doff < tcpMinHeaderLen || seg.hdrLen >= len(frame) || seg.flags&^tcpPSH != tcpACK {
 		return true
 	}
-	if verify {
-		if !seg.v6 && Checksum(ip[:ipv4MinHeaderLen], 0) != 0xffff {
-			return true
-		}
-		if Checksum(tcp, tcpPseudo(ip, seg.v6, len(tcp))) != 0xffff {
-			return true
-		}
-		seg.verified = true
+	if !seg.v6 && Checksum(ip[:ipv4MinHeaderLen], 0) != 0xffff {
+		return true
+	}
+	if Checksum(tcp, tcpPseudo(ip, seg.v6, len(tcp))) != 0xffff {
+		return true
 	}
 	seg.payload = len(frame) - seg.hdrLen
 	seg.seq = binary.BigEndian.Uint32(tcp[4:8])

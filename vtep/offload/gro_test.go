@@ -225,6 +225,7 @@ func TestGRORefuse(t *testing.T) {
 		{"CWR", five(v4, func(s []groIn) { s[2].p.flags |= tcpCWR }), [][]int{{0, 1}, {2}, {3, 4}}},
 		{"ECE", five(v6, func(s []groIn) { s[2].p.flags |= tcpECE }), [][]int{{0, 1}, {2}, {3, 4}}},
 		{"URG", five(v4, func(s []groIn) { s[2].p.flags |= tcpURG; s[2].p.urgent = 1 }), [][]int{{0, 1}, {2}, {3, 4}}},
+		{"different urgent pointer without URG", five(v4, func(s []groIn) { s[2].p.urgent = 7 }), [][]int{{0, 1}, {2}, {3, 4}}},
 		{"RST", five(v4, func(s []groIn) { s[2].p.flags = tcpRST | tcpACK }), [][]int{{0, 1}, {2}, {3, 4}}},
 		{"SYN", five(v4, func(s []groIn) { s[0].p.flags = tcpSYN | tcpACK }), [][]int{{0}, {1, 2, 3, 4}}},
 		{"no ACK", five(v4, func(s []groIn) { s[2].p.flags = 0 }), [][]int{{0, 1}, {2}, {3, 4}}},
@@ -527,62 +528,5 @@ func TestGROGenerationWrap(t *testing.T) {
 	}
 	if _, buf := g.Frame(0); !bytes.Equal(buf[VirtioNetHdrLen:], frames[1]) {
 		t.Error("frame of the new batch changed")
-	}
-}
-
-// TestGROAddIntact: AddIntact merges like Add, byte for byte, without
-// verifying checksums. A segment with a wrong TCP checksum is passed
-// through by Add but merged by AddIntact (the caller vouched for its
-// bytes), and a frame AddIntact does not merge keeps a zero header, so the
-// stack still checks it, where Add marks it FlagDataValid.
-func TestGROAddIntact(t *testing.T) {
-	rng := rand.New(rand.NewPCG(37, 38))
-	for _, v6 := range []bool{false, true} {
-		var frames [][]byte
-		for _, p := range flowSegs(basePkt(v6), 4, 1000, rng) {
-			frames = append(frames, p.build(t))
-		}
-		run := func(add func(g *GRO, key int, f []byte) bool, frames [][]byte) [][]byte {
-			g := NewGRO(len(frames), groBufSize)
-			for i, f := range frames {
-				if !add(g, 0, f) {
-					t.Fatalf("v6=%v: Add %d: no room", v6, i)
-				}
-			}
-			var outs [][]byte
-			for i := range g.Len() {
-				_, buf := g.Frame(i)
-				outs = append(outs, bytes.Clone(buf))
-			}
-			return outs
-		}
-		checked := func(g *GRO, key int, f []byte) bool { return g.Add(key, f) }
-		intact := func(g *GRO, key int, f []byte) bool { return g.AddIntact(key, f) }
-
-		a, b := run(checked, frames), run(intact, frames)
-		if len(a) != 1 || len(b) != 1 || !bytes.Equal(a[0], b[0]) {
-			t.Fatalf("v6=%v: Add gave %d outputs, AddIntact %d, or they differ", v6, len(a), len(b))
-		}
-
-		bad := make([][]byte, len(frames))
-		for i, f := range frames {
-			bad[i] = bytes.Clone(f)
-		}
-		_, l4 := basePkt(v6).offsets()
-		bad[2][l4+16] ^= 0x5a // segment 2's TCP checksum is now wrong
-		if outs := run(checked, bad); len(outs) != 3 {
-			t.Errorf("v6=%v: Add merged a segment with a bad checksum: %d outputs, want 3", v6, len(outs))
-		}
-		if outs := run(intact, bad); len(outs) != 1 {
-			t.Errorf("v6=%v: AddIntact gave %d outputs, want 1", v6, len(outs))
-		}
-
-		one := frames[:1]
-		if h := run(checked, one)[0][0]; h != FlagDataValid {
-			t.Errorf("v6=%v: Add of one segment: flags %#x, want FlagDataValid", v6, h)
-		}
-		if out := run(intact, one)[0]; !bytes.Equal(out[:VirtioNetHdrLen], make([]byte, VirtioNetHdrLen)) || !bytes.Equal(out[VirtioNetHdrLen:], one[0]) {
-			t.Errorf("v6=%v: AddIntact of one segment: header % x, want zeros and the frame unchanged", v6, out[:VirtioNetHdrLen])
-		}
 	}
 }
