@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 )
 
 // Message is one UDP message in a batch. On read, Buf is the buffer to fill
@@ -122,6 +123,10 @@ type ConnOffloads struct {
 	// (SO_REUSEPORT), each read through one of Conn.Readers; 0 or 1 when
 	// there is one.
 	Readers int
+
+	// GSOKernelBug is the kernel release when GSO was asked for but left
+	// off because that kernel corrupts GSO output (gsoCorrupts).
+	GSOKernelBug string
 }
 
 // String returns the offloads for status output, such as
@@ -137,6 +142,8 @@ func (o ConnOffloads) String() string {
 	}
 	if o.GSO {
 		add("gso")
+	} else if o.GSOKernelBug != "" {
+		add("gso=off(kernel " + o.GSOKernelBug + " bug)")
 	}
 	if o.GRO {
 		add("gro")
@@ -186,8 +193,10 @@ type ConnConfig struct {
 	// 4.18): a Message with Segment > 0 is handed to the kernel whole. It
 	// is used only if the kernel accepts UDP_SEGMENT at Listen, and
 	// turned off for good if a GSO send fails with EIO (an egress device
-	// without checksum offload, before kernel 6.11) or EINVAL. Turn it
-	// off by hand on kernels that corrupt GSO output (7.0 to 7.1.4).
+	// without checksum offload, before kernel 6.11) or EINVAL. Listen
+	// leaves it off on kernels that corrupt GSO output whose segments are
+	// all the same size (7.0 to 7.1.4), and says so in
+	// ConnOffloads.GSOKernelBug.
 	GSO bool
 
 	// GRO asks for UDP generic receive offload (kernel 5.12, where it can
@@ -241,4 +250,28 @@ func DefaultConnConfig() ConnConfig {
 		// leaves cores to the TAP side and the kernel's softirq work.
 		Readers: min(runtime.NumCPU(), 4),
 	}
+}
+
+// gsoCorrupts reports whether the kernel release (uname -r, as "7.1.3" or
+// "7.0.0-rc2-foo") is one whose UDP GSO corrupts its output when all
+// segments have the same size: 7.0 to 7.1.4 (fast-path.md section 2).
+// Equal-size segments are what every full TCP super-frame gives, so on such
+// a kernel GSO stays off. A release it cannot read is taken as unaffected.
+func gsoCorrupts(release string) bool {
+	if end := strings.IndexFunc(release, func(r rune) bool { return r != '.' && (r < '0' || r > '9') }); end >= 0 {
+		release = release[:end] // "7.0.12-200.fc44" -> "7.0.12"
+	}
+	parts := strings.Split(release, ".")
+	if len(parts) < 2 {
+		return false
+	}
+	var v [3]int // major, minor, patch
+	for i := range min(len(parts), 3) {
+		n, err := strconv.Atoi(parts[i])
+		if err != nil {
+			return false
+		}
+		v[i] = n
+	}
+	return v[0] == 7 && (v[1] == 0 || v[1] == 1 && v[2] <= 4)
 }

@@ -60,7 +60,8 @@ type linuxConn struct {
 	v6        bool   // AF_INET6 sockets
 	scope     uint32 // scope of IPv6 link-local destinations (the bound zone)
 	batch     int
-	gro       bool // UDP_GRO is on for every receive socket
+	gro       bool   // UDP_GRO is on for every receive socket
+	gsoBug    string // the kernel release, if GSO is off because it corrupts it
 	errClosed error
 	// tx are the sockets WriteBatch sends from: rc alone without a
 	// source-port pool, else the pool's, whose files pool holds.
@@ -115,6 +116,10 @@ func Listen(cfg ConnConfig) (_ Conn, reterr error) {
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = DefaultConnConfig().BatchSize
+	}
+	var gsoBug string
+	if rel := kernelRelease(); cfg.GSO && gsoCorrupts(rel) {
+		cfg.GSO, gsoBug = false, rel
 	}
 	addr := cfg.Addr.Addr().Unmap()
 	var scope uint32
@@ -236,7 +241,17 @@ func Listen(cfg ConnConfig) (_ Conn, reterr error) {
 		}
 	}
 	c.gso.Store(gso)
+	c.gsoBug = gsoBug
 	return c, nil
+}
+
+// kernelRelease returns uname -r; tests replace it.
+var kernelRelease = func() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }
 
 // udpSocket opens a non-blocking UDP socket with the options every socket
@@ -361,7 +376,7 @@ func (c *linuxConn) BatchSize() int { return c.batch }
 
 // Offloads implements Conn.
 func (c *linuxConn) Offloads() ConnOffloads {
-	return ConnOffloads{GSO: c.gso.Load(), GRO: c.gro, SourcePorts: len(c.pool), Readers: len(c.rx)}
+	return ConnOffloads{GSO: c.gso.Load(), GRO: c.gro, SourcePorts: len(c.pool), Readers: len(c.rx), GSOKernelBug: c.gsoBug}
 }
 
 // Close implements Conn. It closes every socket; a pending ReadBatch on

@@ -107,6 +107,8 @@ func TestConnOffloadsString(t *testing.T) {
 		{ConnOffloads{GSO: true, GRO: true, SourcePorts: 16, Readers: 2}, "gso,gro,srcports=16,readers=2"},
 		{ConnOffloads{Readers: 1}, "off"},
 		{ConnOffloads{Readers: 4}, "readers=4"},
+		{ConnOffloads{GRO: true, GSOKernelBug: "7.0.3"}, "gso=off(kernel 7.0.3 bug),gro"},
+		{ConnOffloads{GSO: true, GSOKernelBug: "7.0.3"}, "gso"},
 	} {
 		if got := tt.o.String(); got != tt.want {
 			t.Errorf("%+v.String() = %q, want %q", tt.o, got, tt.want)
@@ -516,5 +518,45 @@ func BenchmarkWriteBatchGSO(b *testing.B) {
 			}
 			b.ReportMetric(float64(iters*msgs*segs)/b.Elapsed().Seconds(), "pkts/s")
 		})
+	}
+}
+
+// TestGSOCorrupts: the releases whose GSO output is corrupted (7.0 to
+// 7.1.4) and their neighbours, as uname -r spells them.
+func TestGSOCorrupts(t *testing.T) {
+	for _, tt := range []struct {
+		release string
+		want    bool
+	}{
+		{"7.0", true}, {"7.0.0", true}, {"7.0.0-rc1", true}, {"7.0.12-200.fc44.x86_64", true},
+		{"7.1", true}, {"7.1.0-rc7", true}, {"7.1.3", true}, {"7.1.4-arch1-1", true},
+		{"7.1.5", false}, {"7.1.10", false}, {"7.2.0", false}, {"7.10.1", false}, {"17.0.1", false},
+		{"6.18.44-fc-v595", false}, {"6.19", false}, {"8.0.0", false}, {"4.18.0-553.el8_10.x86_64", false},
+		{"", false}, {"7", false}, {"7.", false}, {"x7.0.1", false}, {"7.x", false}, {"70.1.1", false},
+	} {
+		if got := gsoCorrupts(tt.release); got != tt.want {
+			t.Errorf("gsoCorrupts(%q) = %v, want %v", tt.release, got, tt.want)
+		}
+	}
+}
+
+// TestListenKernelGSOBug: on a kernel that corrupts GSO output, Listen
+// leaves GSO off although asked for, and the offloads say why.
+func TestListenKernelGSOBug(t *testing.T) {
+	cfg := connWithOffloads("127.0.0.1:0", true, true, 2)
+	here := connListenConfig(t, cfg).Offloads().GSO // this kernel's answer
+	real := kernelRelease
+	t.Cleanup(func() { kernelRelease = real })
+	kernelRelease = func() string { return "7.1.2-test" }
+	o := connListenConfig(t, cfg).Offloads()
+	if o.GSO || o.GSOKernelBug != "7.1.2-test" {
+		t.Fatalf("offloads %+v: want GSO off with GSOKernelBug 7.1.2-test", o)
+	}
+	if s := o.String(); !strings.Contains(s, "gso=off(kernel 7.1.2-test bug)") {
+		t.Errorf("String() = %q, want it to name the kernel bug", s)
+	}
+	kernelRelease = func() string { return "7.1.5" }
+	if o := connListenConfig(t, cfg).Offloads(); o.GSOKernelBug != "" || o.GSO != here {
+		t.Errorf("on 7.1.5: offloads %+v, want GSO %v as on this kernel", o, here)
 	}
 }

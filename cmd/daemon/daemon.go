@@ -251,6 +251,9 @@ func New(cfg Config) (d *Daemon, reterr error) {
 		}
 		return d, err
 	}
+	if rel := conn.Offloads().GSOKernelBug; rel != "" {
+		d.log.Warn("UDP GSO left off: this kernel corrupts GSO output whose segments are all one size (kernels 7.0 to 7.1.4; 7.1.5 fixes it)", "kernel", rel)
+	}
 	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing, OnIPMove: d.ipMoved, OnChange: d.fdbChanged,
 		MaxPerPort: cfg.MaxMACsPerPort, MaxPerVNI: cfg.MaxMACsPerVNI})
 	d.sw, err = vtep.New(vtep.Config{Conn: conn, FDB: d.fdb, Logger: cfg.Logger, OnPortStopped: d.portStopped})
