@@ -42,6 +42,11 @@ func Checksum(b []byte, initial uint64) uint16 {
 // a trailing odd byte as the low byte of a word, as a 64-bit partial sum.
 func sumLE(b []byte) uint64 {
 	var ac, carry uint64
+	if avx2 && len(b) >= minAVX2 {
+		n := len(b) &^ 63
+		ac = sumAVX2(b[:n])
+		b = b[n:]
+	}
 	for len(b) >= 64 {
 		ac, carry = bits.Add64(ac, binary.LittleEndian.Uint64(b[0:8]), carry)
 		ac, carry = bits.Add64(ac, binary.LittleEndian.Uint64(b[8:16]), carry)
