@@ -115,6 +115,7 @@ type report struct {
 	Kernel       string       `json:"kernel"`
 	CPU          string       `json:"cpu"`
 	CPUs         int          `json:"cpus"`
+	CPUIdle      string       `json:"cpu_idle,omitempty"` // cpuIdle
 	OvlswVersion string       `json:"ovlsw_version,omitempty"`
 	Attach       string       `json:"ovlsw_containers,omitempty"`
 	UpArgs       []string     `json:"ovlsw_up_args,omitempty"` // --up-args`
@@ -129,10 +130,11 @@ type report struct {
 
 func newReport(opts options) *report {
 	r := &report{
-		Date:   time.Now(),
-		Kernel: firstLine("/proc/sys/kernel/osrelease", ""),
-		CPU:    cpuModel(),
-		CPUs:   runtime.NumCPU(),
+		Date:    time.Now(),
+		Kernel:  firstLine("/proc/sys/kernel/osrelease", ""),
+		CPU:     cpuModel(),
+		CPUs:    runtime.NumCPU(),
+		CPUIdle: cpuIdle(),
 		Settings: settings{
 			Quick: opts.Quick, Repeat: opts.Repeat, Duration: opts.Duration.String(), Pings: opts.Pings,
 			Builds: opts.Builds, Scenarios: opts.Scenes, FDBEntries: opts.FDBEntries, ScalePairs: opts.ScalePairs,
@@ -239,6 +241,9 @@ func (r *report) writeTable(w io.Writer) error {
 		fmt.Fprintf(w, ", %s", r.OvlswVersion)
 	}
 	fmt.Fprintln(w)
+	if r.CPUIdle != "" {
+		fmt.Fprintf(w, "cpu idle: %s\n", r.CPUIdle)
+	}
 	if r.Attach != "" {
 		fmt.Fprintf(w, "ovlsw containers: %s\n", r.Attach)
 	}
@@ -361,6 +366,27 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// cpuIdle describes how idle CPUs wait: the cpuidle driver and governor
+// and, with the haltpoll driver of a KVM guest, how long an idle vCPU polls
+// before it halts. Every hop of a userspace switch wakes a thread; on a VM,
+// waking a halted vCPU is what much of its latency is made of
+// (docs/benchmarks.md), so the figures depend on this.
+func cpuIdle() string {
+	const dir = "/sys/devices/system/cpu/cpuidle/"
+	driver := firstLine(dir+"current_driver", "")
+	if driver == "" {
+		return ""
+	}
+	s := "cpuidle " + driver + "/" + firstLine(dir+"current_governor", firstLine(dir+"current_governor_ro", "?"))
+	if ns := firstLine("/sys/module/haltpoll/parameters/guest_halt_poll_ns", ""); ns != "" {
+		s += ", guest_halt_poll_ns " + ns
+		if shrink := firstLine("/sys/module/haltpoll/parameters/guest_halt_poll_allow_shrink", ""); shrink != "" {
+			s += " (allow_shrink " + shrink + ")"
+		}
+	}
+	return s
 }
 
 // logger writes progress lines.
