@@ -14,7 +14,10 @@ package tap
 // one sendmmsg. The RawConn callbacks are method values made once, and their
 // state lives in the device, so neither Read nor Write allocates. Writers
 // share one write state under a mutex: os.File serialises RawConn writers
-// anyway (its fd write lock), so this costs no parallelism.
+// anyway (its fd write lock), so this costs no parallelism. read(2) and
+// write(2) are raw syscalls (rawIO): on a non-blocking fd they never wait,
+// and a write that runs the receiving stack in it must not get its P
+// taken by sysmon (see vtep's mmsgs.call).
 
 import (
 	"errors"
@@ -24,6 +27,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,7 +80,7 @@ type reader struct {
 // returns false, so the poller waits, only if nothing was read yet.
 func (r *reader) read(fd uintptr) bool {
 	for r.n < len(r.bufs) {
-		n, err := unix.Read(int(fd), r.bufs[r.n][r.off:])
+		n, err := rawIO(unix.SYS_READ, fd, r.bufs[r.n][r.off:])
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -97,6 +101,21 @@ func (r *reader) read(fd uintptr) bool {
 	return true
 }
 
+// rawIO runs read(2) or write(2) (trap) of p on fd as a raw syscall,
+// without the runtime's syscall bookkeeping, which only pays for calls
+// that may block: fd is non-blocking. A write of a 64 KB frame runs the
+// container's TCP receive before it returns, long enough (tens of
+// microseconds) for sysmon to hand the P to another thread it would wake
+// for nothing. The error is a syscall.Errno (no allocation: errno values
+// are small).
+func rawIO(trap, fd uintptr, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
 // writer is the state of one Write, shared with its RawConn callback.
 type writer struct {
 	bufs  [][]byte
@@ -112,7 +131,7 @@ type writer struct {
 // the kernel rejects. It returns false, so the poller waits, on EAGAIN.
 func (w *writer) write(fd uintptr) bool {
 	for w.next < len(w.bufs) {
-		_, err := unix.Write(int(fd), w.bufs[w.next][w.off:])
+		_, err := rawIO(unix.SYS_WRITE, fd, w.bufs[w.next][w.off:])
 		switch {
 		case err == nil:
 			w.n++
