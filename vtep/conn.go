@@ -38,6 +38,12 @@ type Message struct {
 	// underlay's ECMP and RSS spread flows. One flow always leaves from
 	// one port, which keeps its datagrams in order. Unused on read.
 	Flow uint32
+
+	// Sent is set by WriteBatch: whether the message went to the kernel
+	// (for one sent as separate datagrams, its first did). WriteBatch skips
+	// a message it cannot send and goes on with the rest, so its count
+	// alone does not say which ones went. Unused on read.
+	Sent bool
 }
 
 const (
@@ -76,7 +82,9 @@ type Conn interface {
 
 	// WriteBatch sends msgs[i].Buf[:msgs[i].N] to msgs[i].Addr for every
 	// i, returning the number of messages sent (a message of several
-	// segments counts once). Safe for concurrent use.
+	// segments counts once) and setting each one's Sent. A message that
+	// cannot be sent is skipped; the rest still go. Safe for concurrent
+	// use.
 	WriteBatch(msgs []Message) (n int, err error)
 
 	// LocalAddr is the address the endpoint is bound to and receives on.

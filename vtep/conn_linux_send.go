@@ -45,6 +45,9 @@ func (c *linuxConn) WriteBatch(msgs []Message) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
+	for i := range msgs {
+		msgs[i].Sent = false
+	}
 	if c.closed.Load() {
 		return 0, c.errClosed
 	}
@@ -193,6 +196,7 @@ func (c *linuxConn) writeSocket(w *mmsgs, st *writeState, msgs []Message, s int)
 					if int(o) != counted {
 						counted = int(o)
 						st.sent++
+						msgs[o].Sent = true
 					}
 				}
 				off += w.got

@@ -238,8 +238,14 @@ func connWriteSkipsFailures(t *testing.T, cfg ConnConfig) {
 	for i := range msgs {
 		msgs[i].Flow = 7 // order is kept within a flow
 	}
+	msgs[1].Sent = true // stale: WriteBatch must clear it
 	if n, err := a.WriteBatch(msgs); n != 3 || err != nil {
 		t.Fatalf("WriteBatch = %d, %v; want 3, nil", n, err)
+	}
+	for i, m := range msgs {
+		if want := i == 0 || i == 4 || i == 7; m.Sent != want {
+			t.Errorf("message %d: Sent %v, want %v", i, m.Sent, want)
+		}
 	}
 	data, _ := connRead(t, b, 3)
 	var got []string

@@ -78,6 +78,9 @@ func (c *nullConn) frames() int {
 
 func (c *nullConn) ReadBatch(msgs []Message) (int, error) { <-c.closed; return 0, errClosedForTest }
 func (c *nullConn) WriteBatch(msgs []Message) (int, error) {
+	for i := range msgs {
+		msgs[i].Sent = true
+	}
 	if c.keep {
 		c.mu.Lock()
 		for _, m := range msgs {

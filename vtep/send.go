@@ -87,10 +87,10 @@ func (s *Switch) flushRemote(q *remoteQueue) {
 	if len(q.msgs) == 0 {
 		return
 	}
-	n, _ := s.conn.WriteBatch(q.msgs)
+	s.conn.WriteBatch(q.msgs)
 	lost := 0
 	for i, m := range q.msgs {
-		if i >= n {
+		if !m.Sent { // skipped: the others still went
 			lost += q.frames[i]
 			continue
 		}

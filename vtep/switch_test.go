@@ -368,3 +368,34 @@ func TestFloodRate(t *testing.T) {
 		t.Errorf("flooded %d, dropped %d; want 5 and 15", got, sw.Drops(vtep.DropFloodRate))
 	}
 }
+
+// TestPeerCountersSkipFailedSend: a flood whose datagram to one member in
+// the middle cannot be sent (port 0) still reaches the members after it,
+// and the per-peer counters credit those that got it, not the first n
+// messages of the batch.
+func TestPeerCountersSkipFailedSend(t *testing.T) {
+	r := newRig(t)
+	bad := netip.MustParseAddrPort("192.0.2.9:0")
+	r.sw.SetPeers(42, []netip.AddrPort{peerB, bad, peerC})
+	b := frame(fdb.Broadcast, mac1, "flood")
+	r.p1.Inject(b)
+	r.expectDatagram(r.toB, "B", 42, b)
+	r.expectDatagram(r.toC, "C", 42, b)
+	tx := func() map[netip.AddrPort]uint64 {
+		m := map[netip.AddrPort]uint64{}
+		for _, p := range r.sw.Stats().Peers {
+			m[p.Addr] = p.TxFrames
+		}
+		return m
+	}
+	deadline := time.Now().Add(wait)
+	for r.sw.Drops(vtep.DropWriteError) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // polling interval, not synchronisation
+	}
+	if got := r.sw.Drops(vtep.DropWriteError); got != 1 {
+		t.Fatalf("write_error drops = %d, want 1", got)
+	}
+	if got := tx(); got[peerB] != 1 || got[peerC] != 1 || got[bad] != 0 {
+		t.Errorf("tx frames by peer = %v, want B 1, C 1, %v 0", got, bad)
+	}
+}

@@ -288,7 +288,8 @@ func (c *Conn) coalesce(m *vtep.Message, size int) {
 // even if nobody receives it (it is dropped and counted in Network.Drops).
 // A message with an invalid address, port 0, N outside Buf, a negative
 // Segment, or more than vtep.MaxSegments segments or
-// vtep.MaxSegmentedPayload bytes is not sent. n counts messages. err is nil
+// vtep.MaxSegmentedPayload bytes is not sent. n counts messages, and each
+// message's Sent says whether it went. err is nil
 // if n > 0; if nothing was sent, n is 0 and err says why (net.ErrClosed
 // after Close). Safe for concurrent use.
 func (c *Conn) WriteBatch(msgs []vtep.Message) (int, error) {
@@ -302,7 +303,9 @@ func (c *Conn) WriteBatch(msgs []vtep.Message) (int, error) {
 	}
 	sent := 0
 	var first error
-	for _, m := range msgs {
+	for i := range msgs {
+		m := &msgs[i]
+		m.Sent = false
 		to := unmap(m.Addr)
 		if !to.Addr().IsValid() || to.Port() == 0 || m.N < 0 || m.N > len(m.Buf) || m.Segment < 0 ||
 			m.Segment > 0 && m.N > m.Segment && (m.N > vtep.MaxSegmentedPayload || (m.N+m.Segment-1)/m.Segment > vtep.MaxSegments) {
@@ -317,6 +320,7 @@ func (c *Conn) WriteBatch(msgs []vtep.Message) (int, error) {
 			p = p[m.Segment:]
 		}
 		c.net.deliver(c.addr, to, p)
+		m.Sent = true
 		sent++
 	}
 	if sent == 0 && first != nil {
