@@ -55,6 +55,10 @@ func TestMain(m *testing.M) {
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
+	// Each test removes its sockets, and the directory once it is empty;
+	// what a failed test left there (a state file, a socket of a killed
+	// node) goes now, when every node has been stopped.
+	os.RemoveAll(socketDir())
 	os.Exit(code)
 }
 
@@ -67,9 +71,14 @@ type node struct {
 	tap    string
 }
 
+// socketDir is where this test process's nodes have their sockets.
+func socketDir() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("ovlsw-e2e-%d", os.Getpid()))
+}
+
 // socketPath returns a control socket path unique to this test process.
 func socketPath(t *testing.T, name string) string {
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ovlsw-e2e-%d", os.Getpid()))
+	dir := socketDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
