@@ -75,17 +75,9 @@ func connNeed(t *testing.T, cfg ConnConfig) Conn {
 	t.Helper()
 	c := connListenConfig(t, cfg)
 	if got := c.Offloads(); cfg.GSO && !got.GSO || cfg.GRO && !got.GRO {
-		t.Skipf("kernel %s lacks an offload: asked for GSO %v, GRO %v; got %v", connKernel(), cfg.GSO, cfg.GRO, got)
+		t.Skipf("kernel %s lacks an offload: asked for GSO %v, GRO %v; got %v", kernelRelease(), cfg.GSO, cfg.GRO, got)
 	}
 	return c
-}
-
-func connKernel() string {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return "?"
-	}
-	return unix.ByteSliceToString(u.Release[:])
 }
 
 func connWithOffloads(addr string, gso, gro bool, ports int) ConnConfig {
@@ -132,7 +124,7 @@ func TestConnOffloadsProbe(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := connListenConfig(t, connWithOffloads("127.0.0.1:0", tt.gso, tt.gro, tt.ports)).(*linuxConn)
 			got := c.Offloads()
-			t.Logf("kernel %s: asked gso=%v gro=%v srcports=%d, got %v", connKernel(), tt.gso, tt.gro, tt.ports, got)
+			t.Logf("kernel %s: asked gso=%v gro=%v srcports=%d, got %v", kernelRelease(), tt.gso, tt.gro, tt.ports, got)
 			if got.GSO && !tt.gso || got.GRO && !tt.gro || got.SourcePorts != tt.ports {
 				t.Errorf("Offloads = %+v, more than asked for or the wrong pool", got)
 			}

@@ -204,13 +204,17 @@ func TestOffloadLocalPassThrough(t *testing.T) {
 func tcpDatagrams(tb testing.TB, n, mss int, fill func(i int) byte) [][]byte {
 	var dgrams [][]byte
 	for i := range n {
-		f := tcpFrame(tb, fpRemote, fpB, uint32(1000+i*mss), bytes.Repeat([]byte{fill(i)}, mss), false)
-		d := make([]byte, HeaderLen+len(f))
-		_ = Header{VNI: 42}.Encode(d)
-		copy(d[HeaderLen:], f)
-		dgrams = append(dgrams, d)
+		dgrams = append(dgrams, encap42(tcpFrame(tb, fpRemote, fpB, uint32(1000+i*mss), bytes.Repeat([]byte{fill(i)}, mss), false)))
 	}
 	return dgrams
+}
+
+// encap42 returns frame behind a VXLAN header for VNI 42, as received.
+func encap42(frame []byte) []byte {
+	d := make([]byte, HeaderLen+len(frame))
+	_ = Header{VNI: 42}.Encode(d)
+	copy(d[HeaderLen:], frame)
+	return d
 }
 
 // asDatagrams returns dgrams as received one datagram per message from addr.
@@ -291,10 +295,7 @@ func TestReceiveMemo(t *testing.T) {
 		{fpRemote, fpB}, {fpRemote, fpB}, {fpRemote, fpA}, {other, fpA}, {fpRemote, unknown}, {fpRemote, fpB},
 	} {
 		f := tcpFrame(t, d.src, d.dst, uint32(i), bytes.Repeat([]byte{byte(i)}, 8), true) // 62 bytes: no padding
-		dg := make([]byte, HeaderLen+len(f))
-		_ = Header{VNI: 42}.Encode(dg)
-		copy(dg[HeaderLen:], f)
-		dgrams = append(dgrams, dg)
+		dgrams = append(dgrams, encap42(f))
 	}
 	var rs recvScratch
 	r.sw.receiveBatch(asDatagrams(dgrams, r.peer), &rs)
@@ -327,14 +328,7 @@ func TestOffloadAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, send); n != 0 {
 		t.Errorf("sendBatch of a super-frame: %v allocs, want 0", n)
 	}
-	var msgs []Message
-	for i := range 40 {
-		f := tcpFrame(t, fpRemote, fpB, uint32(1000+i*1398), bytes.Repeat([]byte{2}, 1398), false)
-		d := make([]byte, HeaderLen+len(f))
-		_ = Header{VNI: 42}.Encode(d)
-		copy(d[HeaderLen:], f)
-		msgs = append(msgs, Message{Buf: d, N: len(d), Addr: r.peer})
-	}
+	msgs := asDatagrams(tcpDatagrams(t, 40, 1398, func(int) byte { return 2 }), r.peer)
 	var rs recvScratch
 	recv := func() { r.sw.receiveBatch(msgs, &rs) }
 	recv()
