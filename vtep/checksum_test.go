@@ -6,32 +6,13 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/ovlsw/ovlsw/vtep/internal/csumref"
 	"github.com/ovlsw/ovlsw/vtep/offload"
 )
 
-// The checksum itself is tested and benchmarked in package offload; this file
-// keeps what needs vtep: the kernel capture and the reference csumRef that
-// nd_test.go uses.
-
-// csumRef is the RFC 1071 reference: add big-endian byte pairs (a trailing
-// odd byte as the high byte of a pair) and the four 16-bit words of initial
-// into a wide accumulator, then fold the carries back in.
-func csumRef(b []byte, initial uint64) uint16 {
-	var s uint64
-	for i := 0; i < 64; i += 16 {
-		s += initial >> i & 0xffff
-	}
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint64(b[i])<<8 | uint64(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint64(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
-}
+// The checksum itself is tested and benchmarked in package offload, against
+// the reference in vtep/internal/csumref, which nd_test.go uses too; this
+// file keeps what needs vtep: the wrappers and the kernel capture.
 
 // TestChecksumWrappers checks that vtep's names give offload's results.
 func TestChecksumWrappers(t *testing.T) {
@@ -46,7 +27,7 @@ func TestChecksumWrappers(t *testing.T) {
 		if got, want := Checksum(b[:n], initial), offload.Checksum(b[:n], initial); got != want {
 			t.Errorf("len %d: Checksum = %#04x, offload.Checksum = %#04x", n, got, want)
 		}
-		if got, want := Checksum(b[:n], initial), csumRef(b[:n], initial); got != want {
+		if got, want := Checksum(b[:n], initial), csumref.Sum(b[:n], initial); got != want {
 			t.Errorf("len %d: Checksum = %#04x, reference = %#04x", n, got, want)
 		}
 	}

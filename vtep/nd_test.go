@@ -11,6 +11,8 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/ovlsw/ovlsw/fdb"
+
+	"github.com/ovlsw/ovlsw/vtep/internal/csumref"
 )
 
 var (
@@ -87,7 +89,7 @@ func ndRefSum(ip []byte) uint16 {
 	copy(ph[0:32], ip[8:40])
 	binary.BigEndian.PutUint32(ph[32:36], uint32(plen))
 	ph[39] = 58
-	return csumRef(ip[40:40+int(plen)], uint64(csumRef(ph[:], 0)))
+	return csumref.Sum(ip[40:40+int(plen)], uint64(csumref.Sum(ph[:], 0)))
 }
 
 // ndFixChecksum recomputes the ICMPv6 checksum of the IPv6 packet at ip

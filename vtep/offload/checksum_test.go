@@ -9,27 +9,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/ovlsw/ovlsw/vtep/internal/csumref"
 )
-
-// csumRef is the RFC 1071 reference: add big-endian byte pairs (a trailing
-// odd byte as the high byte of a pair) and the four 16-bit words of initial
-// into a wide accumulator, then fold the carries back in.
-func csumRef(b []byte, initial uint64) uint16 {
-	var s uint64
-	for i := 0; i < 64; i += 16 {
-		s += initial >> i & 0xffff
-	}
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint64(b[i])<<8 | uint64(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint64(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
-}
 
 func TestChecksum(t *testing.T) {
 	tests := []struct {
@@ -55,7 +36,7 @@ func TestChecksum(t *testing.T) {
 			if got := Checksum(tt.in, tt.initial); got != tt.want {
 				t.Errorf("Checksum = %#04x, want %#04x", got, tt.want)
 			}
-			if got := csumRef(tt.in, tt.initial); got != tt.want {
+			if got := csumref.Sum(tt.in, tt.initial); got != tt.want {
 				t.Errorf("reference = %#04x, want %#04x (bad test)", got, tt.want)
 			}
 		})
@@ -82,7 +63,7 @@ func TestChecksumRandom(t *testing.T) {
 			initial = 0
 		}
 		for _, b := range [][]byte{buf[off : off+n], ones[off : off+n]} {
-			if got, want := Checksum(b, initial), csumRef(b, initial); got != want {
+			if got, want := Checksum(b, initial), csumref.Sum(b, initial); got != want {
 				t.Fatalf("len %d offset %d initial %#x: Checksum = %#04x, reference %#04x", n, off, initial, got, want)
 			}
 		}
@@ -130,7 +111,7 @@ func TestPseudoHeaderSum6(t *testing.T) {
 			binary.BigEndian.PutUint32(ph[32:36], tt.length)
 			ph[39] = tt.proto
 			got := Checksum(nil, PseudoHeaderSum6(src, dst, tt.length, tt.proto))
-			if want := csumRef(ph[:], 0); got != want {
+			if want := csumref.Sum(ph[:], 0); got != want {
 				t.Errorf("PseudoHeaderSum6 folds to %#04x, reference %#04x", got, want)
 			}
 		})
@@ -208,7 +189,7 @@ func BenchmarkChecksumReference(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(buf)))
 	for b.Loop() {
-		_ = csumRef(buf, 0)
+		_ = csumref.Sum(buf, 0)
 	}
 }
 
@@ -235,7 +216,7 @@ func TestPseudoHeaderSum4(t *testing.T) {
 			ph[9] = tt.proto
 			binary.BigEndian.PutUint16(ph[10:12], uint16(tt.length))
 			got := Checksum(nil, PseudoHeaderSum4(src, dst, tt.length, tt.proto))
-			if want := csumRef(ph[:], 0); got != want {
+			if want := csumref.Sum(ph[:], 0); got != want {
 				t.Errorf("PseudoHeaderSum4 folds to %#04x, reference %#04x", got, want)
 			}
 		})
