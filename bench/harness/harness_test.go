@@ -92,7 +92,7 @@ func TestQuickRun(t *testing.T) {
 		t.Errorf("JSON does not read back (%v):\n%s", err, js.String())
 	}
 	t.Logf("\n%s", table.String())
-	checkNothingLeft(t)
+	testbed.CheckNoNetns(t, fmt.Sprintf("ovb%d-", os.Getpid()))
 }
 
 // TestQuickRunFallback runs the ovlsw base case with --no-attach: the
@@ -111,7 +111,7 @@ func TestQuickRunFallback(t *testing.T) {
 			t.Errorf("%s: not measured", rw.Metric)
 		}
 	}
-	checkNothingLeft(t)
+	testbed.CheckNoNetns(t, fmt.Sprintf("ovb%d-", os.Getpid()))
 }
 
 // quickOptions skips unless the machine can run the harness, builds ovlsw
@@ -142,35 +142,11 @@ func runOrFail(t *testing.T, opts options) *report {
 	if err := checkPrereqs(opts); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := run(ctx, opts, testWriter{t})
+	rep, err := run(ctx, opts, testbed.LogWriter(t))
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	return rep
-}
-
-// checkNothingLeft fails if a namespace of this process's harness runs
-// still exists.
-func checkNothingLeft(t *testing.T) {
-	t.Helper()
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := fmt.Sprintf("ovb%d-", os.Getpid())
-	for line := range strings.Lines(string(out)) {
-		if strings.HasPrefix(line, prefix) {
-			t.Errorf("namespace left behind: %s", strings.TrimSpace(line))
-		}
-	}
-}
-
-// testWriter sends progress lines to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 func TestParseCases(t *testing.T) {

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -360,16 +359,10 @@ func linkNames(out string) []string {
 // namespaceLeakCheck runs after the Bed is closed: no namespace of this run
 // may be left.
 func (s *soak) namespaceLeakCheck() {
-	out, err := exec.Command("ip", "netns", "list").Output()
+	left, err := testbed.LeftNetns(s.bed.ID() + "-")
 	if err != nil {
 		s.rep.check("no namespace left behind", false, err.Error())
 		return
-	}
-	var left []string
-	for line := range strings.Lines(string(out)) {
-		if strings.HasPrefix(line, s.bed.ID()+"-") {
-			left = append(left, strings.Fields(line)[0])
-		}
 	}
 	s.rep.check("no namespace left behind", len(left) == 0, strings.Join(left, ", "))
 }

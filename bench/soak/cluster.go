@@ -247,12 +247,12 @@ func (s *soak) startNode(ctx context.Context, n *node) error {
 	ok := testbed.Poll(ctx, startTimeout, func() bool {
 		var st control.Status
 		if lastErr = n.get(ctx, "/v1/status", &st); lastErr != nil {
-			return isDone(p.Done())
+			return p.Exited()
 		}
 		return st.Node.PID == p.Pid()
 	})
 	switch {
-	case isDone(p.Done()):
+	case p.Exited():
 		return fmt.Errorf("%s exited at start: %v\n%s", n.name, p.Wait(0), tail(p.Output()))
 	case !ok:
 		return fmt.Errorf("%s did not answer on %s within %v (%v):\n%s", n.name, n.socket, startTimeout, lastErr, tail(p.Output()))
@@ -299,7 +299,7 @@ func (n *node) stop(sig syscall.Signal, timeout time.Duration) error {
 		return err
 	}
 	err := p.Wait(timeout)
-	if !isDone(p.Done()) {
+	if !p.Exited() {
 		return fmt.Errorf("%s still running %v after %v", n.name, timeout, sig)
 	}
 	<-l.watched
@@ -404,15 +404,6 @@ func (s *soak) allContainers() []*container {
 	all := append([]*container(nil), s.containers...)
 	all = append(all, s.fresh...)
 	return all
-}
-
-func isDone(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
 }
 
 // tail returns the last lines of a process's output for an error message.

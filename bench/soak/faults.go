@@ -205,7 +205,7 @@ func (s *soak) restart(ctx context.Context, n *node, sig syscall.Signal, rec *fa
 	err := n.stop(sig, timeout)
 	stopped := time.Since(t0)
 	switch {
-	case !isDone(l.proc.Done()):
+	case !l.proc.Exited():
 		return err
 	case sig != syscall.SIGKILL && err != nil:
 		return fmt.Errorf("%s after %v: %v (want exit status 0)\n%s", n.name, sig, err, tail(l.proc.Output()))

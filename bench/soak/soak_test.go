@@ -35,7 +35,7 @@ func TestQuickSoak(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	rep, err := run(ctx, opts, testWriter{t})
+	rep, err := run(ctx, opts, testbed.LogWriter(t))
 	if rep != nil {
 		var table bytes.Buffer
 		if err := rep.writeTable(&table); err != nil {
@@ -62,31 +62,7 @@ func TestQuickSoak(t *testing.T) {
 	if rep.Resources.Baseline.PID == 0 || rep.Resources.End.RSSKiB == 0 {
 		t.Errorf("resources not sampled: %+v", rep.Resources)
 	}
-	checkNothingLeft(t)
-}
-
-// checkNothingLeft fails if a namespace of this process's soak runs still
-// exists.
-func checkNothingLeft(t *testing.T) {
-	t.Helper()
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := fmt.Sprintf("%s%d-", namePrefix, os.Getpid())
-	for line := range strings.Lines(string(out)) {
-		if strings.HasPrefix(line, prefix) {
-			t.Errorf("namespace left behind: %s", strings.TrimSpace(line))
-		}
-	}
-}
-
-// testWriter sends progress lines to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	testbed.CheckNoNetns(t, fmt.Sprintf("%s%d-", namePrefix, os.Getpid()))
 }
 
 func TestParseFlags(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -252,4 +253,34 @@ func (n *Netns) Do(fn func() error) error {
 		return errors.New("testbed: Do: fn called runtime.Goexit (t.FailNow, t.Fatal or t.Skip inside Do)")
 	}
 	return res.err
+}
+
+// LeftNetns returns the names of the network namespaces whose names start
+// with prefix (a Bed's ID and "-", say): what a run that should have
+// removed them left behind.
+func LeftNetns(prefix string) ([]string, error) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("ip netns list: %w", err)
+	}
+	var left []string
+	for line := range strings.Lines(string(out)) {
+		if strings.HasPrefix(line, prefix) {
+			left = append(left, strings.Fields(line)[0])
+		}
+	}
+	return left, nil
+}
+
+// CheckNoNetns fails tb for every network namespace whose name starts with
+// prefix (LeftNetns).
+func CheckNoNetns(tb TB, prefix string) {
+	tb.Helper()
+	left, err := LeftNetns(prefix)
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	for _, name := range left {
+		tb.Errorf("namespace left behind: %s", name)
+	}
 }

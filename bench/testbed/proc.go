@@ -86,6 +86,9 @@ func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 // Done is closed when the process has exited and its output is complete.
 func (p *Proc) Done() <-chan struct{} { return p.done }
 
+// Exited reports whether Done is closed, without waiting.
+func (p *Proc) Exited() bool { return isDone(p.done) }
+
 // Output returns the process's combined stdout and stderr so far (the last
 // 1 MiB), for diagnostics.
 func (p *Proc) Output() string {

@@ -6,8 +6,10 @@ package testbed
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strings"
 )
 
 // RequireRootEnv is the environment variable that turns RequireRoot's skip
@@ -73,4 +75,15 @@ func missingPrereq() string {
 		}
 	}
 	return ""
+}
+
+// LogWriter returns a writer that passes each write, less a trailing
+// newline, to t.Log: progress output of a harness or soak run inside a test.
+func LogWriter(t interface{ Log(args ...any) }) io.Writer { return logWriter{t} }
+
+type logWriter struct{ t interface{ Log(args ...any) } }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

@@ -244,7 +244,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 		t.Error("Run still blocked after Close")
 	}
 	for _, p := range []*Proc{sleeper, stubborn} {
-		if !isDone(p.Done()) {
+		if !p.Exited() {
 			t.Errorf("process %d still running after Close", p.Pid())
 		}
 	}
