@@ -22,16 +22,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ovlsw/ovlsw/bench/testbed"
@@ -86,41 +83,16 @@ func (o *options) quicken() {
 
 func main() {
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "soak: %v\n", err)
-		os.Exit(2)
-	}
-	if err := checkPrereqs(opts); err != nil {
-		fmt.Fprintf(os.Stderr, "soak: %v\n", err)
-		os.Exit(1)
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	rep, runErr := run(ctx, opts, os.Stderr)
-	if ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "soak: interrupted; every namespace and process it made has been removed")
-		os.Exit(130)
-	}
-	if rep != nil {
-		var err error
-		if opts.JSON {
-			err = rep.writeJSON(os.Stdout)
-		} else {
-			err = rep.writeTable(os.Stdout)
+	testbed.Main("soak", err, func() error { return checkPrereqs(opts) }, func(ctx context.Context) (func(io.Writer) error, error) {
+		rep, err := run(ctx, opts, os.Stderr)
+		switch {
+		case rep == nil:
+			return nil, err
+		case opts.JSON:
+			return rep.writeJSON, err
 		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "soak: %v\n", err)
-			os.Exit(1)
-		}
-	}
-	if runErr != nil {
-		fmt.Fprintf(os.Stderr, "soak: %v\n", runErr)
-		os.Exit(1)
-	}
+		return rep.writeTable, err
+	})
 }
 
 func parseFlags(args []string, usageOut io.Writer) (options, error) {
