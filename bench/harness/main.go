@@ -192,24 +192,14 @@ func parseCases(s string) (builds, scenes []string, err error) {
 
 // checkPrereqs says what is missing before anything is created.
 func checkPrereqs(opts options) error {
-	if uid := os.Geteuid(); uid != 0 {
-		return fmt.Errorf("needs root (it creates network namespaces), running as uid %d: run `sudo make bench`", uid)
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		return fmt.Errorf("needs /dev/net/tun for ovlsw's TAP ports: %v (modprobe tun)", err)
+	if err := testbed.CheckHost("sudo make bench"); err != nil {
+		return err
 	}
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		return errors.New("iperf3 is not installed: install it with `apt-get install iperf3` (`make bench` does that for you)")
 	}
-	for _, tool := range []string{"ip", "bridge", "ethtool", "ping"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is not installed: install it with `apt-get install iproute2 ethtool iputils-ping` (or `make deps`)", tool)
-		}
-	}
 	if slices.Contains(opts.Builds, buildOvlsw) {
-		if fi, err := os.Stat(opts.Ovlsw); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return fmt.Errorf("no ovlsw binary at %s: run `make build` or pass --ovlsw PATH", opts.Ovlsw)
-		}
+		return testbed.CheckOvlswBinary(opts.Ovlsw)
 	}
 	return nil
 }

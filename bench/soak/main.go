@@ -139,21 +139,10 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 
 // checkPrereqs says what is missing before anything is created.
 func checkPrereqs(opts options) error {
-	if uid := os.Geteuid(); uid != 0 {
-		return fmt.Errorf("needs root (it creates network namespaces), running as uid %d: run `sudo make soak`", uid)
+	if err := testbed.CheckHost("sudo make soak"); err != nil {
+		return err
 	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		return fmt.Errorf("needs /dev/net/tun for ovlsw's TAP ports: %v (modprobe tun)", err)
-	}
-	for _, tool := range []string{"ip", "bridge", "ethtool", "ping"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is not installed: install it with `apt-get install iproute2 ethtool iputils-ping` (or `make deps`)", tool)
-		}
-	}
-	if fi, err := os.Stat(opts.Ovlsw); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return fmt.Errorf("no ovlsw binary at %s: run `make build` or pass --ovlsw PATH", opts.Ovlsw)
-	}
-	return nil
+	return testbed.CheckOvlswBinary(opts.Ovlsw)
 }
 
 // run builds the cluster, starts the traffic, runs the fault loop, checks

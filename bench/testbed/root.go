@@ -63,18 +63,37 @@ func RequireRoot(tb TB) {
 
 // missingPrereq returns why root tests cannot run here, or "" if they can.
 func missingPrereq() string {
+	if err := CheckHost("sudo make test"); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// CheckHost says what this machine lacks for a test bed, before anything
+// is created: root, /dev/net/tun (for ovlsw's TAPs) and the tools the
+// package runs. sudo is the command to suggest to a user who is not root.
+func CheckHost(sudo string) error {
 	if uid := os.Geteuid(); uid != 0 {
-		return fmt.Sprintf("needs root, running as uid %d", uid)
+		return fmt.Errorf("needs root (it creates network namespaces), running as uid %d: run `%s`", uid, sudo)
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		return fmt.Sprintf("needs /dev/net/tun: %v", err)
+		return fmt.Errorf("needs /dev/net/tun for ovlsw's TAP ports: %v (modprobe tun)", err)
 	}
 	for _, t := range tools {
 		if _, err := exec.LookPath(t); err != nil {
-			return fmt.Sprintf("needs %s in PATH", t)
+			return fmt.Errorf("%s is not installed: install it with `apt-get install iproute2 ethtool iputils-ping` (or `make deps`)", t)
 		}
 	}
-	return ""
+	return nil
+}
+
+// CheckOvlswBinary says if path is not an executable file, and how to get
+// one.
+func CheckOvlswBinary(path string) error {
+	if fi, err := os.Stat(path); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("no ovlsw binary at %s: run `make build` or pass --ovlsw PATH", path)
+	}
+	return nil
 }
 
 // LogWriter returns a writer that passes each write, less a trailing
