@@ -206,12 +206,6 @@ func TestStats(t *testing.T) {
 	if got := percentile(s, 99); got != 10*time.Millisecond {
 		t.Errorf("p99 = %v, want 10ms", got)
 	}
-	if got := median([]float64{3, 1, 2}); got != 2 {
-		t.Errorf("median = %v, want 2", got)
-	}
-	if got := median([]float64{4, 1, 2, 3}); got != 2.5 {
-		t.Errorf("median = %v, want 2.5", got)
-	}
 	for in, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 100015: "100,015", 1234567: "1,234,567"} {
 		if got := formatCount(in); got != want {
 			t.Errorf("formatCount(%v) = %q, want %q", in, got, want)

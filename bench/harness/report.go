@@ -6,7 +6,6 @@ package main
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ovlsw/ovlsw/bench/testbed"
 )
 
 // rowDef describes one row of the report.
@@ -196,7 +197,7 @@ func (r *report) finish(defs []rowDef, failures []error) {
 			continue
 		}
 		for _, c := range rw.Values {
-			c.Median = median(c.Samples)
+			c.Median = testbed.Median(c.Samples)
 		}
 		if o := rw.Values[buildOvlsw]; o != nil && rw.Unit != "%" { // a ratio of loss rates says nothing
 			for _, other := range []string{buildKernel, buildUnderlay} {
@@ -215,23 +216,8 @@ func (r *report) finish(defs []rowDef, failures []error) {
 	}
 }
 
-func median(s []float64) float64 {
-	if len(s) == 0 {
-		return 0
-	}
-	s = slices.Sorted(slices.Values(s))
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 // writeJSON writes the report as indented JSON.
-func (r *report) writeJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
-}
+func (r *report) writeJSON(w io.Writer) error { return testbed.WriteJSON(w, r) }
 
 // writeTable writes the report as an aligned table with a header and notes.
 func (r *report) writeTable(w io.Writer) error {

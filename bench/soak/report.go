@@ -5,7 +5,6 @@ package main
 // and the checks; printed as a table for people or as JSON for machines.
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/ovlsw/ovlsw/bench/testbed"
 )
 
 // report is the result of one run. Its methods are safe for concurrent
@@ -215,7 +216,7 @@ func (r *report) finish() {
 	}
 	for kind := range gaps {
 		k := r.GapsByKind[kind]
-		k.MedianS, k.PathMedianS = median(gaps[kind]), median(pathGaps[kind])
+		k.MedianS, k.PathMedianS = testbed.Median(gaps[kind]), testbed.Median(pathGaps[kind])
 		r.GapsByKind[kind] = k
 	}
 	for _, f := range r.Flows {
@@ -228,8 +229,8 @@ func (r *report) finish() {
 		}
 	}
 	if b := r.between; len(b[0]) > 0 {
-		r.BetweenFaults = kindGaps{Count: len(b[0]), MaxS: slices.Max(b[0]), MedianS: median(b[0]),
-			PathMaxS: slices.Max(b[1]), PathMedianS: median(b[1])}
+		r.BetweenFaults = kindGaps{Count: len(b[0]), MaxS: slices.Max(b[0]), MedianS: testbed.Median(b[0]),
+			PathMaxS: slices.Max(b[1]), PathMedianS: testbed.Median(b[1])}
 	}
 	res := &r.Resources
 	if n := len(res.Samples); n > 0 && res.Baseline.PID != 0 {
@@ -284,23 +285,7 @@ func rssSlope(samples []procSample, from float64) float64 {
 	return (n*sxy - sx*sy) / (n*sxx - sx*sx)
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func (r *report) writeJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
-}
+func (r *report) writeJSON(w io.Writer) error { return testbed.WriteJSON(w, r) }
 
 // writeTable prints the report for people.
 func (r *report) writeTable(w io.Writer) error {

@@ -128,12 +128,6 @@ func TestBound(t *testing.T) {
 	if got := bound(100, 16); got != 166 {
 		t.Errorf("bound(100, 16) = %d, want 166", got)
 	}
-	if got := median([]float64{3, 1, 2}); got != 2 {
-		t.Errorf("median = %v, want 2", got)
-	}
-	if got := median([]float64{4, 1, 2, 3}); got != 2.5 {
-		t.Errorf("median = %v, want 2.5", got)
-	}
 }
 
 func TestRSSSlope(t *testing.T) {

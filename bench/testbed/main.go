@@ -2,12 +2,14 @@ package testbed
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -49,4 +51,24 @@ func Main(name string, flagErr error, prereq func() error, run func(ctx context.
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, runErr)
 		os.Exit(1)
 	}
+}
+
+// Median returns the median of v (the mean of the middle two for an even
+// count), 0 for none. v is not changed.
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// WriteJSON writes v as indented JSON: a bench program's --json report.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
