@@ -52,18 +52,23 @@ func persistentTAP(t *testing.T, name, when string) {
 	}
 }
 
+// arpPeerMAC is the MAC arpRoundTrip asks from.
+var arpPeerMAC = net.HardwareAddr{0x02, 0x0e, 0x00, 0x00, 0x00, 0x02}
+
 // arpRoundTrip asks the kernel behind dev for target with an ARP request
-// written on dev and waits for the reply on frames (from readFrames). With
-// virtio-net headers, the request goes with a zero header and the reply
-// must come with a zero one too.
-func arpRoundTrip(t *testing.T, dev Device, frames <-chan []byte, target netip.Addr) {
+// from arpPeerMAC and target.Next(), written on dev with 8 bytes of
+// headroom (as the switch reads and writes), waits for the reply on frames
+// (from readFrames, same offset) and returns it. With virtio-net headers,
+// the request goes with a zero header and the reply must come with a zero
+// one too.
+func arpRoundTrip(t *testing.T, dev Device, frames <-chan []byte, target netip.Addr) gopacket.Packet {
 	t.Helper()
 	const off = 8
 	hdr := 0
 	if dev.Offloads().VnetHdr {
 		hdr = VnetHdrLen
 	}
-	peerMAC := net.HardwareAddr{0x02, 0x0e, 0x00, 0x00, 0x00, 0x02}
+	peerMAC := arpPeerMAC
 	peerIP := target.Next()
 	req := arpRequest(t, off+hdr, peerMAC, peerIP, target) // arpRequest zeroes the header
 	if n, err := dev.Write([][]byte{req}, off); n != 1 || err != nil {
@@ -92,7 +97,7 @@ func arpRoundTrip(t *testing.T, dev Device, frames <-chan []byte, target netip.A
 			net.HardwareAddr(arp.DstHwAddress).String() != peerMAC.String() {
 			t.Fatalf("unexpected ARP frame:\n%v", pkt)
 		}
-		return
+		return pkt
 	}
 }
 

@@ -185,35 +185,12 @@ func TestCreateConfiguresLinkAndAnswersARP(t *testing.T) {
 	}
 
 	// Ask the kernel for 10.250.0.1 from a host behind the port.
-	const off = 8 // headroom, as the switch reads and writes
-	peerMAC := net.HardwareAddr{0x02, 0x0e, 0x00, 0x00, 0x00, 0x02}
-	frames := readFrames(t, dev, off)
-	req := arpRequest(t, off, peerMAC, netip.MustParseAddr("10.250.0.2"), addr.Addr())
-	if n, err := dev.Write([][]byte{req}, off); n != 1 || err != nil {
-		t.Fatalf("Write = %d, %v; want 1, nil", n, err)
-	}
-	deadline := time.After(wait)
-	for {
-		var f []byte
-		select {
-		case f = <-frames:
-		case <-deadline:
-			t.Fatal("no ARP reply from the kernel")
-		}
-		pkt := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
-		arp, _ := pkt.Layer(layers.LayerTypeARP).(*layers.ARP)
-		if arp == nil {
-			continue // IPv6 router solicitations and the like
-		}
-		eth := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
-		if arp.Operation != layers.ARPReply ||
-			net.HardwareAddr(arp.SourceHwAddress).String() != net.HardwareAddr(mac[:]).String() ||
-			net.IP(arp.SourceProtAddress).String() != "10.250.0.1" ||
-			net.HardwareAddr(arp.DstHwAddress).String() != peerMAC.String() ||
-			eth.DstMAC.String() != peerMAC.String() || eth.SrcMAC.String() != net.HardwareAddr(mac[:]).String() {
-			t.Fatalf("unexpected ARP frame:\n%v", pkt)
-		}
-		return
+	pkt := arpRoundTrip(t, dev, readFrames(t, dev, 8), addr.Addr())
+	arp := pkt.Layer(layers.LayerTypeARP).(*layers.ARP)
+	eth := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	if net.HardwareAddr(arp.SourceHwAddress).String() != net.HardwareAddr(mac[:]).String() ||
+		eth.DstMAC.String() != arpPeerMAC.String() || eth.SrcMAC.String() != net.HardwareAddr(mac[:]).String() {
+		t.Fatalf("unexpected ARP frame:\n%v", pkt)
 	}
 }
 
