@@ -320,10 +320,26 @@ func (a *Agent) Addr() netip.AddrPort {
 }
 
 // Leave withdraws every binding this node owns, tells the cluster this
-// node is leaving and waits up to timeout for that to go out. Other members
-// then drop this node's bindings and VTEP at once instead of after failure
-// detection. Announce fails afterwards; call Close next. It is the first
-// half of the SIGTERM path.
+// node is leaving and waits up to timeout (without bound if timeout <= 0)
+// for that to go out. Other members then drop this node's bindings and
+// VTEP at once instead of after failure detection. Announce fails
+// afterwards; call Close next. It is the first half of the SIGTERM path.
+//
+// It returns nil once our leave message has been sent its retransmit
+// limit, or as soon as no other member is alive (all left or dead: nobody
+// to tell, as when the whole cluster stops together), and an error only if
+// the timeout passes, or Close is called, while others are still alive.
+//
+// Design: memberlist's Leave queues its dead message about us and, if any
+// member is alive, blocks until that message has been sent. But it only
+// gossips to members alive or recently dead, so when the others leave at
+// the same moment (marked left by their own dead messages) it never goes
+// out and Leave waits out the whole timeout, which nothing can cancel:
+// Shutdown does not end it. So we call it with a negligible timeout (its
+// message stays queued and is gossiped until Shutdown) and wait ourselves
+// on our own leave message leaving the queue, polling memberlist for a
+// live member every leavePoll, and on the timeout and Close. The wait runs
+// in the caller's goroutine and starts none, so nothing outlives Close.
 func (a *Agent) Leave(timeout time.Duration) error {
 	var err error
 	a.leaveOnce.Do(func() {
@@ -336,15 +352,74 @@ func (a *Agent) Leave(timeout time.Duration) error {
 		for k := range a.byOwner[a.cfg.Name] {
 			a.withdrawLocked(k)
 		}
-		a.queueNamed(leaveName(a.cfg.Name), encodeMessage(&message{
-			Owner: a.cfg.Name, Leave: true, Rec: record{Gen: a.gen},
-		}))
+		sent := make(chan struct{}, 1)
+		a.queue.QueueBroadcast(&leaveBroadcast{
+			broadcast: broadcast{name: leaveName(a.cfg.Name), msg: encodeMessage(&message{
+				Owner: a.cfg.Name, Leave: true, Rec: record{Gen: a.gen},
+			})},
+			sent: sent,
+		})
 		a.unlock()
-		if e := a.ml.Leave(timeout); e != nil {
-			err = fmt.Errorf("gossip: leave: %w", e)
+		// Its only error is the timeout, which we wait out ourselves.
+		_ = a.ml.Leave(time.Nanosecond)
+
+		othersAlive := func() bool {
+			for _, n := range a.ml.Members() { // alive and suspect only
+				if n.Name != a.cfg.Name {
+					return true
+				}
+			}
+			return false
+		}
+		var expired <-chan time.Time
+		if timeout > 0 {
+			timer := time.NewTimer(timeout)
+			defer timer.Stop()
+			expired = timer.C
+		}
+		poll := time.NewTicker(leavePoll)
+		defer poll.Stop()
+		for othersAlive() {
+			select {
+			case <-sent:
+				return
+			case <-poll.C:
+			case <-expired:
+				if othersAlive() {
+					err = fmt.Errorf("gossip: leave: timeout after %v waiting for the leave broadcast, members still alive", timeout)
+				}
+				return
+			case <-a.closing:
+				if othersAlive() {
+					err = errors.New("gossip: leave: closed before the leave broadcast went out, members still alive")
+				}
+				return
+			}
 		}
 	})
 	return err
+}
+
+// leavePoll is how often Leave checks whether any other member is still
+// alive. A member leaving at the same time is marked left when its dead
+// message arrives, within a gossip interval or two (200 ms by default, 10
+// ms in the tests); polling at a quarter of the default adds little to
+// Leave and costs a read of memberlist's node list.
+const leavePoll = 50 * time.Millisecond
+
+// leaveBroadcast is our own leave message in the queue, telling Leave by
+// sent (buffered) when the queue is done with it: sent its retransmit
+// limit (or, never in practice, pruned).
+type leaveBroadcast struct {
+	broadcast
+	sent chan struct{}
+}
+
+func (b *leaveBroadcast) Finished() {
+	select {
+	case b.sent <- struct{}{}:
+	default:
+	}
 }
 
 // Close shuts memberlist down (without Leave, other members detect the
