@@ -77,16 +77,24 @@ type netRecord struct {
 
 // checkNetwork checks the bounds and local invariants of a network
 // definition (not the cluster-wide ones: unique VNI, disjoint subnets).
+// The subnet and gateway get the users' checks (spec.go); name, VNI, MTU
+// and flood get the wire format's bounds, wider than what the daemon
+// accepts from users, so that a node whose rules are stricter still
+// carries networks written under looser ones.
 func checkNetwork(n *Network) error {
 	switch {
 	case n.Name == "" || len(n.Name) > 255:
 		return fmt.Errorf("gossip: network name %q must be 1 to 255 bytes", n.Name)
 	case n.VNI > MaxVNI:
 		return fmt.Errorf("gossip: network %s: VNI %d exceeds 24 bits", n.Name, n.VNI)
-	case n.Subnet != (netip.Prefix{}) && (!n.Subnet.IsValid() || n.Subnet != n.Subnet.Masked()):
-		return fmt.Errorf("gossip: network %s: subnet %v is not a valid prefix without host bits", n.Name, n.Subnet)
-	case n.Gateway.IsValid() && (n.Gateway.Zone() != "" || !n.Subnet.Contains(n.Gateway)):
-		return fmt.Errorf("gossip: network %s: gateway %v is not in subnet %v", n.Name, n.Gateway, n.Subnet)
+	}
+	if err := CheckSubnet(n.Subnet); err != nil {
+		return fmt.Errorf("gossip: network %s: %w", n.Name, err)
+	}
+	if err := CheckGateway(n.Gateway, n.Subnet); err != nil {
+		return fmt.Errorf("gossip: network %s: %w", n.Name, err)
+	}
+	switch {
 	case n.MTU < 0 || n.MTU > 65535:
 		return fmt.Errorf("gossip: network %s: MTU %d out of range 0..65535", n.Name, n.MTU)
 	case len(n.Flood) > maxFlood:

@@ -1,10 +1,11 @@
 // The checks of a network's values, one per value, for everything that
 // takes a network from a user: the daemon's flags and API, the CLI and
-// gossip.
+// gossip (checkNetwork applies CheckSubnet and CheckGateway, and the wire
+// format's wider bounds to the other values).
 //
 // Each error names the value, never where it came from (a flag, an API
-// field), and is meant to be shown as it is; callers add the network's
-// name or the flag. The VNI's check is fdb.CheckVNI.
+// field), and is meant to be shown as it is; callers add context such as
+// the network's name. The VNI's check is fdb.CheckVNI.
 
 package gossip
 

@@ -117,3 +117,29 @@ func TestCheckMTU(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckNetworkSpec checks that the wire format's check gives a
+// network's subnet and gateway the users' checks, naming the network.
+func TestCheckNetworkSpec(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Network)
+		want error
+	}{
+		{"host bits", func(n *Network) { n.Subnet = netip.MustParsePrefix("10.1.2.3/16") },
+			CheckSubnet(netip.MustParsePrefix("10.1.2.3/16"))},
+		{"gateway outside", func(n *Network) { n.Gateway = netip.MustParseAddr("10.1.0.1") },
+			CheckGateway(netip.MustParseAddr("10.1.0.1"), testNet(1).Subnet)},
+		{"gateway without subnet", func(n *Network) { n.Subnet = netip.Prefix{} },
+			CheckGateway(testNet(1).Gateway, netip.Prefix{})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := testNet(1)
+			tc.mod(&n)
+			want := "gossip: network net1: " + errText(tc.want)
+			if got := errText(checkNetwork(&n)); got != want {
+				t.Errorf("checkNetwork = %q, want %q", got, want)
+			}
+		})
+	}
+}
