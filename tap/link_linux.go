@@ -2,19 +2,91 @@
 
 package tap
 
-// This file holds network namespaces of ports on Linux: InNetns runs code
-// there (Adopt of a TAP that lives there); NetnsIDOf tells namespaces
-// apart.
+// This file holds link setup of a port in a network namespace on Linux:
+// Place moves a link there and configures it; InNetns runs code there
+// (Adopt of a TAP that lives there); NetnsIDOf tells namespaces apart.
+//
+// Design notes: Place works through netlink sockets opened in the target
+// namespace (netlink.NewHandleAt), so no thread changes namespace. Place looks IfName up in the target before it moves
+// the link, so that a taken name leaves the link where it was; it does not
+// undo a later step that fails: the link may then be in Netns, under its
+// old or new name, partly configured. Closing a non-persistent TAP removes
+// its link wherever it is, which is how a caller cleans up.
 
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
+
+// Place moves the link named link, in the calling thread's network
+// namespace, into the namespace at p.Netns, renames it p.IfName, adds
+// p.Addrs, sets it up and adds a default route via p.Gateway if that is
+// valid, in that order. Errors wrap ErrLinkExists if p.IfName is taken
+// there (then the link was not moved), or ErrPermission if the kernel
+// refused for want of privilege. A failure after the move leaves the link
+// in p.Netns as far as it got; see the design notes.
+func Place(link string, p Placement) error {
+	if err := p.validate(link); err != nil {
+		return err
+	}
+	ns, err := netns.GetFromPath(p.Netns)
+	if err != nil {
+		return fmt.Errorf("tap: open network namespace %s: %w", p.Netns, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return linkErr(err, "netlink in %s", p.Netns)
+	}
+	defer h.Close()
+	if _, err := h.LinkByName(p.IfName); err == nil {
+		return fmt.Errorf("%w: %s in network namespace %s", ErrLinkExists, p.IfName, p.Netns)
+	} else if !errors.As(err, new(netlink.LinkNotFoundError)) {
+		return linkErr(err, "look %s up in %s", p.IfName, p.Netns)
+	}
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		return linkErr(err, "find %s", link)
+	}
+	if err := netlink.LinkSetNsFd(l, int(ns)); err != nil {
+		return linkErr(err, "move %s into %s", link, p.Netns)
+	}
+	if l, err = h.LinkByName(link); err != nil {
+		return linkErr(err, "find %s in %s", link, p.Netns)
+	}
+	if err := h.LinkSetName(l, p.IfName); err != nil {
+		if errors.Is(err, unix.EEXIST) { // made since the look-up
+			return fmt.Errorf("%w: %s in network namespace %s (rename %s: %w)", ErrLinkExists, p.IfName, p.Netns, link, err)
+		}
+		return linkErr(err, "rename %s to %s", link, p.IfName)
+	}
+	for _, a := range p.Addrs {
+		na := &netlink.Addr{IPNet: &net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(a.Bits(), a.Addr().BitLen())}}
+		if a.Addr().Is6() {
+			na.Flags = unix.IFA_F_NODAD // the caller vouches the address is unique
+		}
+		if err := h.AddrAdd(l, na); err != nil {
+			return linkErr(err, "add %v to %s", a, p.IfName)
+		}
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return linkErr(err, "set %s up", p.IfName)
+	}
+	if p.Gateway.IsValid() {
+		r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: p.Gateway.AsSlice()}
+		if err := h.RouteAdd(r); err != nil {
+			return linkErr(err, "default route via %v", p.Gateway)
+		}
+	}
+	return nil
+}
 
 // linkErr is err, which the kernel returned doing what the format says,
 // with context, and wrapping ErrPermission if it is EPERM or EACCES.

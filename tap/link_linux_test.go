@@ -1,19 +1,24 @@
 package tap
 
-// Tests of InNetns and NetnsIDOf. They need root and run in a network
-// namespace of their own (inNetns, as in tap_linux_test.go), and make
-// named namespaces that they remove when they end.
+// Tests of Place, InNetns and NetnsIDOf. Those that
+// need root run in a network namespace of their own (inNetns, as in
+// tap_linux_test.go), and put their TAPs into named namespaces that they
+// remove when they end.
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -80,6 +85,171 @@ func removeNetns(path string) error {
 		return err
 	}
 	return nil
+}
+
+// handleIn returns a netlink handle in the network namespace at path,
+// closed when the test ends.
+func handleIn(t *testing.T, path string) *netlink.Handle {
+	t.Helper()
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+// hasPrefix reports whether addrs holds p, and with which flags.
+func hasPrefix(addrs []netlink.Addr, p netip.Prefix) (flags int, ok bool) {
+	for _, a := range addrs {
+		if a.IPNet.String() == p.String() {
+			return a.Flags, true
+		}
+	}
+	return 0, false
+}
+
+// defaultRoutes returns the gateways of the default routes in routes.
+func defaultRoutes(routes []netlink.Route) []string {
+	var gws []string
+	for _, r := range routes {
+		if r.Dst == nil {
+			gws = append(gws, r.Gw.String())
+		} else if ones, _ := r.Dst.Mask.Size(); ones == 0 {
+			gws = append(gws, r.Gw.String())
+		}
+	}
+	return gws
+}
+
+func TestPlace(t *testing.T) {
+	v4 := netip.MustParsePrefix("10.250.10.5/24")
+	v6 := netip.MustParsePrefix("fd00:250:10::5/64")
+	for _, tc := range []struct {
+		name    string
+		addrs   []netip.Prefix
+		gateway netip.Addr
+	}{
+		{"ipv4 gateway", []netip.Prefix{v4, v6}, netip.MustParseAddr("10.250.10.1")},
+		{"ipv6 gateway", []netip.Prefix{v4, v6}, netip.MustParseAddr("fd00:250:10::1")},
+		{"no gateway", []netip.Prefix{v4}, netip.Addr{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inNetns(t)
+			path := namedNetns(t)
+			name := tapName("pl")
+			mac := [6]byte{0x02, 0x0e, 0x00, 0x00, 0x10, 0x05}
+			dev := create(t, Config{Name: name, MTU: 1400, MAC: mac})
+			p := Placement{Netns: path, IfName: "eth0", Addrs: tc.addrs, Gateway: tc.gateway}
+			if err := Place(name, p); err != nil {
+				t.Fatalf("Place(%s, %+v): %v", name, p, err)
+			}
+
+			if _, err := netlink.LinkByName(name); !errors.As(err, new(netlink.LinkNotFoundError)) {
+				t.Errorf("%s still in the original namespace (%v)", name, err)
+			}
+			h := handleIn(t, path)
+			link, err := h.LinkByName("eth0")
+			if err != nil {
+				t.Fatalf("eth0 in %s: %v", path, err)
+			}
+			a := link.Attrs()
+			if _, ok := link.(*netlink.Tuntap); !ok || a.Flags&net.FlagUp == 0 || a.MTU != 1400 ||
+				a.HardwareAddr.String() != net.HardwareAddr(mac[:]).String() {
+				t.Errorf("eth0: %s link, flags %v, MTU %d, MAC %v; want a tuntap, up, 1400, %v",
+					link.Type(), a.Flags, a.MTU, a.HardwareAddr, net.HardwareAddr(mac[:]))
+			}
+			addrs, err := h.AddrList(link, netlink.FAMILY_ALL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tc.addrs {
+				flags, ok := hasPrefix(addrs, want)
+				switch {
+				case !ok:
+					t.Errorf("address %v missing: have %v", want, addrs)
+				case want.Addr().Is6() && flags&unix.IFA_F_NODAD == 0:
+					t.Errorf("address %v has flags %#x, want IFA_F_NODAD", want, flags)
+				}
+			}
+			for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+				routes, err := h.RouteList(link, fam)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want []string
+				if tc.gateway.IsValid() && (fam == netlink.FAMILY_V4) == tc.gateway.Is4() {
+					want = []string{tc.gateway.String()}
+				}
+				if got := defaultRoutes(routes); !slices.Equal(got, want) {
+					t.Errorf("family %d: default routes via %v, want via %v", fam, got, want)
+				}
+			}
+
+			// The link works there: the namespace's kernel answers ARP.
+			arpRoundTrip(t, dev, readFrames(t, dev, 8), v4.Addr())
+		})
+	}
+}
+
+func TestPlaceLinkExists(t *testing.T) {
+	inNetns(t)
+	path := namedNetns(t)
+	first, second := tapName("x1"), tapName("x2")
+	create(t, Config{Name: first})
+	create(t, Config{Name: second})
+	if err := Place(first, Placement{Netns: path, IfName: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	err := Place(second, Placement{Netns: path, IfName: "eth0"})
+	if !errors.Is(err, ErrLinkExists) {
+		t.Fatalf("second Place as eth0: %v, want ErrLinkExists", err)
+	}
+	if _, err := netlink.LinkByName(second); err != nil {
+		t.Errorf("%s was moved after all: %v", second, err)
+	}
+	if _, err := handleIn(t, path).LinkByName("eth0"); err != nil {
+		t.Errorf("eth0 in %s: %v", path, err)
+	}
+}
+
+func TestPlaceErrors(t *testing.T) {
+	inNetns(t)
+	path := namedNetns(t)
+	name := tapName("e")
+	create(t, Config{Name: name})
+	for _, tc := range []struct {
+		name string
+		link string
+		p    Placement
+	}{
+		{"no such link", tapName("none"), Placement{Netns: path, IfName: "eth0"}},
+		{"no such namespace", name, Placement{Netns: path + "-none", IfName: "eth0"}},
+		{"no namespace", name, Placement{IfName: "eth0"}},
+		{"no name", name, Placement{Netns: path}},
+		{"name too long", name, Placement{Netns: path, IfName: "eth0123456789012"}},
+		{"name template", name, Placement{Netns: path, IfName: "eth%d"}},
+		{"name with slash", name, Placement{Netns: path, IfName: "a/b"}},
+		{"bad link name", "", Placement{Netns: path, IfName: "eth0"}},
+		{"invalid address", name, Placement{Netns: path, IfName: "eth0", Addrs: []netip.Prefix{{}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Place(tc.link, tc.p)
+			if err == nil || errors.Is(err, ErrLinkExists) {
+				t.Fatalf("Place(%q, %+v) = %v, want an error other than ErrLinkExists", tc.link, tc.p, err)
+			}
+			t.Log(err)
+		})
+	}
+	// Nothing failed after the move: the TAP stays here.
+	if _, err := netlink.LinkByName(name); err != nil {
+		t.Errorf("%s: %v", name, err)
+	}
 }
 
 func TestInNetns(t *testing.T) {

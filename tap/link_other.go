@@ -4,6 +4,12 @@ package tap
 
 import "fmt"
 
+// Place returns an error wrapping ErrUnsupported: network namespaces are
+// Linux's.
+func Place(link string, p Placement) error {
+	return fmt.Errorf("%w (place %q)", ErrUnsupported, link)
+}
+
 // InNetns returns an error wrapping ErrUnsupported, without running fn:
 // network namespaces are Linux's.
 func InNetns(path string, fn func() error) error {
