@@ -3,8 +3,8 @@ package tap
 // This file holds link setup of a port in a network namespace, shared by
 // every OS so that callers compile everywhere: Placement, which says where
 // and how Place sets a link up, ErrLinkExists, and NetnsID, a namespace's
-// identity. link_linux.go implements Place, InNetns and NetnsIDOf;
-// link_other.go returns ErrUnsupported from each.
+// identity. link_linux.go implements Place, InNetns, NetnsIDOf, TxDropped
+// and Resolving; link_other.go returns ErrUnsupported from each.
 
 import (
 	"errors"

@@ -4,10 +4,13 @@ package tap
 
 // This file holds link setup of a port in a network namespace on Linux:
 // Place moves a link there and configures it; InNetns runs code there
-// (Adopt of a TAP that lives there); NetnsIDOf tells namespaces apart.
+// (Adopt of a TAP that lives there); NetnsIDOf tells namespaces apart;
+// TxDropped and Resolving read a link's TX drops and its neighbour
+// lookups in progress.
 //
-// Design notes: Place works through netlink sockets opened in the target
-// namespace (netlink.NewHandleAt), so no thread changes namespace. Place looks IfName up in the target before it moves
+// Design notes: everything but InNetns works through netlink sockets
+// opened in the target namespace (netlink.NewHandleAt), so no thread
+// changes namespace. Place looks IfName up in the target before it moves
 // the link, so that a taken name leaves the link where it was; it does not
 // undo a later step that fails: the link may then be in Netns, under its
 // old or new name, partly configured. Closing a non-persistent TAP removes
@@ -17,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 
@@ -162,4 +166,72 @@ func NetnsIDOf(path string) (NetnsID, error) {
 		return NetnsID{}, fmt.Errorf("tap: network namespace %s: %w", path, os.NewSyscallError("fstat", err))
 	}
 	return NetnsID{dev: uint64(st.Dev), ino: st.Ino}, nil
+}
+
+// TxDropped reads the TX drop counter of the link ifname in the network
+// namespace at path ("": the calling thread's). For a TAP these are the
+// frames the kernel sent it that its queue could not hold until they were
+// read.
+func TxDropped(path, ifname string) (uint64, error) {
+	var n uint64
+	err := withLink(path, ifname, func(_ *netlink.Handle, l netlink.Link) error {
+		if s := l.Attrs().Statistics; s != nil {
+			n = s.TxDropped
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Resolving lists the addresses the link ifname in the network namespace
+// at path ("": the calling thread's) is resolving: those of its INCOMPLETE
+// or FAILED neighbour entries (ARP and IPv6 neighbour discovery), IPv4
+// ones unmapped, in the kernel's order. A switch that knows their MACs can
+// answer at once rather than let the kernel wait to retry.
+func Resolving(path, ifname string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	err := withLink(path, ifname, func(h *netlink.Handle, l netlink.Link) error {
+		neighs, err := h.NeighList(l.Attrs().Index, netlink.FAMILY_ALL)
+		if err != nil {
+			return linkErr(err, "neighbours of %s in %s", ifname, where(path))
+		}
+		for _, n := range neighs {
+			ip, ok := netip.AddrFromSlice(n.IP)
+			if ok && n.State&(netlink.NUD_INCOMPLETE|netlink.NUD_FAILED) != 0 {
+				out = append(out, ip.Unmap())
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// withLink calls fn with a netlink handle in the network namespace at path
+// ("": the calling thread's) and the link ifname there.
+func withLink(path, ifname string, fn func(*netlink.Handle, netlink.Link) error) error {
+	h := &netlink.Handle{} // sockets opened per request, in the thread's namespace
+	if path != "" {
+		ns, err := netns.GetFromPath(path)
+		if err != nil {
+			return fmt.Errorf("tap: open network namespace %s: %w", path, err)
+		}
+		defer ns.Close()
+		if h, err = netlink.NewHandleAt(ns); err != nil {
+			return linkErr(err, "netlink in %s", path)
+		}
+		defer h.Close()
+	}
+	l, err := h.LinkByName(ifname)
+	if err != nil {
+		return linkErr(err, "find %s in %s", ifname, where(path))
+	}
+	return fn(h, l)
+}
+
+// where names the network namespace at path for an error message.
+func where(path string) string {
+	if path == "" {
+		return "this network namespace"
+	}
+	return path
 }

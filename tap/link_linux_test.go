@@ -1,6 +1,6 @@
 package tap
 
-// Tests of Place, InNetns and NetnsIDOf. Those that
+// Tests of Place, InNetns, NetnsIDOf, TxDropped and Resolving. Those that
 // need root run in a network namespace of their own (inNetns, as in
 // tap_linux_test.go), and put their TAPs into named namespaces that they
 // remove when they end.
@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -366,5 +367,150 @@ func TestNetnsIDOf(t *testing.T) {
 	byFD, err := NetnsIDOf(fmt.Sprintf("/proc/self/fd/%d", int(ns)))
 	if err != nil || byFD != byPath {
 		t.Errorf("NetnsIDOf through an open fd = %v, %v; want %v, as through its path", byFD, err, byPath)
+	}
+}
+
+// overflow fills the queue of the TAP ifname, in the calling thread's
+// namespace, which no one reads: it shortens the queue to qlen frames and
+// sends sends UDP datagrams to a neighbour of addr behind it.
+func overflow(ifname string, addr netip.Prefix, qlen, sends int) error {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetTxQLen(l, qlen); err != nil { // the TAP's ring follows
+		return err
+	}
+	peer := addr.Addr().Next()
+	n := &netlink.Neigh{LinkIndex: l.Attrs().Index, IP: peer.AsSlice(), State: netlink.NUD_PERMANENT,
+		HardwareAddr: net.HardwareAddr{0x02, 0x0e, 0, 0, 0, 0x99}}
+	if err := netlink.NeighSet(n); err != nil { // no ARP: every datagram goes to the TAP
+		return err
+	}
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(peer, 9)))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for range sends {
+		if _, err := c.Write([]byte("overflow")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestTxDropped(t *testing.T) {
+	const qlen, sends = 4, 64
+	for _, tc := range []struct {
+		name  string
+		named bool // in a named namespace, or ("") the test's own
+	}{
+		{"this namespace", false},
+		{"named namespace", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inNetns(t)
+			addr := netip.MustParsePrefix("10.250.11.1/24")
+			name := tapName("d")
+			create(t, Config{Name: name, Addresses: []netip.Prefix{addr}, Up: true}) // never read
+			path, ifname := "", name
+			run := func(fn func() error) error { return fn() } // this thread is in the test's namespace
+			if tc.named {
+				path, ifname = namedNetns(t), "eth0"
+				if err := Place(name, Placement{Netns: path, IfName: ifname, Addrs: []netip.Prefix{addr}}); err != nil {
+					t.Fatal(err)
+				}
+				run = func(fn func() error) error { return InNetns(path, fn) }
+			}
+			before, err := TxDropped(path, ifname)
+			if err != nil {
+				t.Fatalf("TxDropped(%q, %s): %v", path, ifname, err)
+			}
+			if err := run(func() error { return overflow(ifname, addr, qlen, sends) }); err != nil {
+				t.Fatal(err)
+			}
+			// At most qlen fit in the queue (others, such as IPv6 router
+			// solicitations, may have taken places): the rest are dropped.
+			var got uint64
+			for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) {
+				now, err := TxDropped(path, ifname)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got = now - before; got >= sends-qlen || time.Now().After(deadline) {
+					break
+				}
+			}
+			if got < sends-qlen {
+				t.Errorf("TxDropped rose by %d after %d frames into a %d-frame queue, want at least %d", got, sends, qlen, sends-qlen)
+			}
+		})
+	}
+	t.Run("missing link", func(t *testing.T) {
+		inNetns(t)
+		if _, err := TxDropped("", tapName("none")); err == nil {
+			t.Error("TxDropped of a missing link: no error")
+		}
+	})
+}
+
+func TestResolving(t *testing.T) {
+	inNetns(t)
+	path := namedNetns(t)
+	name := tapName("r")
+	create(t, Config{Name: name})
+	addrs := []netip.Prefix{netip.MustParsePrefix("10.250.12.1/24"), netip.MustParsePrefix("fd00:250:12::1/64")}
+	if err := Place(name, Placement{Netns: path, IfName: "eth0", Addrs: addrs}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Resolving(path, "eth0"); err != nil || len(got) != 0 {
+		t.Fatalf("Resolving before any lookup = %v, %v; want none", got, err)
+	}
+
+	h := handleIn(t, path)
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := net.HardwareAddr{0x02, 0x0e, 0, 0, 0x12, 0x01}
+	// Entries set by hand keep their state: no timer runs for them, and,
+	// externally learned, the kernel's garbage collection (which may take
+	// an idle FAILED entry once the host's tables are big) leaves them.
+	for _, n := range []struct {
+		ip    string
+		state int
+	}{
+		{"10.250.12.7", netlink.NUD_INCOMPLETE},
+		{"fd00:250:12::7", netlink.NUD_FAILED},
+		{"10.250.12.8", netlink.NUD_FAILED},
+		{"10.250.12.9", netlink.NUD_PERMANENT},
+		{"fd00:250:12::9", netlink.NUD_PERMANENT},
+	} {
+		neigh := &netlink.Neigh{LinkIndex: link.Attrs().Index, IP: net.ParseIP(n.ip), State: n.state,
+			Flags: netlink.NTF_EXT_LEARNED}
+		if n.state == netlink.NUD_PERMANENT {
+			neigh.HardwareAddr = mac
+		}
+		if err := h.NeighAdd(neigh); err != nil {
+			t.Fatalf("add neighbour %s: %v", n.ip, err)
+		}
+	}
+	got, err := Resolving(path, "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(got, netip.Addr.Compare)
+	want := []netip.Addr{netip.MustParseAddr("10.250.12.7"), netip.MustParseAddr("10.250.12.8"),
+		netip.MustParseAddr("fd00:250:12::7")}
+	if !slices.Equal(got, want) {
+		t.Errorf("Resolving = %v, want %v", got, want)
+	}
+
+	if _, err := Resolving(path, "eth1"); err == nil {
+		t.Error("Resolving of a missing link: no error")
+	}
+	if _, err := Resolving(path+"-none", "eth0"); err == nil {
+		t.Error("Resolving in a missing namespace: no error")
 	}
 }
