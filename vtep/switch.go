@@ -188,8 +188,8 @@ func (s *Switch) AddPort(pc PortConfig) (int, error) {
 	if pc.Secure && (pc.MAC.IsZero() || pc.MAC.IsMulticast()) {
 		return 0, errors.New("vtep: a secure port needs its unicast MAC")
 	}
-	if pc.VNI == 0 || pc.VNI > MaxVNI {
-		return 0, fmt.Errorf("vtep: VNI %d out of range 1..%d", pc.VNI, MaxVNI)
+	if err := fdb.CheckVNI(pc.VNI); err != nil {
+		return 0, fmt.Errorf("vtep: add port: %w", err)
 	}
 	if pc.Name == "" {
 		pc.Name = pc.Device.Name()

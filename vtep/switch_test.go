@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -397,5 +398,32 @@ func TestPeerCountersSkipFailedSend(t *testing.T) {
 	}
 	if got := tx(); got[peerB] != 1 || got[peerC] != 1 || got[bad] != 0 {
 		t.Errorf("tx frames by peer = %v, want B 1, C 1, %v 0", got, bad)
+	}
+}
+
+// TestAddPortVNIRange: a port's VNI is checked by fdb.CheckVNI, and the
+// error names the value.
+func TestAddPortVNIRange(t *testing.T) {
+	tests := []struct {
+		name    string
+		vni     uint32
+		wantErr string // "" means accepted
+	}{
+		{"zero", 0, "VNI 0 out of range 1..16777215"},
+		{"one", 1, ""},
+		{"max", fdb.MaxVNI, ""},
+		{"past max", fdb.MaxVNI + 1, "VNI 16777216 out of range 1..16777215"},
+	}
+	r := newRig(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := r.sw.AddPort(vtep.PortConfig{VNI: tt.vni, Device: taptest.New("v", 1450)})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("AddPort(VNI %d) = %v, want accepted", tt.vni, err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("AddPort(VNI %d) = %v, want an error containing %q", tt.vni, err, tt.wantErr)
+			}
+		})
 	}
 }
