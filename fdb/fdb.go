@@ -443,6 +443,34 @@ func (t *Table) LookupIP(k IPKey) (MAC, bool) {
 	return m, ok
 }
 
+// LookupIPVouched returns the MAC bound to ip in vni only when the binding
+// is vouched for: the MAC's entry exists and was learned on a local port or
+// installed by the control plane (OriginLocal, OriginStatic or
+// OriginGossip). A binding whose MAC is known only from decapsulated remote
+// traffic (OriginLearned) may be stale (its owner gone, another host now
+// holding the address), so it is not reported. It takes the read lock and
+// allocates nothing.
+func (t *Table) LookupIPVouched(k IPKey) (MAC, bool) {
+	t.mu.RLock()
+	m, ok := t.ips[k]
+	if ok {
+		e, found := t.macs[Key{k.VNI, m}]
+		ok = found && vouches(e.origin)
+	}
+	t.mu.RUnlock()
+	if !ok {
+		return MAC{}, false
+	}
+	return m, true
+}
+
+// vouches reports whether an entry of origin o vouches for the addresses
+// bound to its MAC: it was seen on a local port or configured, not only
+// snooped from the wire.
+func vouches(o Origin) bool {
+	return o == OriginLocal || o == OriginStatic || o == OriginGossip
+}
+
 // Entries returns a snapshot of every entry, in no particular order.
 func (t *Table) Entries() []Entry {
 	t.mu.RLock()
