@@ -160,3 +160,73 @@ func TestStaticPeersInvalid(t *testing.T) {
 		t.Errorf("error %q", err)
 	}
 }
+
+// TestAcceptFromMembers: frames of a VNI with local ports are accepted from
+// an alive member's VTEP before it is a peer of the VNI (a node that has
+// just joined, whose VNIs have not reached us: defect 3 of issue 13), and
+// counted in its counters; an address that is neither peer nor member is
+// refused, members are not flooded to or listed, and a withdrawn member is
+// refused again. Accepting allocates nothing.
+func TestAcceptFromMembers(t *testing.T) {
+	sw, dev, peer := hotRig(t)
+	member := ptD
+	msgs := kernelBatch(t, member)
+	var q recvScratch
+	notMember := func() uint64 { return sw.Drops(DropNotMember) }
+
+	sw.receiveBatch(msgs, &q)
+	if got := notMember(); got != uint64(len(msgs)) {
+		t.Fatalf("before SetMembers: not_member drops = %d, want %d", got, len(msgs))
+	}
+
+	sw.SetMembers([]netip.AddrPort{member, peer})
+	before := dev.written.Load()
+	sw.receiveBatch(msgs, &q)
+	if got := notMember(); got != uint64(len(msgs)) {
+		t.Errorf("from a member: not_member drops went from %d to %d", len(msgs), got)
+	}
+	if dev.written.Load() == before {
+		t.Error("nothing from the member was delivered")
+	}
+	if got := sw.counters[member.Addr()].rxFrames.Load(); got != uint64(len(msgs)) {
+		t.Errorf("member's rx frames = %d, want %d", got, len(msgs))
+	}
+	if n := testing.AllocsPerRun(100, func() { sw.receiveBatch(msgs, &q) }); n != 0 {
+		t.Errorf("receiveBatch from a member allocs = %v, want 0", n)
+	}
+	// Not flooded to, not listed; the peer that is also a member is listed once.
+	if got, want := floodLists(sw), map[uint32][]netip.AddrPort{42: {peer}}; !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("flood lists (-want +got)\n-%v\n+%v", want, got)
+	}
+	if got, want := peerVNIs(sw), map[netip.AddrPort][]uint32{peer: {42}}; !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("Stats.Peers (-want +got)\n-%v\n+%v", want, got)
+	}
+
+	// A VNI without local ports stays unknown, whoever sends it.
+	other := vxlanFor(t, 43, msgs[0])
+	sw.receiveBatch([]Message{{Buf: other, N: len(other), Addr: member}}, &q)
+	if got := sw.Drops(DropUnknownVNI); got != 1 {
+		t.Errorf("unknown_vni drops = %d, want 1", got)
+	}
+	// An address that is neither peer nor member is refused.
+	sw.receiveBatch(kernelBatch(t, netip.MustParseAddrPort("192.0.2.99:4789")), &q)
+	if got := notMember(); got != uint64(2*len(msgs)) {
+		t.Errorf("from a stranger: not_member drops = %d, want %d", got, 2*len(msgs))
+	}
+	// Withdrawn: refused again.
+	sw.SetMembers(nil)
+	sw.receiveBatch(msgs, &q)
+	if got := notMember(); got != uint64(3*len(msgs)) {
+		t.Errorf("from a withdrawn member: not_member drops = %d, want %d", got, 3*len(msgs))
+	}
+}
+
+// vxlanFor returns a copy of the datagram in m with its VNI set to vni.
+func vxlanFor(t *testing.T, vni uint32, m Message) []byte {
+	t.Helper()
+	b := slices.Clone(m.Buf[:m.N])
+	if err := (Header{VNI: vni}).Encode(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -128,6 +128,7 @@ type Switch struct {
 	staticPeers []netip.AddrPort                // Config.StaticPeers
 	served      []uint32                        // VNIs this node serves, sorted, as Serve set them
 	gossipPeers map[uint32][]netip.AddrPort     // per-VNI member VTEPs, as SetPeers set them
+	members     []netip.AddrPort                // alive members' VTEPs, as SetMembers set them
 	counters    map[netip.Addr]*trafficCounters // per-peer counters, kept across changes
 
 	policies atomic.Pointer[map[uint32]FloodPolicy] // copy-on-write under mu
