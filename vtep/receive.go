@@ -45,7 +45,7 @@ type rxMemo struct {
 // packet. 64 of them are 4 MB, once per switch.
 const (
 	groFrames    = 64
-	groBufferLen = offload.VirtioNetHdrLen + maxSuperFrame
+	groBufferLen = offload.VirtioNetHdrLen + offload.MaxSuperFrame
 )
 
 // receiveLoop reads one receive queue of the conn (one of its SO_REUSEPORT
