@@ -91,9 +91,9 @@ func (s *Switch) Serve(vnis []uint32) {
 	s.rebuildPeersLocked()
 }
 
-// peerListsLocked returns each VNI's peers as the snapshot lists them: the static
-// peers if the VNI is served, then the control plane's not already listed,
-// without repeats.
+// peerListsLocked returns each VNI's peers as the snapshot lists them: the
+// static peers if the VNI is served, then the control plane's not already
+// listed, without repeats.
 func (s *Switch) peerListsLocked() map[uint32][]netip.AddrPort {
 	lists := make(map[uint32][]netip.AddrPort, len(s.served)+len(s.gossipPeers))
 	add := func(vni uint32, as []netip.AddrPort) {

@@ -4,14 +4,14 @@ package vtep
 // VXLAN datagrams, drops (and counts) what is short, malformed, for a VNI
 // this node does not serve or from an address that is neither a peer of the
 // VNI nor an alive member of the cluster (peers.go), learns inner source
-// MACs against the sending VTEP, and writes
-// each inner frame to its port, or to every port of the VNI when the
-// destination is broadcast, multicast or not local. Frames are written from
-// the receive buffers in place: one Write per port per batch. A datagram
-// buffer may hold several datagrams the kernel coalesced (UDP GRO); they are
-// split here. Ports with virtio-net headers get their frames through GRO
-// instead (fast-path.md section 4): the TCP segments of a flow merged into
-// one super-frame, one TAP write per 64 KB rather than per 1.5 KB.
+// MACs against the sending VTEP, and writes each inner frame to its port, or
+// to every port of the VNI when the destination is broadcast, multicast or
+// not local. Frames are written from the receive buffers in place: one
+// Write per port per batch. A datagram buffer may hold several datagrams the
+// kernel coalesced (UDP GRO); they are split here. Ports with virtio-net
+// headers get their frames through GRO instead (fast-path.md section 4): the
+// TCP segments of a flow merged into one super-frame, one TAP write per
+// 64 KB rather than per 1.5 KB.
 
 import (
 	"errors"
