@@ -101,12 +101,14 @@ type Config struct {
 	// OnChange, if set, is called after every change, without the table
 	// lock held, on the goroutine that made the change (possibly the data
 	// plane). It must not block and must not call back into the Table's
-	// write methods synchronously.
+	// write methods synchronously. Table.Subscribe adds more such
+	// callbacks at run time.
 	OnChange func(Event)
 	// OnIPMove, if set, is called when an IP binding moves from one MAC to
 	// another (a container re-created with the same address), under the
 	// same rules as OnChange. The data plane uses it to send gratuitous
-	// ARP and unsolicited neighbour advertisements.
+	// ARP and unsolicited neighbour advertisements. Table.SubscribeIPMove
+	// adds more such callbacks at run time.
 	OnIPMove func(k IPKey, from, to MAC)
 	// MaxPerPort and MaxPerVNI bound data-plane learning: a local port
 	// learns at most MaxPerPort source MACs, a VNI holds at most MaxPerVNI
@@ -170,6 +172,11 @@ type Table struct {
 	perPort map[int]int
 	perVNI  map[uint32]int
 	refused atomic.Uint64
+
+	// Subscriptions (subscribe.go), each list copy-on-write under its own
+	// mutex and read without a lock.
+	onChange subscribers[func(Event)]
+	onIPMove subscribers[func(IPKey, MAC, MAC)]
 }
 
 // New returns an empty table.
@@ -312,9 +319,14 @@ type ipMove struct {
 	from MAC
 }
 
+// notifyMove tells Config.OnIPMove and the subscribers that k moved. The
+// caller must not hold the table lock.
 func (t *Table) notifyMove(k IPKey, from, to MAC) {
 	if t.cfg.OnIPMove != nil {
 		t.cfg.OnIPMove(k, from, to)
+	}
+	for _, fn := range t.onIPMove.load() {
+		(*fn)(k, from, to)
 	}
 }
 
@@ -431,6 +443,34 @@ func (t *Table) LookupIP(k IPKey) (MAC, bool) {
 	return m, ok
 }
 
+// LookupIPVouched returns the MAC bound to ip in vni only when the binding
+// is vouched for: the MAC's entry exists and was learned on a local port or
+// installed by the control plane (OriginLocal, OriginStatic or
+// OriginGossip). A binding whose MAC is known only from decapsulated remote
+// traffic (OriginLearned) may be stale (its owner gone, another host now
+// holding the address), so it is not reported. It takes the read lock and
+// allocates nothing.
+func (t *Table) LookupIPVouched(k IPKey) (MAC, bool) {
+	t.mu.RLock()
+	m, ok := t.ips[k]
+	if ok {
+		e, found := t.macs[Key{k.VNI, m}]
+		ok = found && vouches(e.origin)
+	}
+	t.mu.RUnlock()
+	if !ok {
+		return MAC{}, false
+	}
+	return m, true
+}
+
+// vouches reports whether an entry of origin o vouches for the addresses
+// bound to its MAC: it was seen on a local port or configured, not only
+// snooped from the wire.
+func vouches(o Origin) bool {
+	return o == OriginLocal || o == OriginStatic || o == OriginGossip
+}
+
 // Entries returns a snapshot of every entry, in no particular order.
 func (t *Table) Entries() []Entry {
 	t.mu.RLock()
@@ -517,9 +557,14 @@ func (t *Table) mayLearnLocked(vni uint32, loc Location, moved bool) bool {
 // Refused returns how many MACs the learning limits kept out.
 func (t *Table) Refused() uint64 { return t.refused.Load() }
 
+// notify tells Config.OnChange and the subscribers of ev. The caller must
+// not hold the table lock.
 func (t *Table) notify(ev Event) {
 	if t.cfg.OnChange != nil {
 		t.cfg.OnChange(ev)
+	}
+	for _, fn := range t.onChange.load() {
+		(*fn)(ev)
 	}
 }
 

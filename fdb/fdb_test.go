@@ -403,3 +403,57 @@ func TestLearningLimits(t *testing.T) {
 		t.Error("no room after the port's entries went")
 	}
 }
+
+// TestLookupIPVouched: an address is reported only while its MAC's entry
+// was seen locally or installed by the control plane.
+func TestLookupIPVouched(t *testing.T) {
+	ip := netip.MustParseAddr("10.0.0.5")
+	tests := []struct {
+		name   string
+		origin Origin // of macA's entry; 0: no entry
+		want   bool
+	}{
+		{"local", OriginLocal, true},
+		{"static", OriginStatic, true},
+		{"gossip", OriginGossip, true},
+		{"learned from the wire", OriginLearned, false},
+		{"no entry for the MAC", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := New(Config{})
+			if tt.origin != 0 {
+				loc := Location{VTEP: vtep1}
+				if tt.origin == OriginLocal {
+					loc = Location{Port: 1}
+				}
+				tb.Set(Entry{Key: Key{42, macA}, Location: loc, Origin: tt.origin})
+			}
+			tb.BindIP(Key{42, macA}, ip)
+			if m, ok := tb.LookupIP(IPKey{42, ip}); !ok || m != macA {
+				t.Fatalf("LookupIP = %v %v, want %v: the binding itself is known", m, ok, macA)
+			}
+			m, ok := tb.LookupIPVouched(IPKey{42, ip})
+			if ok != tt.want || (ok && m != macA) || (!ok && m != (MAC{})) {
+				t.Errorf("LookupIPVouched = %v %v, want %v", m, ok, tt.want)
+			}
+			if _, ok := tb.LookupIPVouched(IPKey{43, ip}); ok {
+				t.Error("vouched across VNIs")
+			}
+		})
+	}
+	// A learned entry that the control plane takes over becomes vouched for.
+	tb := New(Config{})
+	tb.Learn(Key{42, macA}, Location{VTEP: vtep1}, OriginLearned, 1)
+	tb.BindIP(Key{42, macA}, ip)
+	if _, ok := tb.LookupIPVouched(IPKey{42, ip}); ok {
+		t.Fatal("learned binding vouched for")
+	}
+	tb.Set(Entry{Key: Key{42, macA}, Location: Location{VTEP: vtep1}, Origin: OriginGossip, IPs: []netip.Addr{ip}})
+	if m, ok := tb.LookupIPVouched(IPKey{42, ip}); !ok || m != macA {
+		t.Errorf("after gossip: %v %v, want %v", m, ok, macA)
+	}
+	if n := testing.AllocsPerRun(1000, func() { tb.LookupIPVouched(IPKey{42, ip}) }); n != 0 {
+		t.Errorf("LookupIPVouched allocs = %v, want 0", n)
+	}
+}

@@ -78,11 +78,19 @@ type Table interface {
 }
 
 // Members receives the member VTEPs of each VNI (not this node's own), for
-// head-end replication of broadcast and unknown traffic. *vtep.Switch
-// satisfies it. An empty list means the VNI has no other members. It is
-// called with the agent's lock held and must not block for long.
+// head-end replication of broadcast and unknown traffic, and the VTEPs of
+// every alive member, which the data plane accepts frames from before their
+// VNIs are known. *vtep.Switch satisfies it, and the daemon passes the
+// switch itself. Its methods are called with the agent's lock held, in the
+// order the changes were decided, and must not block for long.
 type Members interface {
+	// SetPeers gives the member VTEPs of vni. An empty list means the VNI
+	// has no other members.
 	SetPeers(vni uint32, vteps []netip.AddrPort)
+	// SetMembers gives the VTEPs of every alive (or suspect) member other
+	// than this node, sorted, whatever their VNIs. It is called whenever
+	// that set changes; an empty list means there are none.
+	SetMembers(vteps []netip.AddrPort)
 }
 
 var _ Table = (*fdb.Table)(nil)
@@ -152,6 +160,9 @@ type Agent struct {
 	dups     map[fdb.Key]struct{}                // keys flagged duplicate
 	delBatch map[fdb.Key]struct{}                // gossip FDB entries to delete at unlock
 	claimIPs map[uint32]map[netip.Addr][]fdb.MAC // per VNI and IP: MACs whose current claim lists it
+
+	// mu also guards the member VTEPs as last given to peers.SetMembers.
+	memberSet []netip.AddrPort
 
 	// mu also guards the network records and the view resolved from them.
 	nets         map[string]*netRecord // by name, live and tombstones, at most MaxNetworks
@@ -592,3 +603,4 @@ func (a *Agent) ListKeys() [][]byte {
 type noPeers struct{}
 
 func (noPeers) SetPeers(uint32, []netip.AddrPort) {}
+func (noPeers) SetMembers([]netip.AddrPort)       {}

@@ -1,6 +1,6 @@
 // memberlist's callbacks: the Delegate (metadata, broadcasts, push/pull
 // state) and the EventDelegate (joins, updates, departures), and the
-// per-VNI peer lists derived from membership.
+// per-VNI peer lists and the member VTEPs derived from membership.
 //
 // memberlist calls the event methods with its node lock held, so nothing
 // called with Agent.mu held may call back into memberlist.
@@ -294,16 +294,25 @@ func (a *Agent) memberEvent(n *memberlist.Node, st string) {
 }
 
 // syncPeersLocked gives Members the VTEPs of live members per VNI, for the
-// VNIs whose list changed.
+// VNIs whose list changed, and the VTEPs of all live members if they
+// changed.
 func (a *Agent) syncPeersLocked() {
 	want := make(map[uint32][]netip.AddrPort)
+	var all []netip.AddrPort
 	for _, m := range a.members {
 		if m.state != stateAlive || !m.meta.VTEP.Addr().IsValid() || m.meta.VTEP == a.cfg.VTEP {
 			continue
 		}
+		all = append(all, m.meta.VTEP)
 		for _, v := range m.meta.VNIs {
 			want[v] = append(want[v], m.meta.VTEP)
 		}
+	}
+	slices.SortFunc(all, func(x, y netip.AddrPort) int { return x.Compare(y) })
+	all = slices.Compact(all)
+	if !slices.Equal(a.memberSet, all) {
+		a.memberSet = all
+		a.peers.SetMembers(slices.Clone(all))
 	}
 	for v, l := range want {
 		slices.SortFunc(l, func(x, y netip.AddrPort) int { return x.Compare(y) })

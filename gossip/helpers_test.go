@@ -20,7 +20,7 @@ import (
 	"github.com/ovlsw/ovlsw/vtep"
 )
 
-// The data plane is the Members the daemon passes.
+// The daemon passes the switch itself as Members.
 var _ Members = (*vtep.Switch)(nil)
 
 // TestMain fails the run if agent or memberlist goroutines outlive the tests.
@@ -58,10 +58,27 @@ func waitGoroutines(timeout time.Duration) string {
 	}
 }
 
-// recorder is a fake Members that keeps the last peer list of each VNI.
+// recorder is a fake Members that keeps the last peer list of each VNI
+// and the last member list, and counts SetMembers calls.
 type recorder struct {
-	mu    sync.Mutex
-	peers map[uint32][]netip.AddrPort
+	mu         sync.Mutex
+	peers      map[uint32][]netip.AddrPort
+	members    []netip.AddrPort
+	memberSets int
+}
+
+func (r *recorder) SetMembers(vteps []netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.members = slices.Clone(vteps)
+	r.memberSets++
+}
+
+// getMembers returns the last member list and how many times it was set.
+func (r *recorder) getMembers() ([]netip.AddrPort, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.members), r.memberSets
 }
 
 func (r *recorder) SetPeers(vni uint32, vteps []netip.AddrPort) {

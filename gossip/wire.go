@@ -59,8 +59,9 @@ const (
 
 	flagWithdrawn = 1 << 0
 
-	// MaxVNI is the largest VXLAN network identifier (24 bits).
-	MaxVNI = 1<<24 - 1
+	// MaxVNI is the largest VXLAN network identifier (24 bits), as the
+	// forwarding table defines it.
+	MaxVNI = fdb.MaxVNI
 	// MaxIPs bounds the addresses one binding carries: a host with an IPv4
 	// address, link-local and a few global IPv6 addresses fits with room.
 	MaxIPs = 16

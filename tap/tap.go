@@ -8,6 +8,8 @@ package tap
 import (
 	"errors"
 	"strings"
+
+	"github.com/ovlsw/ovlsw/vtep/offload"
 )
 
 // Errors that Create, Adopt and the Device methods return, wrapped with context;
@@ -55,17 +57,18 @@ const DefaultBatchSize = 64
 // VnetHdrLen is the length of the virtio-net header in front of every
 // frame of a device whose Offloads has VnetHdr: struct virtio_net_hdr
 // {u8 flags; u8 gso_type; u16 hdr_len, gso_size, csum_start, csum_offset},
-// 1+1+4*2 = 10 bytes, the TUNSETVNETHDRSZ default. Its 16-bit fields are
-// in host byte order (little-endian on amd64 and arm64), and csum_start
-// counts from the start of the Ethernet header.
-const VnetHdrLen = 10
+// 10 bytes, the TUNSETVNETHDRSZ default (offload.VirtioNetHdrLen, where it
+// is defined, with the header's encoding). Its 16-bit fields are in host
+// byte order (little-endian on amd64 and arm64), and csum_start counts from
+// the start of the Ethernet header.
+const VnetHdrLen = offload.VirtioNetHdrLen
 
 // MaxOffloadFrame is the buffer size, from the offset on, that one frame
 // of a device whose Offloads has TSO4 or TSO6 needs: Read then returns TCP
-// super-frames of up to 64 KB. It is VnetHdrLen, plus 65535 (the largest
-// IP packet, also the kernel's legacy GSO limit), plus 18 (an Ethernet
-// header with one VLAN tag).
-const MaxOffloadFrame = VnetHdrLen + 65535 + 18
+// super-frames of up to 64 KB. It is VnetHdrLen plus offload.MaxSuperFrame
+// (65535, the largest IP packet and the kernel's legacy GSO limit, plus 18
+// for an Ethernet header with one VLAN tag).
+const MaxOffloadFrame = VnetHdrLen + offload.MaxSuperFrame
 
 // Device is a TAP port as a batched frame device.
 type Device interface {

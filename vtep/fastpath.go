@@ -40,10 +40,6 @@ var (
 	vnetLayout  = layout{vnet: true, frameOff: offload.VirtioNetHdrLen, ioOff: 0}
 )
 
-// maxSuperFrame is the largest frame a TAP with TSO hands over: an IP
-// packet of 65535 bytes behind an Ethernet header with one VLAN tag.
-const maxSuperFrame = 65535 + EthHeaderLen + vlanTagLen
-
 // arenaChunk is the size of one arena chunk: one full GSO message.
 const arenaChunk = MaxSegmentedPayload
 

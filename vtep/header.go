@@ -6,6 +6,8 @@ package vtep
 import (
 	"errors"
 	"io"
+
+	"github.com/ovlsw/ovlsw/fdb"
 )
 
 // HeaderLen is the length of the VXLAN header in bytes.
@@ -19,8 +21,9 @@ const Overhead = 50
 // DefaultPort is the IANA-assigned VXLAN UDP port.
 const DefaultPort = 4789
 
-// MaxVNI is the largest 24-bit VXLAN network identifier.
-const MaxVNI = 1<<24 - 1
+// MaxVNI is the largest 24-bit VXLAN network identifier, fdb.MaxVNI. It
+// stays here for the callers that still name it in this package.
+const MaxVNI = fdb.MaxVNI
 
 // flagI is the "VNI valid" flag in the first header byte.
 const flagI = 0x08
@@ -41,7 +44,7 @@ var ErrNoIFlag = errors.New("vxlan: I flag not set")
 //
 // Reserved bits are sent as zero and ignored on receipt.
 type Header struct {
-	VNI uint32 // 24 bits; higher bits are ignored by Encode
+	VNI uint32 // at most fdb.MaxVNI (24 bits); higher bits are ignored by Encode
 }
 
 // Encode writes h into b[:HeaderLen] with the I flag set.
@@ -50,15 +53,17 @@ func (h Header) Encode(b []byte) error {
 		return io.ErrShortBuffer
 	}
 	b[0], b[1], b[2], b[3] = flagI, 0, 0, 0
-	b[4] = byte(h.VNI >> 16)
-	b[5] = byte(h.VNI >> 8)
-	b[6] = byte(h.VNI)
+	vni := h.VNI & fdb.MaxVNI
+	b[4] = byte(vni >> 16)
+	b[5] = byte(vni >> 8)
+	b[6] = byte(vni)
 	b[7] = 0
 	return nil
 }
 
-// Decode reads a header from b. It returns io.ErrShortBuffer if b is
-// shorter than HeaderLen and ErrNoIFlag if the I flag is clear.
+// Decode reads a header from b; the VNI it reads is at most fdb.MaxVNI. It
+// returns io.ErrShortBuffer if b is shorter than HeaderLen and ErrNoIFlag if
+// the I flag is clear.
 func (h *Header) Decode(b []byte) error {
 	if len(b) < HeaderLen {
 		return io.ErrShortBuffer

@@ -3,11 +3,21 @@ package vtep
 // This file holds the ARP and neighbour-discovery proxy and the flood
 // policy. A frame read from a port that asks for an address the FDB binds
 // to a MAC (an ARP request, or a neighbour solicitation) is answered on that
-// port, in place in its read buffer, and goes no further. ARP packets and
+// port, in place in its read buffer, and goes no further, provided a local
+// port or the control plane vouches for the binding. ARP packets and
 // neighbour advertisements seen in either direction teach IP -> MAC
 // bindings. What the FDB cannot place (a question about an unknown address,
 // unknown unicast, other broadcasts) is flooded or dropped as the VNI's
 // policy says; other multicast is always replicated.
+//
+// Design notes: a binding learned only from decapsulated traffic (its MAC's
+// entry has origin learned) is not answered from. With static peers and no
+// gossip nothing tells this node when the remote host behind it goes and
+// another takes its address with its own MAC (a kernel vxlan device in a
+// restarted node's place, say); answering from the snooped binding would
+// send the asker's traffic to a MAC nobody holds until the entry ages out,
+// 300 s. Such a question is an unknown question instead: it floods (as the
+// policy says) and the address's real owner answers. Learning is unchanged.
 
 import (
 	"fmt"
@@ -41,7 +51,8 @@ func (a FloodAction) String() string {
 // vxlan device) does.
 type FloodPolicy struct {
 	// UnknownARP: ARP requests and neighbour solicitations for addresses
-	// the FDB does not know. With gossip every endpoint's address is known,
+	// the FDB does not know, or knows only from remote traffic (see the
+	// design notes above). With gossip every endpoint's address is known,
 	// so "drop" keeps ARP off the underlay entirely.
 	UnknownARP FloodAction
 	// UnknownUnicast: unicast to a MAC the FDB does not know.
@@ -147,7 +158,7 @@ type question uint8
 const (
 	notQuestion     question = iota
 	answered                 // answered in place: the buffer now holds the reply
-	unknownQuestion          // asks about an address the FDB does not know
+	unknownQuestion          // asks about an address the FDB does not vouch for
 	spoofed                  // a secure port claims an address that is not its own
 )
 
@@ -158,8 +169,9 @@ func (p *port) owns(ip netip.Addr) bool {
 }
 
 // proxy learns bindings from the ARP or ND frame in buf[off:off+size],
-// read from port p, and answers it in place if it asks about a known
-// address. It returns the reply's length when answered.
+// read from port p, and answers it in place if it asks about an address the
+// FDB vouches for (fdb.Table.LookupIPVouched). It returns the reply's length
+// when answered.
 func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (question, int) {
 	frame := buf[off : off+size]
 	switch c.EtherType {
@@ -177,7 +189,7 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (quest
 		if op != ARPOpRequest || req.Gratuitous {
 			return notQuestion, 0
 		}
-		mac, ok := s.fdb.LookupIP(fdb.IPKey{VNI: p.vni, IP: req.TargetIP})
+		mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: req.TargetIP})
 		if !ok {
 			return unknownQuestion, 0
 		}
@@ -203,7 +215,7 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (quest
 			if ns.HasSourceLLA {
 				s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: ns.SourceLLA}, ns.Src)
 			}
-			mac, ok := s.fdb.LookupIP(fdb.IPKey{VNI: p.vni, IP: ns.Target})
+			mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: ns.Target})
 			if !ok {
 				return unknownQuestion, 0
 			}

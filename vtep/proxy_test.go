@@ -297,3 +297,130 @@ func TestPortSecurity(t *testing.T) {
 		t.Error("a spoofed source MAC was learned")
 	}
 }
+
+// TestProxyAnswersOnlyVouched: the proxy answers a question (ARP request,
+// neighbour solicitation) only about an address that a local port or the
+// control plane vouches for. An address known only from decapsulated
+// traffic may have changed hands since (its host gone, another with its own
+// MAC in its place), so the question floods like an unknown one and the
+// address's real owner answers (defect 1 of issue 13).
+func TestProxyAnswersOnlyVouched(t *testing.T) {
+	const ip4, ip6 = "10.0.9.2", "fd00::2"
+	gossip := func(ip string, origin fdb.Origin) func(*rig) fdb.MAC {
+		return func(r *rig) fdb.MAC {
+			r.fdb.Set(fdb.Entry{Key: fdb.Key{VNI: 42, MAC: macR}, Location: fdb.Location{VTEP: peerB}, Origin: origin,
+				IPs: []netip.Addr{netip.MustParseAddr(ip)}})
+			return macR
+		}
+	}
+	tests := []struct {
+		name   string
+		target string
+		known  func(*rig) fdb.MAC // makes target known; returns the MAC it is bound to
+		answer bool
+	}{
+		{"ARP, learned from the wire", ip4, func(r *rig) fdb.MAC {
+			// B's host asks for p1's host: its ARP request teaches 10.0.9.2.
+			req := arpRequest(r.t, macR, ip4, "10.0.9.1")
+			r.net.Send(peerB, self, vxlan(42, req))
+			r.expectFrame(r.p1, req)
+			r.expectFrame(r.p2, req)
+			return macR
+		}, false},
+		{"ARP, gossip", ip4, gossip(ip4, fdb.OriginGossip), true},
+		{"ARP, static", ip4, gossip(ip4, fdb.OriginStatic), true},
+		{"ARP, local port", ip4, func(r *rig) fdb.MAC {
+			req := arpRequest(r.t, mac2, ip4, "10.0.9.99") // an unknown question: flooded
+			r.p2.Inject(req)
+			r.expectFrame(r.p1, req)
+			r.expectDatagram(r.toB, "B", 42, req)
+			r.expectDatagram(r.toC, "C", 42, req)
+			return mac2
+		}, true},
+		{"NS, learned from the wire", ip6, func(r *rig) fdb.MAC {
+			na := neighborAdvertisement(r.t, macR, ip6, 0x20) // override
+			r.net.Send(peerB, self, vxlan(42, na))
+			r.expectFrame(r.p1, na)
+			r.expectFrame(r.p2, na)
+			return macR
+		}, false},
+		{"NS, gossip", ip6, gossip(ip6, fdb.OriginGossip), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			mac := tt.known(r)
+			target := netip.MustParseAddr(tt.target)
+			if m, ok := r.fdb.LookupIP(fdb.IPKey{VNI: 42, IP: target}); !ok || m != mac {
+				t.Fatalf("binding of %v: %v %v, want %v: the test proves nothing", target, m, ok, mac)
+			}
+			var q []byte
+			if target.Is4() {
+				q = arpRequest(t, mac1, "10.0.9.1", tt.target)
+			} else {
+				q = neighborSolicitation(t, mac1, "fd00::1", tt.target)
+			}
+			r.p1.Inject(q)
+			if tt.answer {
+				checkProxyReply(t, r.p1.Expect(t, wait), target, mac)
+			} else {
+				r.expectFrame(r.p2, q)
+				r.expectDatagram(r.toB, "B", 42, q)
+				r.expectDatagram(r.toC, "C", 42, q)
+			}
+			r.barrierFromPort()
+			r.expectQuiet(r.p1, r.p2, r.p3)
+			st := r.sw.Stats().Proxy
+			if answered := st.ARPAnswered + st.NDAnswered; tt.answer != (answered == 1) || answered > 1 {
+				t.Errorf("proxy stats %+v, want answered: %v", st, tt.answer)
+			}
+		})
+	}
+}
+
+// TestProxyAnswersOnceVouched: an address first learned from the wire is
+// answered for once gossip announces it.
+func TestProxyAnswersOnceVouched(t *testing.T) {
+	r := newRig(t)
+	req := arpRequest(t, macR, "10.0.9.2", "10.0.9.1")
+	r.net.Send(peerB, self, vxlan(42, req))
+	r.expectFrame(r.p1, req)
+	r.expectFrame(r.p2, req)
+	q := arpRequest(t, mac1, "10.0.9.1", "10.0.9.2")
+	r.p1.Inject(q)
+	r.expectFrame(r.p2, q)
+	r.expectDatagram(r.toB, "B", 42, q)
+	r.expectDatagram(r.toC, "C", 42, q)
+	r.fdb.Set(fdb.Entry{Key: fdb.Key{VNI: 42, MAC: macR}, Location: fdb.Location{VTEP: peerB}, Origin: fdb.OriginGossip,
+		IPs: []netip.Addr{netip.MustParseAddr("10.0.9.2")}})
+	r.p1.Inject(q)
+	checkProxyReply(t, r.p1.Expect(t, wait), netip.MustParseAddr("10.0.9.2"), macR)
+	r.barrierFromPort()
+	r.expectQuiet(r.p1, r.p2, r.p3)
+	if st := r.sw.Stats().Proxy; st.ARPAnswered != 1 || st.Flooded != 1 {
+		t.Errorf("proxy stats %+v, want 1 answered, 1 flooded", st)
+	}
+}
+
+// checkProxyReply fails t unless frame is the proxy's answer to mac1 that
+// target is at mac: an ARP reply, or a solicited neighbour advertisement.
+func checkProxyReply(t *testing.T, frame []byte, target netip.Addr, mac fdb.MAC) {
+	t.Helper()
+	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+	eth, _ := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	if eth == nil || eth.DstMAC.String() != mac1.String() || eth.SrcMAC.String() != mac.String() {
+		t.Fatalf("not a reply from %v to %v: %v", mac, mac1, p)
+	}
+	if target.Is4() {
+		arp, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+		if !ok || arp.Operation != layers.ARPReply || net.IP(arp.SourceProtAddress).String() != target.String() ||
+			net.HardwareAddr(arp.SourceHwAddress).String() != mac.String() {
+			t.Fatalf("ARP reply: %v", p)
+		}
+		return
+	}
+	na, ok := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
+	if !ok || !na.Solicited() || net.IP(na.TargetAddress).String() != target.String() {
+		t.Fatalf("neighbour advertisement: %v", p)
+	}
+}

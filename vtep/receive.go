@@ -2,15 +2,16 @@ package vtep
 
 // This file holds the wire -> TAP path: one goroutine receives batches of
 // VXLAN datagrams, drops (and counts) what is short, malformed, for a VNI
-// this node does not serve or from an address that is not a member VTEP of
-// the VNI, learns inner source MACs against the sending VTEP, and writes
-// each inner frame to its port, or to every port of the VNI when the
-// destination is broadcast, multicast or not local. Frames are written from
-// the receive buffers in place: one Write per port per batch. A datagram
-// buffer may hold several datagrams the kernel coalesced (UDP GRO); they are
-// split here. Ports with virtio-net headers get their frames through GRO
-// instead (fast-path.md section 4): the TCP segments of a flow merged into
-// one super-frame, one TAP write per 64 KB rather than per 1.5 KB.
+// this node does not serve or from an address that is neither a peer of the
+// VNI nor an alive member of the cluster (peers.go), learns inner source
+// MACs against the sending VTEP, and writes each inner frame to its port, or
+// to every port of the VNI when the destination is broadcast, multicast or
+// not local. Frames are written from the receive buffers in place: one
+// Write per port per batch. A datagram buffer may hold several datagrams the
+// kernel coalesced (UDP GRO); they are split here. Ports with virtio-net
+// headers get their frames through GRO instead (fast-path.md section 4): the
+// TCP segments of a flow merged into one super-frame, one TAP write per
+// 64 KB rather than per 1.5 KB.
 
 import (
 	"errors"
@@ -44,7 +45,7 @@ type rxMemo struct {
 // packet. 64 of them are 4 MB, once per switch.
 const (
 	groFrames    = 64
-	groBufferLen = offload.VirtioNetHdrLen + maxSuperFrame
+	groBufferLen = offload.VirtioNetHdrLen + offload.MaxSuperFrame
 )
 
 // receiveLoop reads one receive queue of the conn (one of its SO_REUSEPORT
@@ -106,8 +107,8 @@ func (s *Switch) receiveBatch(msgs []Message, rs *recvScratch) {
 	s.flushLocal(&rs.local)
 }
 
-// receiveOne handles one datagram pkt from the VTEP from (nil if it is no
-// peer).
+// receiveOne handles one datagram pkt from the VTEP from (nil if it is
+// neither a peer nor a member).
 func (s *Switch) receiveOne(pkt []byte, from *peer, ports *portSet, now int64, rs *recvScratch) {
 	vni, frame, reason, ok := Decap(pkt)
 	if !ok {
@@ -119,7 +120,7 @@ func (s *Switch) receiveOne(pkt []byte, from *peer, ports *portSet, now int64, r
 		s.drops.add(DropUnknownVNI, 1)
 		return
 	}
-	if from == nil || !from.serves(vni) {
+	if from == nil || !from.accepts(vni) {
 		s.drops.add(DropNotMember, 1)
 		return
 	}

@@ -133,7 +133,7 @@ const (
 	initialBatch      = 8
 	initialVnetBatch  = 1
 	maxVnetBatch      = 16
-	vnetReadBufferLen = offload.VirtioNetHdrLen + maxSuperFrame + 1
+	vnetReadBufferLen = offload.VirtioNetHdrLen + offload.MaxSuperFrame + 1
 )
 
 func newSendScratch(p *port) *sendScratch {

@@ -78,6 +78,9 @@ func (s *Switch) Stats() Stats {
 	}
 	slices.SortFunc(st.Ports, func(a, b PortStats) int { return cmp.Compare(a.ID, b.ID) })
 	for _, p := range s.peers.Load().byAddr {
+		if len(p.vnis) == 0 {
+			continue // a member that is no VNI's peer
+		}
 		st.Peers = append(st.Peers, PeerStats{Addr: p.addr, VNIs: slices.Clone(p.vnis), Traffic: p.traffic.snapshot()})
 	}
 	slices.SortFunc(st.Peers, func(a, b PeerStats) int { return a.Addr.Compare(b.Addr) })

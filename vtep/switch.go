@@ -32,6 +32,11 @@ type Config struct {
 	ExpireEvery time.Duration
 	// MaxDatagram is the size of each receive buffer.
 	MaxDatagram int
+	// StaticPeers are remote VTEPs configured by hand (head-end
+	// replication list, like the kernel vxlan device's all-zeros fdb
+	// entries): peers of every VNI the switch serves (Serve), besides the
+	// member VTEPs the control plane gives per VNI (SetPeers).
+	StaticPeers []netip.AddrPort
 	// OnPortStopped, if set, is called from the port's reader goroutine
 	// when its device fails (not on RemovePort or Close): a TAP whose
 	// network namespace was deleted, say. The port stays registered until
@@ -99,24 +104,10 @@ type port struct {
 	err     atomic.Pointer[error] // why the reader stopped, if it did
 }
 
-// peer is a remote VTEP as seen in one snapshot. Counters survive snapshots.
-type peer struct {
-	addr    netip.AddrPort
-	vnis    []uint32
-	traffic *trafficCounters
-}
-
-func (p *peer) serves(vni uint32) bool { return slices.Contains(p.vnis, vni) }
-
 type portSet struct {
 	byID  map[int]*port
 	byVNI map[uint32][]*port
 	lay   layout // every port's
-}
-
-type peerSet struct {
-	byAddr map[netip.Addr]*peer
-	byVNI  map[uint32][]*peer
 }
 
 // Switch moves Ethernet frames between local TAP ports and remote VTEPs.
@@ -132,8 +123,13 @@ type Switch struct {
 	nextPort int
 	ports    atomic.Pointer[portSet]
 	peers    atomic.Pointer[peerSet]
-	members  map[uint32][]netip.AddrPort     // per-VNI member VTEPs, as set
-	counters map[netip.Addr]*trafficCounters // per-peer counters, kept across changes
+
+	// What the peer set is made of (peers.go), guarded by mu.
+	staticPeers []netip.AddrPort                // Config.StaticPeers
+	served      []uint32                        // VNIs this node serves, sorted, as Serve set them
+	gossipPeers map[uint32][]netip.AddrPort     // per-VNI member VTEPs, as SetPeers set them
+	members     []netip.AddrPort                // alive members' VTEPs, as SetMembers set them
+	counters    map[netip.Addr]*trafficCounters // per-peer counters, kept across changes
 
 	policies atomic.Pointer[map[uint32]FloodPolicy] // copy-on-write under mu
 
@@ -150,6 +146,11 @@ func New(cfg Config) (*Switch, error) {
 	if cfg.Conn == nil || cfg.FDB == nil {
 		return nil, errors.New("vtep: Config.Conn and Config.FDB are required")
 	}
+	for _, a := range cfg.StaticPeers {
+		if !a.Addr().IsValid() {
+			return nil, fmt.Errorf("vtep: static peer %v is not a valid address", a)
+		}
+	}
 	def := DefaultConfig()
 	if cfg.ExpireEvery <= 0 {
 		cfg.ExpireEvery = def.ExpireEvery
@@ -162,10 +163,11 @@ func New(cfg Config) (*Switch, error) {
 	}
 	s := &Switch{
 		cfg: cfg, conn: cfg.Conn, fdb: cfg.FDB, log: cfg.Logger,
-		nextPort: 1,
-		members:  make(map[uint32][]netip.AddrPort),
-		counters: make(map[netip.Addr]*trafficCounters),
-		closing:  make(chan struct{}),
+		nextPort:    1,
+		staticPeers: slices.Clone(cfg.StaticPeers),
+		gossipPeers: make(map[uint32][]netip.AddrPort),
+		counters:    make(map[netip.Addr]*trafficCounters),
+		closing:     make(chan struct{}),
 	}
 	s.ports.Store(&portSet{byID: map[int]*port{}, byVNI: map[uint32][]*port{}, lay: plainLayout})
 	s.peers.Store(&peerSet{byAddr: map[netip.Addr]*peer{}, byVNI: map[uint32][]*peer{}})
@@ -188,8 +190,8 @@ func (s *Switch) AddPort(pc PortConfig) (int, error) {
 	if pc.Secure && (pc.MAC.IsZero() || pc.MAC.IsMulticast()) {
 		return 0, errors.New("vtep: a secure port needs its unicast MAC")
 	}
-	if pc.VNI == 0 || pc.VNI > MaxVNI {
-		return 0, fmt.Errorf("vtep: VNI %d out of range 1..%d", pc.VNI, MaxVNI)
+	if err := fdb.CheckVNI(pc.VNI); err != nil {
+		return 0, fmt.Errorf("vtep: add port: %w", err)
 	}
 	if pc.Name == "" {
 		pc.Name = pc.Device.Name()
@@ -268,39 +270,6 @@ func (s *Switch) RemovePort(id int) error {
 	s.fdb.DeleteFunc(func(e fdb.Entry) bool { return e.Port == id })
 	s.log.Debug("port removed", "port", p.name, "id", id)
 	return err
-}
-
-// SetPeers sets the member VTEPs of vni: broadcast and unknown traffic of
-// the VNI is replicated to each, and only they may send the VNI's frames.
-func (s *Switch) SetPeers(vni uint32, addrs []netip.AddrPort) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(addrs) == 0 {
-		delete(s.members, vni)
-	} else {
-		s.members[vni] = slices.Clone(addrs)
-	}
-	next := &peerSet{byAddr: map[netip.Addr]*peer{}, byVNI: map[uint32][]*peer{}}
-	for v, as := range s.members {
-		for _, a := range as {
-			p, ok := next.byAddr[a.Addr()]
-			if !ok {
-				c := s.counters[a.Addr()]
-				if c == nil {
-					c = new(trafficCounters)
-					s.counters[a.Addr()] = c
-				}
-				p = &peer{addr: a, traffic: c}
-				next.byAddr[a.Addr()] = p
-			}
-			p.vnis = append(p.vnis, v)
-			next.byVNI[v] = append(next.byVNI[v], p)
-		}
-	}
-	for _, p := range next.byAddr {
-		slices.Sort(p.vnis)
-	}
-	s.peers.Store(next)
 }
 
 // Close stops every goroutine, closes every port's device and the UDP

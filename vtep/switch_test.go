@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -397,5 +399,93 @@ func TestPeerCountersSkipFailedSend(t *testing.T) {
 	}
 	if got := tx(); got[peerB] != 1 || got[peerC] != 1 || got[bad] != 0 {
 		t.Errorf("tx frames by peer = %v, want B 1, C 1, %v 0", got, bad)
+	}
+}
+
+// TestAddPortVNIRange: a port's VNI is checked by fdb.CheckVNI, and the
+// error names the value.
+func TestAddPortVNIRange(t *testing.T) {
+	tests := []struct {
+		name    string
+		vni     uint32
+		wantErr string // "" means accepted
+	}{
+		{"zero", 0, "VNI 0 out of range 1..16777215"},
+		{"one", 1, ""},
+		{"max", fdb.MaxVNI, ""},
+		{"past max", fdb.MaxVNI + 1, "VNI 16777216 out of range 1..16777215"},
+	}
+	r := newRig(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := r.sw.AddPort(vtep.PortConfig{VNI: tt.vni, Device: taptest.New("v", 1450)})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("AddPort(VNI %d) = %v, want accepted", tt.vni, err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("AddPort(VNI %d) = %v, want an error containing %q", tt.vni, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestStaticPeers: a static peer gets the floods of the VNIs the switch
+// serves, and may send their frames; for a VNI not served, neither, until
+// it is.
+func TestStaticPeers(t *testing.T) {
+	checkGoroutines(t)
+	net := vteptest.NewNetwork()
+	toB := net.Tap(peerB)
+	sw, err := vtep.New(vtep.Config{Conn: net.Listen(self), FDB: fdb.New(fdb.DefaultConfig()), StaticPeers: []netip.AddrPort{peerB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sw.Close() })
+	p1, p3 := taptest.New("p1", 1450), taptest.New("p3", 1450)
+	for _, p := range []struct {
+		d   *taptest.Device
+		vni uint32
+	}{{p1, 42}, {p3, 43}} {
+		if _, err := sw.AddPort(vtep.PortConfig{VNI: p.vni, Device: p.d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw.Serve([]uint32{42})
+	expect := func(vni uint32, inner []byte) {
+		t.Helper()
+		select {
+		case d := <-toB:
+			if !bytes.Equal(d.Data, vxlan(vni, inner)) {
+				t.Fatalf("to B: got % x\nwant % x", d.Data, vxlan(vni, inner))
+			}
+		case <-time.After(wait):
+			t.Fatal("nothing sent to B")
+		}
+	}
+	b42 := frame(fdb.Broadcast, mac1, "on 42")
+	p1.Inject(b42)
+	expect(42, b42)
+	fromB := frame(fdb.Broadcast, macR, "from B")
+	net.Send(peerB, self, vxlan(43, fromB)) // 43 is not served: B is no peer of it
+	net.Send(peerB, self, vxlan(42, fromB))
+	if got := p1.Expect(t, wait); !bytes.Equal(got, fromB) {
+		t.Fatalf("p1: got % x", got)
+	}
+	if got := sw.Drops(vtep.DropNotMember); got != 1 {
+		t.Errorf("not_member drops = %d, want 1 (the frame for VNI 43)", got)
+	}
+
+	before := frame(fdb.Broadcast, mac2, "on 43, not served")
+	p3.Inject(before)
+	deadline := time.Now().Add(wait)
+	for sw.Stats().Ports[1].RxFrames == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // polling interval, not synchronisation
+	}
+	sw.Serve([]uint32{42, 43})
+	after := frame(fdb.Broadcast, mac2, "on 43, served")
+	p3.Inject(after)
+	expect(43, after) // and not before
+	if got := sw.Stats().Peers; len(got) != 1 || got[0].Addr != peerB || !slices.Equal(got[0].VNIs, []uint32{42, 43}) {
+		t.Errorf("Stats.Peers %+v, want B on 42 and 43", got)
 	}
 }

@@ -76,7 +76,7 @@ type tcpSeg struct {
 }
 
 // NewGRO preallocates n output buffers of bufSize bytes each (n*bufSize
-// bytes in all). bufSize >= VirtioNetHdrLen + 65535 + 18 lets any merge
+// bytes in all). bufSize >= VirtioNetHdrLen + MaxSuperFrame lets any merge
 // reach a 64 KB IP packet; smaller buffers merge less. It panics if n < 1
 // or bufSize < VirtioNetHdrLen.
 func NewGRO(n, bufSize int) *GRO {

@@ -11,9 +11,17 @@ package offload
 import "encoding/binary"
 
 // VirtioNetHdrLen is the size of the legacy struct virtio_net_hdr that tun
-// uses: flags, gso_type (1 byte each) and hdr_len, gso_size, csum_start,
-// csum_offset (2 bytes each).
+// uses, the TUNSETVNETHDRSZ default: flags, gso_type (1 byte each) and
+// hdr_len, gso_size, csum_start, csum_offset (2 bytes each), 1+1+4*2 = 10
+// bytes. It is the one definition: tap.VnetHdrLen is this constant.
 const VirtioNetHdrLen = 10
+
+// MaxSuperFrame is the largest frame a TAP with TSO hands over (and GRO
+// builds), behind its virtio-net header: an IP packet of 65535 bytes (the
+// largest a 16-bit length field holds, also the kernel's legacy GSO limit)
+// behind an Ethernet header with one VLAN tag, 18 bytes. tap.MaxOffloadFrame
+// is VirtioNetHdrLen + MaxSuperFrame.
+const MaxSuperFrame = maxIPLen + vlanHeaderLen
 
 // Values of VirtioNetHdr.Flags (linux/virtio_net.h VIRTIO_NET_HDR_F_*).
 const (
