@@ -16,8 +16,6 @@ import (
 	"os"
 	"syscall"
 	"time"
-
-	"github.com/ovlsw/ovlsw/vtep"
 )
 
 // DefaultSocket is where the daemon listens unless told otherwise.
@@ -41,7 +39,7 @@ type Status struct {
 	Node   Node    `json:"node"`
 	Gossip *Gossip `json:"gossip,omitempty"`
 	FDB    FDBStat `json:"fdb"`
-	vtep.Stats
+	Stats
 }
 
 // FDBStat summarises the forwarding table.

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,7 @@ type Network struct {
 	Subnet  netip.Prefix `json:"subnet,omitzero"`
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 	MTU     int          `json:"mtu"`
-	Flood   string       `json:"flood,omitempty"` // flood policy (vtep.ParseFloodPolicy); empty: the node's
+	Flood   string       `json:"flood,omitempty"` // flood policy: "flood", "drop" or a list like "arp=drop,unicast=flood,broadcast=flood"; empty: the node's
 }
 
 // NetworkDetail is a network with its endpoints, for network inspect.
@@ -94,4 +95,69 @@ type Gossip struct {
 	MessagesOut    uint64         `json:"messages_out"`
 	Malformed      uint64         `json:"malformed"`
 	Encrypted      bool           `json:"encrypted"`
+}
+
+// Stats is the data plane's part of GET /v1/status: offloads, ports,
+// peers, drop counters by reason and the ARP/ND proxy's counters.
+type Stats struct {
+	Offload Offload           `json:"offload"`
+	Ports   []Port            `json:"ports"`
+	Peers   []Peer            `json:"peers"`
+	Drops   map[string]uint64 `json:"drops"` // by reason: short, bad_header, not_member, ...
+	Proxy   Proxy             `json:"proxy"`
+}
+
+// Traffic counts frames and bytes each way.
+type Traffic struct {
+	RxFrames uint64 `json:"rx_frames"`
+	RxBytes  uint64 `json:"rx_bytes"`
+	TxFrames uint64 `json:"tx_frames"`
+	TxBytes  uint64 `json:"tx_bytes"`
+}
+
+// Port is a local port of the switch and its counters.
+type Port struct {
+	ID    int    `json:"id"`
+	Name  string `json:"name"`
+	VNI   uint32 `json:"vni"`
+	MTU   int    `json:"mtu"`
+	Error string `json:"error,omitempty"` // why the port stopped reading, if it did
+	// QueueDrops counts frames the kernel dropped on the port's TAP queue
+	// before ovlsw read them (the sender outran ovlsw).
+	QueueDrops uint64 `json:"queue_drops"`
+	Traffic
+}
+
+// Peer is a remote VTEP and its counters; Rx is what it sent us.
+type Peer struct {
+	Addr netip.AddrPort `json:"addr"`
+	VNIs []uint32       `json:"vnis"`
+	Traffic
+}
+
+// Offload says which fast-path techniques are on.
+type Offload struct {
+	TAP string `json:"tap"` // the ports' offloads, e.g. "vnet_hdr,csum,tso4,tso6", or "off"; empty while there is no port
+	UDP string `json:"udp"` // the socket's, e.g. "gso,gro,srcports=16", or "off"
+	GRO bool   `json:"gro"` // received TCP segments merged before the TAP write
+}
+
+func (o Offload) String() string {
+	tap, gro := o.TAP, "off"
+	if tap == "" {
+		tap = "(no port yet)"
+	}
+	if o.GRO {
+		gro = "on"
+	}
+	return fmt.Sprintf("tap %s; udp %s; userspace gro %s", tap, o.UDP, gro)
+}
+
+// Proxy counts what the ARP and neighbour-discovery proxy did.
+type Proxy struct {
+	ARPAnswered    uint64 `json:"arp_answered"`
+	NDAnswered     uint64 `json:"nd_answered"`
+	Flooded        uint64 `json:"flooded"`         // questions about unknown addresses flooded
+	Dropped        uint64 `json:"dropped"`         // questions about unknown addresses dropped by policy
+	GratuitousSent uint64 `json:"gratuitous_sent"` // gratuitous ARPs and unsolicited NAs after a move
 }
