@@ -277,7 +277,8 @@ func (s *Switch) learnNA(vni uint32, frame []byte, c *FrameClass) {
 // gratuitous ARP (IPv4) or an unsolicited neighbour advertisement (IPv6)
 // on every port of the VNI except the one mac is on. Hosts that cache the
 // old binding update it at once instead of after their cache times out.
-// The daemon calls it when a binding moves to a different MAC.
+// The switch calls it when the FDB says a binding moved to a different MAC
+// (ipMoved), and the node after a restart.
 func (s *Switch) AnnounceIP(vni uint32, ip netip.Addr, mac fdb.MAC) {
 	// Room for either layout's header in front: a zero virtio-net header
 	// asks nothing of the kernel.

@@ -136,6 +136,8 @@ type Switch struct {
 	drops    dropCounters
 	proxyCtr proxyCounters
 
+	unsubIPMove func() // the FDB's address-move subscription
+
 	closeOnce sync.Once
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -178,7 +180,19 @@ func New(cfg Config) (*Switch, error) {
 		go s.receiveLoop(r)
 	}
 	go s.expireLoop()
+	s.unsubIPMove = cfg.FDB.SubscribeIPMove(s.ipMoved)
 	return s, nil
+}
+
+// ipMoved is the FDB's word that an address now belongs to another MAC:
+// the local ports of its VNI are told (AnnounceIP), so their neighbour
+// caches follow at once.
+func (s *Switch) ipMoved(k fdb.IPKey, from, to fdb.MAC) {
+	if s.closed() {
+		return
+	}
+	s.AnnounceIP(k.VNI, k.IP, to)
+	s.log.Info("address moved", "vni", k.VNI, "ip", k.IP, "from", from, "to", to)
 }
 
 // AddPort attaches a TAP device to the switch and starts reading it. It
@@ -277,6 +291,7 @@ func (s *Switch) RemovePort(id int) error {
 func (s *Switch) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.unsubIPMove()
 		s.mu.Lock()
 		close(s.closing)
 		ports := s.ports.Load()
