@@ -16,7 +16,6 @@ import (
 
 	"github.com/ovlsw/ovlsw/bench/testbed"
 	"github.com/ovlsw/ovlsw/cmd/control"
-	"github.com/ovlsw/ovlsw/vtep"
 )
 
 // TestE2ERestart: attached containers survive a restart of their node.
@@ -98,7 +97,7 @@ func TestE2ERestart(t *testing.T) {
 		if err := nA.get("/v1/endpoints", &eps); err != nil || len(eps) != 1 || eps[0] != eA {
 			t.Errorf("endpoints after the restart (%v): %v\n%s\nwant %s", sig, err, jsonString(eps), jsonString(eA))
 		}
-		if !slices.ContainsFunc(nA.status().Ports, func(p vtep.PortStats) bool { return p.Name == eA.Name }) {
+		if !slices.ContainsFunc(nA.status().Ports, func(p control.Port) bool { return p.Name == eA.Name }) {
 			t.Errorf("status after the restart lists no port %s", eA.Name)
 		}
 		if !poll(10*time.Second, func() bool { return gossipOwner(nB, eA.MAC) == "ra" }) {

@@ -1,7 +1,8 @@
 package daemon
 
 // This file holds the control API handlers: thin adapters from HTTP to the
-// daemon's methods.
+// node's owners, and the views the API assembles from several of them.
+// convert.go converts between the API's types and the node's.
 
 import (
 	"cmp"
@@ -9,12 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime"
 	"slices"
-	"time"
 
 	"github.com/ovlsw/ovlsw/cmd/control"
+	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/gossip"
+	"github.com/ovlsw/ovlsw/tap"
 )
 
 // maxRequest bounds a control request body.
@@ -87,23 +91,23 @@ func (d *Daemon) handler() http.Handler {
 		reply(w, n, err)
 	})
 	handlePost(mux, "/v1/networks", func(n control.Network) (any, error) {
-		if err := d.createNetwork(n); err != nil {
+		if err := d.nets.create(fromControlNetwork(n)); err != nil {
 			return nil, err
 		}
 		return d.inspectNetwork(n.Name)
 	})
 	mux.HandleFunc("DELETE /v1/networks/{name}", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, struct{}{}, d.removeNetwork(r.PathValue("name")))
+		reply(w, struct{}{}, d.nets.remove(r.PathValue("name"), d.networkUsers))
 	})
 	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
 		control.WriteJSON(w, http.StatusOK, d.peers())
 	})
 	mux.HandleFunc("GET /v1/keys", func(w http.ResponseWriter, r *http.Request) {
-		keys, err := d.listKeys()
+		keys, err := d.cluster.Load().listKeys()
 		reply(w, keys, err)
 	})
 	handlePost(mux, "/v1/keys", func(req control.KeyRequest) (any, error) {
-		return struct{}{}, d.keyOp(req)
+		return struct{}{}, d.cluster.Load().keyOp(req.Op, req.Key)
 	})
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, r *http.Request) {
 		control.WriteJSON(w, http.StatusOK, d.listEndpoints(""))
@@ -113,13 +117,110 @@ func (d *Daemon) handler() http.Handler {
 	return mux
 }
 
+// Attach puts a new port of a network into a network namespace.
+func (d *Daemon) Attach(req control.AttachRequest) (control.Endpoint, error) {
+	ep, err := d.eps.attach(fromControlAttach(req))
+	if err != nil {
+		return control.Endpoint{}, err
+	}
+	return toControlEndpoint(ep), nil
+}
+
+// Detach removes the endpoint at netns/ifname and frees its address.
+func (d *Daemon) Detach(req control.DetachRequest) (control.Endpoint, error) {
+	ep, err := d.eps.detach(req.Netns, req.IfName)
+	if err != nil {
+		return control.Endpoint{}, err
+	}
+	return toControlEndpoint(ep), nil
+}
+
+func (d *Daemon) listNetworks() []control.Network {
+	list := d.nets.list()
+	out := make([]control.Network, len(list))
+	for i, n := range list {
+		out[i] = toControlNetwork(n)
+	}
+	return out
+}
+
+func (d *Daemon) inspectNetwork(name string) (control.NetworkDetail, error) {
+	n, ok := d.nets.get(name)
+	if !ok {
+		return control.NetworkDetail{}, fmt.Errorf("network %s: %w", name, errNotFound)
+	}
+	return control.NetworkDetail{Network: toControlNetwork(n), Endpoints: d.clusterEndpoints(n)}, nil
+}
+
+func (d *Daemon) listEndpoints(network string) []control.Endpoint {
+	eps := d.eps.list(network)
+	out := make([]control.Endpoint, len(eps))
+	for i, ep := range eps {
+		out[i] = toControlEndpoint(ep)
+	}
+	return out
+}
+
+// clusterEndpoints lists n's endpoints on every node: this node's with
+// their names, the others' from their gossip bindings (node, MAC, IP). The
+// host port of the default network is not an endpoint.
+func (d *Daemon) clusterEndpoints(n gossip.Network) []control.Endpoint {
+	out := d.listEndpoints(n.Name)
+	bits := n.Subnet.Bits()
+	for _, e := range d.fdb.Entries() {
+		if e.VNI != n.VNI || e.Origin != fdb.OriginGossip || len(e.IPs) == 0 {
+			continue
+		}
+		ep := control.Endpoint{Network: n.Name, VNI: n.VNI, Node: e.Node, MAC: e.MAC.String(), Gateway: n.Gateway, MTU: n.MTU}
+		if bits < 0 {
+			bits = e.IPs[0].BitLen()
+		}
+		ep.Address = netip.PrefixFrom(e.IPs[0], bits)
+		out = append(out, ep)
+	}
+	slices.SortFunc(out, func(a, b control.Endpoint) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), a.Address.Addr().Compare(b.Address.Addr()))
+	})
+	return out
+}
+
+// networkUsers lists who still uses network n: its endpoints on every
+// node, and this node's host port on the default network.
+func (d *Daemon) networkUsers(n gossip.Network) []string {
+	var in []string
+	for _, ep := range d.clusterEndpoints(n) {
+		who := ep.Name
+		if who == "" {
+			who = ep.MAC
+		}
+		in = append(in, fmt.Sprintf("%s on %s (%v)", who, ep.Node, ep.Address.Addr()))
+	}
+	if d.host != nil && n.Name == DefaultNetwork {
+		in = append(in, "the host port "+d.host.name+" on "+d.cfg.Name)
+	}
+	return in
+}
+
+func (d *Daemon) peers() []control.Member {
+	c := d.cluster.Load()
+	if c == nil {
+		return []control.Member{}
+	}
+	ms := c.agent.Members()
+	out := make([]control.Member, len(ms))
+	for i, m := range ms {
+		out[i] = toControlMember(m)
+	}
+	return out
+}
+
 func (d *Daemon) status() control.Status {
 	st := control.Status{
 		Node: control.Node{
-			Name: d.cfg.Name, VTEP: d.vtep, VNIs: d.vnis(),
+			Name: d.cfg.Name, VTEP: d.vtep, VNIs: d.nets.served(),
 			Started: d.started, PID: os.Getpid(), Goroutines: runtime.NumGoroutine(),
 		},
-		Stats:  d.sw.Stats(),
+		Stats:  toControlStats(d.sw.Stats()),
 		Gossip: d.gossipStatus(),
 		FDB:    control.FDBStat{Entries: d.fdb.Len(), Refused: d.fdb.Refused()},
 	}
@@ -127,23 +228,46 @@ func (d *Daemon) status() control.Status {
 	return st
 }
 
+func (d *Daemon) gossipStatus() *control.Gossip {
+	c := d.cluster.Load()
+	if c == nil {
+		return nil
+	}
+	g := toControlGossip(c.agent.Stats(), c.agent.Addr(), c.cfg.Key != nil)
+	for _, m := range c.agent.Members() {
+		if m.State == "alive" || m.State == "suspect" {
+			g.Members++
+		}
+	}
+	return g
+}
+
+// queueDrops fills in each port's QueueDrops: the TX drops of its TAP as
+// the kernel counts them (frames the container or host sent that the TAP
+// queue could not hold until ovlsw read them). Endpoints' links are read
+// in their namespaces. Errors leave the figure zero.
+func (d *Daemon) queueDrops(ports []control.Port) {
+	where := d.eps.links()
+	if d.host != nil {
+		where[d.host.id] = [2]string{"", d.host.name}
+	}
+	for i := range ports {
+		w, ok := where[ports[i].ID]
+		if !ok {
+			continue
+		}
+		if n, err := tap.TxDropped(w[0], w[1]); err == nil {
+			ports[i].QueueDrops = n
+		}
+	}
+}
+
 func (d *Daemon) fdbEntries() []control.FDBEntry {
 	now := d.fdb.Now()
 	es := d.fdb.Entries()
 	out := make([]control.FDBEntry, 0, len(es))
 	for _, e := range es {
-		fe := control.FDBEntry{
-			VNI: e.VNI, MAC: e.MAC.String(), IPs: e.IPs, Origin: e.Origin.String(),
-			Node: e.Node, Seq: e.Seq, Age: now.Sub(e.Seen).Round(time.Second).Seconds(), Dup: e.Duplicate,
-		}
-		if e.IsLocal() {
-			fe.Port = d.sw.PortName(e.Port)
-			fe.Where = "port " + fe.Port
-		} else {
-			fe.VTEP = e.VTEP.String()
-			fe.Where = "vtep " + fe.VTEP
-		}
-		out = append(out, fe)
+		out = append(out, toControlFDBEntry(e, now, d.sw.PortName(e.Port)))
 	}
 	slices.SortFunc(out, func(a, b control.FDBEntry) int {
 		if a.VNI != b.VNI {

@@ -1,37 +1,182 @@
 package daemon
 
-// This file wires the gossip control plane into the daemon: the agent's
-// start (after the switch, so it can hand it member VTEPs), the FDB events
-// it announces, the peer lists it computes merged with static --peer ones,
-// and its key ring.
+// This file holds the cluster glue: the gossip agent's start (after the
+// switch, which it hands member VTEPs directly), its subscription to the
+// FDB's changes (fdb publishes, the agent announces local entries and
+// withdraws them when they go), the advertiser of this node's VNIs, and
+// the gossip key ring. Nothing is relayed through the node: the switch owns
+// the peer set, which gossip and the static --peer list feed.
 
 import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
-	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/gossip"
+	"github.com/ovlsw/ovlsw/vtep"
 )
+
+// leaveTimeout bounds how long leaving the cluster waits for the leave to
+// go out to the members still alive.
+const leaveTimeout = 2 * time.Second
+
+// clusterConfig configures the cluster glue.
+type clusterConfig struct {
+	Name       string
+	Bind       netip.Addr
+	VTEP       netip.AddrPort
+	GossipPort int      // 0: gossip's default
+	Key        []byte   // gossip encryption key; nil: plain
+	Join       []string // members to join; none founds a cluster
+	Log        *slog.Logger
+}
+
+// cluster is this node's membership of the gossip cluster.
+type cluster struct {
+	cfg   clusterConfig
+	log   *slog.Logger
+	agent *gossip.Agent
+	unsub func() // the agent's FDB subscription
+
+	// The VNI advertiser: requests, the VNIs to publish, its stop signal,
+	// its exit.
+	advert     chan struct{}
+	vnis       func() []uint32
+	advertStop chan struct{}
+	advertDone sync.WaitGroup
+	closeOnce  sync.Once
+}
+
+// startCluster starts the gossip agent, feeding t and sw, and joins
+// cfg.Join. onNetworks receives the cluster's networks whenever they
+// change; vnis gives the VNIs to advertise when advertise asks.
+func startCluster(cfg clusterConfig, t *fdb.Table, sw *vtep.Switch, onNetworks func([]gossip.Network), vnis func() []uint32) (*cluster, error) {
+	gc := gossip.DefaultConfig()
+	gc.Name, gc.BindAddr, gc.VTEP, gc.VNIs, gc.Logger = cfg.Name, cfg.Bind, cfg.VTEP, vnis(), cfg.Log
+	if cfg.GossipPort != 0 {
+		gc.GossipPort = cfg.GossipPort
+	}
+	gc.SecretKey = cfg.Key
+	gc.OnNetworks = onNetworks
+	a, err := gossip.New(gc, t, sw)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
+			return nil, fmt.Errorf("gossip port %d on %v is already in use (another ovlsw?): stop it or choose another gossip port", gc.GossipPort, cfg.Bind)
+		}
+		return nil, err
+	}
+	c := &cluster{cfg: cfg, log: cfg.Log, agent: a, advert: make(chan struct{}, 1), vnis: vnis, advertStop: make(chan struct{})}
+	c.unsub = t.Subscribe(a.OnFDBEvent)
+	c.advertDone.Add(1)
+	go c.advertiser()
+	if len(cfg.Join) > 0 {
+		if err := c.join(gc.GossipPort); err != nil {
+			c.close(false)
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *cluster) join(port int) error {
+	join, err := joinAddrs(c.cfg.Join, netip.AddrPortFrom(c.cfg.Bind, uint16(port)))
+	if err != nil {
+		return err
+	}
+	if _, err := c.agent.Join(join); err != nil {
+		if errors.Is(err, gossip.ErrKeyMismatch) {
+			return fmt.Errorf("cannot join %s: the cluster refused our gossip: the key does not match (check the gossip key file on both sides)", strings.Join(c.cfg.Join, ","))
+		}
+		return fmt.Errorf("cannot join %s: %w (is ovlsw up there, with the same gossip port?)", strings.Join(c.cfg.Join, ","), err)
+	}
+	return nil
+}
+
+// joinAddrs gives every join address a port (memberlist would otherwise
+// use this node's own gossip port) and refuses this node's own address.
+func joinAddrs(join []string, self netip.AddrPort) ([]string, error) {
+	defPort := uint16(gossip.DefaultConfig().GossipPort)
+	out := make([]string, 0, len(join))
+	for _, j := range join {
+		host, port := j, defPort
+		if h, p, err := net.SplitHostPort(j); err == nil {
+			n, err := strconv.ParseUint(p, 10, 16)
+			if err != nil || n == 0 {
+				return nil, fmt.Errorf("join address %q: bad port", j)
+			}
+			host, port = h, uint16(n)
+		}
+		if ip, err := netip.ParseAddr(host); err == nil && netip.AddrPortFrom(ip, port) == self {
+			return nil, fmt.Errorf("join address %s is this node's own gossip address: name another member", j)
+		}
+		out = append(out, net.JoinHostPort(host, strconv.Itoa(int(port))))
+	}
+	return out, nil
+}
+
+// advertise asks the advertiser to publish the VNIs in the node's gossip
+// metadata. It never blocks: memberlist's UpdateNode waits (up to a
+// second) for the update to go out, which must not hold up the caller.
+func (c *cluster) advertise() {
+	select {
+	case c.advert <- struct{}{}:
+	default: // one is pending; it will publish the latest set
+	}
+}
+
+// advertiser publishes the VNI set whenever advertise asks, until
+// advertStop closes.
+func (c *cluster) advertiser() {
+	defer c.advertDone.Done()
+	for {
+		select {
+		case <-c.advertStop:
+			return
+		case <-c.advert:
+			if err := c.agent.SetVNIs(c.vnis(), time.Second); err != nil && !errors.Is(err, gossip.ErrClosed) {
+				c.log.Warn("advertise VNIs", "err", err)
+			}
+		}
+	}
+}
+
+// close stops the cluster glue; with leave, it leaves the cluster first,
+// withdrawing this node's bindings everywhere. Idempotent.
+func (c *cluster) close(leave bool) error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.advertStop)
+		c.unsub()
+		if leave {
+			if lerr := c.agent.Leave(leaveTimeout); lerr != nil {
+				c.log.Warn("leave", "err", lerr)
+			}
+		}
+		err = c.agent.Close()
+		c.advertDone.Wait()
+	})
+	return err
+}
 
 // readKeyFile reads a base64 gossip key of 32 bytes.
 func readKeyFile(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("--gossip-key-file: %w", err)
+		return nil, fmt.Errorf("gossip key file: %w", err)
 	}
 	key, err := DecodeKey(strings.TrimSpace(string(b)))
 	if err != nil {
-		return nil, fmt.Errorf("--gossip-key-file %s: %w", path, err)
+		return nil, fmt.Errorf("gossip key file %s: %w", path, err)
 	}
 	return key, nil
 }
@@ -45,226 +190,43 @@ func DecodeKey(s string) ([]byte, error) {
 	return key, nil
 }
 
-// startGossip starts the agent (encrypted with key, if any) and joins
-// cfg.Join.
-func (d *Daemon) startGossip(key []byte) error {
-	gc := gossip.DefaultConfig()
-	gc.Name, gc.BindAddr, gc.VTEP, gc.VNIs, gc.Logger = d.cfg.Name, d.cfg.Bind, d.vtep, d.vnis(), d.log
-	if d.cfg.GossipPort != 0 {
-		gc.GossipPort = d.cfg.GossipPort
-	}
-	gc.SecretKey = key
-	gc.OnNetworks = d.applyNetworks
-	a, err := gossip.New(gc, d.fdb, d)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
-			return fmt.Errorf("gossip port %d on %v is already in use (another ovlsw?): stop it or pass --gossip-port", gc.GossipPort, d.cfg.Bind)
-		}
-		return err
-	}
-	d.agent.Store(a)
-	d.advertStop = make(chan struct{})
-	d.advertDone.Add(1)
-	go d.advertiser(a, d.advertStop)
-	d.applyNetworks(a.Networks()) // learned while starting, before d.agent was set
-	if len(d.cfg.Join) > 0 {
-		join, err := joinAddrs(d.cfg.Join, netip.AddrPortFrom(d.cfg.Bind, uint16(gc.GossipPort)))
-		if err != nil {
-			return err
-		}
-		if _, err := a.Join(join); err != nil {
-			if errors.Is(err, gossip.ErrKeyMismatch) {
-				return fmt.Errorf("cannot join %s: the cluster refused our gossip: the key does not match (check --gossip-key-file on both sides)", strings.Join(d.cfg.Join, ","))
-			}
-			return fmt.Errorf("cannot join %s: %w (is ovlsw up there, with the same --gossip-port?)", strings.Join(d.cfg.Join, ","), err)
-		}
-	}
-	return nil
-}
+// errNotEncrypted answers key operations on a node without a gossip key.
+var errNotEncrypted = userErrorf("gossip is not encrypted on this node: start it with a gossip key file")
 
-// joinAddrs gives every --join address a port (memberlist would otherwise
-// use this node's own gossip port) and refuses this node's own address.
-func joinAddrs(join []string, self netip.AddrPort) ([]string, error) {
-	defPort := uint16(gossip.DefaultConfig().GossipPort)
-	out := make([]string, 0, len(join))
-	for _, j := range join {
-		host, port := j, defPort
-		if h, p, err := net.SplitHostPort(j); err == nil {
-			n, err := strconv.ParseUint(p, 10, 16)
-			if err != nil || n == 0 {
-				return nil, fmt.Errorf("--join %q: bad port", j)
-			}
-			host, port = h, uint16(n)
-		}
-		if ip, err := netip.ParseAddr(host); err == nil && netip.AddrPortFrom(ip, port) == self {
-			return nil, fmt.Errorf("--join %s is this node's own gossip address: name another member", j)
-		}
-		out = append(out, net.JoinHostPort(host, strconv.Itoa(int(port))))
-	}
-	return out, nil
-}
-
-// fdbChanged forwards FDB changes to the agent, which announces local
-// entries and withdraws them when they go.
-func (d *Daemon) fdbChanged(ev fdb.Event) {
-	if a := d.agent.Load(); a != nil {
-		a.OnFDBEvent(ev)
-	}
-}
-
-// SetPeers receives the member VTEPs of a VNI from gossip; the switch gets
-// them together with the static --peer list. It implements gossip.Members.
-func (d *Daemon) SetPeers(vni uint32, vteps []netip.AddrPort) {
-	d.peerMu.Lock()
-	defer d.peerMu.Unlock()
-	if len(vteps) == 0 {
-		delete(d.gossipPeers, vni)
-	} else {
-		d.gossipPeers[vni] = slices.Clone(vteps)
-	}
-	d.applyPeersLocked(vni)
-}
-
-// applyPeers recomputes the switch's peer list of vni.
-func (d *Daemon) applyPeers(vni uint32) {
-	d.peerMu.Lock()
-	defer d.peerMu.Unlock()
-	d.applyPeersLocked(vni)
-}
-
-func (d *Daemon) applyPeersLocked(vni uint32) {
-	var all []netip.AddrPort
-	if d.served(vni) {
-		all = append(all, d.cfg.Peers...)
-	}
-	for _, v := range d.gossipPeers[vni] {
-		if !slices.Contains(all, v) {
-			all = append(all, v)
-		}
-	}
-	d.sw.SetPeers(vni, all)
-}
-
-// served reports whether a network with vni exists here. It takes no lock
-// of the daemon's: networks are read through the copy kept for it.
-func (d *Daemon) served(vni uint32) bool {
-	return slices.Contains(*d.vniSet.Load(), vni)
-}
-
-// networksChangedLocked tells the switch and the cluster which VNIs this
-// node serves after the networks changed, recomputing the peer lists of the
-// changed VNIs. Called with d.mu held.
-func (d *Daemon) networksChangedLocked(changed map[uint32]bool) {
-	var vnis []uint32
-	for _, n := range d.networks {
-		vnis = append(vnis, n.VNI)
-	}
-	slices.Sort(vnis)
-	d.vniSet.Store(&vnis)
-	for vni := range changed {
-		d.applyPeers(vni)
-	}
-	d.advertiseVNIs()
-}
-
-// advertiseVNIs asks the advertiser goroutine to publish d.vniSet in the
-// node's gossip metadata. It never blocks: memberlist's UpdateNode waits
-// (up to a second) for the update to go out, which must not happen under
-// d.mu, where it held up status, attach and detach for that long.
-func (d *Daemon) advertiseVNIs() {
-	select {
-	case d.vniAdvert <- struct{}{}:
-	default: // one is pending; it will publish the latest set
-	}
-}
-
-// advertiser publishes the VNI set whenever advertiseVNIs asks, until stop
-// closes.
-func (d *Daemon) advertiser(a *gossip.Agent, stop <-chan struct{}) {
-	defer d.advertDone.Done()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-d.vniAdvert:
-			if err := a.SetVNIs(*d.vniSet.Load(), time.Second); err != nil && !errors.Is(err, gossip.ErrClosed) {
-				d.log.Warn("advertise VNIs", "err", err)
-			}
-		}
-	}
-}
-func (d *Daemon) peers() []control.Member {
-	a := d.agent.Load()
-	if a == nil {
-		return []control.Member{}
-	}
-	ms := a.Members()
-	out := make([]control.Member, len(ms))
-	for i, m := range ms {
-		out[i] = control.Member{Name: m.Name, Addr: m.Addr, VTEP: m.VTEP, VNIs: m.VNIs, State: m.State, Bindings: m.Bindings}
-	}
-	return out
-}
-
-func (d *Daemon) gossipStatus() *control.Gossip {
-	a := d.agent.Load()
-	if a == nil {
-		return nil
-	}
-	st := a.Stats()
-	g := &control.Gossip{
-		Addr: a.Addr(), LocalBindings: st.LocalBindings, RemoteBindings: st.RemoteBindings,
-		MessagesIn: st.MessagesIn, MessagesOut: st.MessagesOut, Malformed: st.Malformed,
-		Encrypted: d.cfg.GossipKeyFile != "",
-	}
-	for _, m := range a.Members() {
-		if m.State == "alive" || m.State == "suspect" {
-			g.Members++
-		}
-	}
-	return g
-}
-
-func (d *Daemon) listKeys() ([]string, error) {
-	a := d.agent.Load()
-	if a == nil {
-		return nil, errors.New("gossip is not running")
-	}
-	if d.cfg.GossipKeyFile == "" {
-		return nil, userErrorf("gossip is not encrypted on this node: start it with --gossip-key-file")
+// listKeys returns the key ring, base64.
+func (c *cluster) listKeys() ([]string, error) {
+	if c.cfg.Key == nil {
+		return nil, errNotEncrypted
 	}
 	var out []string
-	for _, k := range a.ListKeys() {
+	for _, k := range c.agent.ListKeys() {
 		out = append(out, base64.StdEncoding.EncodeToString(k))
 	}
 	return out, nil
 }
 
-func (d *Daemon) keyOp(req control.KeyRequest) error {
-	a := d.agent.Load()
-	if a == nil {
-		return errors.New("gossip is not running")
-	}
-	key, err := DecodeKey(req.Key)
+// keyOp installs, uses or removes a base64 key.
+func (c *cluster) keyOp(op, b64 string) error {
+	key, err := DecodeKey(b64)
 	if err != nil {
 		return userErrorf("key: %v", err)
 	}
-	switch req.Op {
+	switch op {
 	case "install":
-		err = a.InstallKey(key)
+		err = c.agent.InstallKey(key)
 	case "use":
-		err = a.UseKey(key)
+		err = c.agent.UseKey(key)
 	case "remove":
-		err = a.RemoveKey(key)
+		err = c.agent.RemoveKey(key)
 	default:
-		return userErrorf("key operation %q: want install, use or remove", req.Op)
+		return userErrorf("key operation %q: want install, use or remove", op)
 	}
 	if errors.Is(err, gossip.ErrNoEncryption) {
-		return userErrorf("gossip is not encrypted on this node: start it with --gossip-key-file")
+		return errNotEncrypted
 	}
 	if err != nil {
 		return userErrorf("%v", err)
 	}
-	d.log.Info("gossip key "+req.Op+"ed", "key", req.Key[:6]+"...")
+	c.log.Info("gossip key "+op+"ed", "key", b64[:6]+"...")
 	return nil
 }

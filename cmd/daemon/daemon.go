@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/gossip"
-	"github.com/ovlsw/ovlsw/tap"
 	"github.com/ovlsw/ovlsw/vtep"
 )
 
@@ -73,105 +71,99 @@ func DefaultConfig() Config {
 	}
 }
 
-// Daemon is a running node.
+// Daemon is a running node. It wires the owners of the node's state
+// together and serves the control API; each owner has one concern and its
+// own lock: the network registry (network.go), the endpoints (endpoint.go,
+// restart.go, nswatch.go), address allocation (ipam.go) and the cluster
+// glue (cluster.go). A new feature adds an owner beside these.
 type Daemon struct {
 	cfg     Config
 	log     *slog.Logger
-	fdb     *fdb.Table
-	sw      *vtep.Switch
-	ctl     *control.Server
+	started time.Time
 	vtep    netip.AddrPort
 	mtu     int // default overlay MTU
-	started time.Time
 
-	// mu guards the networks, the endpoints and the state file; attach and
-	// detach hold it throughout, so they are serialised.
-	mu          sync.Mutex
-	networks    map[string]*control.Network
-	endpoints   map[int]*control.Endpoint // by switch port ID
-	epPorts     map[int]epPort            // the endpoints' TAPs and networks, by switch port ID
-	pending     map[fdb.IPKey]struct{}    // addresses claimed by attaches in progress
-	hostPort    int                       // port ID of the host TAP, 0 if none
-	stateLoaded bool                      // readopt ran: the state file is this process's
-
-	// The namespace watcher (nswatch.go): its stop signal, its exit.
-	nsStop chan struct{}
-	nsDone sync.WaitGroup
-
-	// The VNI advertiser (cluster.go): requests, its stop signal, its exit.
-	vniAdvert  chan struct{}
-	advertStop chan struct{}
-	advertDone sync.WaitGroup
-
-	swReady atomic.Pointer[vtep.Switch]  // d.sw, for callbacks that may run before New returns
-	agent   atomic.Pointer[gossip.Agent] // nil until started
-
-	// peerMu guards gossipPeers, the member VTEPs gossip reported per VNI.
-	peerMu      sync.Mutex
-	gossipPeers map[uint32][]netip.AddrPort
-	vniSet      atomic.Pointer[[]uint32] // VNIs of the networks, sorted
+	fdb     *fdb.Table
+	sw      *vtep.Switch
+	nets    *networks
+	alloc   *allocator
+	eps     *endpoints
+	host    *hostPort               // nil without a default network; set once in New
+	cluster atomic.Pointer[cluster] // nil until gossip runs
+	ctl     *control.Server
 }
 
-// ipMoved is the FDB's word that an address now belongs to another MAC:
-// tell the local ports, so their neighbour caches follow at once.
-func (d *Daemon) ipMoved(k fdb.IPKey, from, to fdb.MAC) {
-	if sw := d.swReady.Load(); sw != nil {
-		sw.AnnounceIP(k.VNI, k.IP, to)
-		d.log.Info("address moved", "vni", k.VNI, "ip", k.IP, "from", from, "to", to)
-	}
+// ConfigError is a Config value that cannot be used. Its message names the
+// value ("ageing 1ms is too short"), not a command-line flag: cmd/ovlsw
+// turns the names into its flags.
+type ConfigError struct{ msg string }
+
+func (e *ConfigError) Error() string { return e.msg }
+
+func configErrorf(format string, args ...any) error {
+	return &ConfigError{msg: fmt.Sprintf(format, args...)}
 }
 
 // Validate checks cfg without touching the host.
 func (c *Config) Validate() error {
 	if !c.Bind.IsValid() {
-		return errors.New("--bind is required: the underlay address VXLAN is sent from (one of this host's addresses)")
+		return configErrorf("bind address is required: the underlay address VXLAN is sent from (one of this host's addresses)")
 	}
 	if c.Bind.IsUnspecified() || c.Bind.IsMulticast() {
-		return fmt.Errorf("--bind %v: give a unicast address of this host", c.Bind)
+		return configErrorf("bind address %v: give a unicast address of this host", c.Bind)
 	}
-	if c.VNI > vtep.MaxVNI {
-		return fmt.Errorf("--vni %d out of range: a VXLAN network identifier is 1..%d", c.VNI, vtep.MaxVNI)
+	if c.VNI != 0 {
+		if err := fdb.CheckVNI(c.VNI); err != nil {
+			return configErrorf("%v", err)
+		}
 	}
 	if c.VNI == 0 && (c.Subnet.IsValid() || len(c.Address) > 0 || c.TAP != "") {
-		return errors.New("--subnet, --address and --tap describe the default network: give its --vni too")
+		return configErrorf("subnet, host port addresses and TAP name describe the default network: give its VNI too")
 	}
-	if c.Subnet.IsValid() && c.Subnet != c.Subnet.Masked() {
-		return fmt.Errorf("--subnet %v has host bits set: did you mean %v?", c.Subnet, c.Subnet.Masked())
+	if err := gossip.CheckSubnet(c.Subnet); err != nil {
+		return configErrorf("%v", err)
 	}
-	if c.Gateway.IsValid() && !c.Subnet.Contains(c.Gateway) {
-		return fmt.Errorf("--gateway %v is not in --subnet %v", c.Gateway, c.Subnet)
+	if err := gossip.CheckGateway(c.Gateway, c.Subnet); err != nil {
+		return configErrorf("%v", err)
 	}
 	if c.Port == 0 {
-		return errors.New("--port 0: give the VXLAN UDP port (default 4789)")
+		return configErrorf("VXLAN port 0: give the VXLAN UDP port (default 4789)")
 	}
 	for _, p := range c.Peers {
 		if p.Addr() == c.Bind {
-			return fmt.Errorf("--peer %v is this node's own --bind address", p)
+			return configErrorf("peer %v is this node's own bind address", p)
 		}
 		if p.Addr().Is4() != c.Bind.Is4() {
-			return fmt.Errorf("--peer %v and --bind %v are of different IP families", p, c.Bind)
+			return configErrorf("peer %v and bind address %v are of different IP families", p, c.Bind)
 		}
 	}
 	if c.TAP == "" && c.VNI != 0 {
 		c.TAP = fmt.Sprintf("ovl%d", c.VNI)
 	}
 	if len(c.TAP) > 15 {
-		return fmt.Errorf("--tap %q is too long: Linux interface names have at most 15 characters", c.TAP)
+		return configErrorf("TAP name %q is too long: Linux interface names have at most 15 characters", c.TAP)
 	}
-	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535-vtep.Overhead) {
-		return fmt.Errorf("--mtu %d out of range 576..%d", c.MTU, 65535-vtep.Overhead)
+	if c.MTU != 0 {
+		if err := gossip.CheckMTU(c.MTU, 65535-vtep.Overhead); err != nil {
+			return configErrorf("%v", err)
+		}
 	}
 	if c.Ageing < time.Second {
-		return fmt.Errorf("--ageing %v is too short: give at least 1s", c.Ageing)
+		return configErrorf("ageing %v is too short: give at least 1s", c.Ageing)
 	}
-	if c.MaxMACsPerPort < 0 || c.MaxMACsPerVNI < 0 || c.FloodRate < 0 {
-		return errors.New("--max-macs-per-port, --max-macs-per-vni and --flood-rate must be 0 (no limit) or more")
+	switch {
+	case c.MaxMACsPerPort < 0:
+		return configErrorf("MAC limit per port must be 0 (no limit) or more")
+	case c.MaxMACsPerVNI < 0:
+		return configErrorf("MAC limit per VNI must be 0 (no limit) or more")
+	case c.FloodRate < 0:
+		return configErrorf("flood rate must be 0 (no limit) or more")
 	}
 	if _, err := vtep.ParseFloodPolicy(c.Flood); err != nil {
-		return fmt.Errorf("--flood: %v", err)
+		return configErrorf("%v", err)
 	}
 	if c.Socket == "" {
-		return errors.New("--socket must not be empty")
+		return configErrorf("control socket must not be empty")
 	}
 	if c.State == "" {
 		c.State = DefaultStatePath(c.Socket)
@@ -215,23 +207,12 @@ func New(cfg Config) (d *Daemon, reterr error) {
 			"mtu", cfg.MTU, "underlay", ifname, "underlay_mtu", mtu)
 	}
 
-	d = &Daemon{
-		cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, cfg.Port), mtu: cfg.MTU,
-		networks: make(map[string]*control.Network), endpoints: make(map[int]*control.Endpoint),
-		epPorts:     make(map[int]epPort),
-		vniAdvert:   make(chan struct{}, 1),
-		pending:     make(map[fdb.IPKey]struct{}),
-		gossipPeers: make(map[uint32][]netip.AddrPort),
-	}
-	d.vniSet.Store(&[]uint32{})
+	d = &Daemon{cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, cfg.Port), mtu: cfg.MTU}
 	defer func() {
 		if reterr != nil {
 			// Endpoints taken back from the state file stay for the next
 			// try, as after a crash.
-			d.mu.Lock()
-			keep := len(d.epPorts) > 0
-			d.mu.Unlock()
-			d.close(keep)
+			d.close(d.eps != nil && d.eps.count() > 0)
 			d = nil
 		}
 	}()
@@ -247,71 +228,95 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	conn, err := vtep.Listen(connCfg)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return d, fmt.Errorf("UDP port %d on %v is already in use (another ovlsw, or a kernel vxlan device with that dstport): stop it or pass --port", cfg.Port, cfg.Bind)
+			return d, fmt.Errorf("UDP port %d on %v is already in use (another ovlsw, or a kernel vxlan device with that dstport): stop it or choose another VXLAN port", cfg.Port, cfg.Bind)
 		}
 		return d, err
 	}
 	if rel := conn.Offloads().GSOKernelBug; rel != "" {
 		d.log.Warn("UDP GSO left off: this kernel corrupts GSO output whose segments are all one size (kernels 7.0 to 7.1.4; 7.1.5 fixes it)", "kernel", rel)
 	}
-	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing, OnIPMove: d.ipMoved, OnChange: d.fdbChanged,
-		MaxPerPort: cfg.MaxMACsPerPort, MaxPerVNI: cfg.MaxMACsPerVNI})
-	d.sw, err = vtep.New(vtep.Config{Conn: conn, FDB: d.fdb, Logger: cfg.Logger, OnPortStopped: d.portStopped})
-	if err != nil {
-		conn.Close()
+	if err := d.wire(conn); err != nil {
 		return d, err
 	}
-	d.swReady.Store(d.sw)
-	readopted := d.readopt() // before gossip: see restart.go
-	if err := d.startGossip(key); err != nil {
+	readopted := d.eps.readopt() // before gossip: see restart.go
+	if err := d.startCluster(key); err != nil {
 		return d, err
 	}
 	if cfg.VNI != 0 {
-		if err := d.createNetwork(control.Network{Name: DefaultNetwork, VNI: cfg.VNI, Subnet: cfg.Subnet, Gateway: cfg.Gateway}); err != nil {
+		if err := d.nets.create(gossip.Network{Name: DefaultNetwork, VNI: cfg.VNI, Subnet: cfg.Subnet, Gateway: cfg.Gateway}); err != nil {
 			return d, err
 		}
-		if err := d.addHostPort(); err != nil {
+		if d.host, err = addHostPort(cfg, d.mtu, d.sw, d.fdb); err != nil {
 			return d, err
 		}
 	}
-	d.readoptSettle(readopted)
-	d.nsStop = make(chan struct{})
-	d.nsDone.Add(1)
-	go d.watchNamespaces(d.nsStop)
+	d.eps.readoptSettle(readopted, d.cluster.Load().agent)
+	d.eps.watch()
 	d.ctl.Serve(d.handler(), d.log)
 	d.log.Info("ovlsw up", "node", cfg.Name, "vtep", d.vtep, "vni", cfg.VNI, "tap", cfg.TAP,
 		"mtu", cfg.MTU, "peers", len(cfg.Peers), "socket", cfg.Socket)
 	return d, nil
 }
 
-// addHostPort creates the host's own TAP port on the default network.
-func (d *Daemon) addHostPort() error {
-	mac, err := d.endpointMAC(d.cfg.VNI, "")
-	if err != nil {
+// wire builds the node's owners around conn: the FDB, the switch (which
+// owns the peer set: the static --peer list here, gossip's members later),
+// the network registry, address allocation and the endpoints.
+func (d *Daemon) wire(conn vtep.Conn) error {
+	cfg := d.cfg
+	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing, MaxPerPort: cfg.MaxMACsPerPort, MaxPerVNI: cfg.MaxMACsPerVNI})
+	var err error
+	if d.sw, err = vtep.New(vtep.Config{Conn: conn, FDB: d.fdb, Logger: cfg.Logger, StaticPeers: cfg.Peers,
+		OnPortStopped: func(id int, err error) { d.eps.portStopped(id, err) }}); err != nil {
+		conn.Close()
 		return err
 	}
-	dev, err := tap.Create(tap.Config{Name: d.cfg.TAP, MTU: d.mtu, MAC: mac, Addresses: d.cfg.Address, Up: true, Offload: d.cfg.Offload, Queues: d.tapQueues()})
-	if err != nil {
-		if errors.Is(err, tap.ErrNameInUse) {
-			return fmt.Errorf("a link named %s already exists: remove it (ip link del %s) or pass another --tap", d.cfg.TAP, d.cfg.TAP)
+	d.nets = newNetworks(d.log, d.mtu, cfg.Flood, d.sw, func() {
+		if c := d.cluster.Load(); c != nil {
+			c.advertise()
 		}
-		return fmt.Errorf("create TAP port %s: %w", d.cfg.TAP, err)
-	}
-	id, err := d.sw.AddPort(vtep.PortConfig{VNI: d.cfg.VNI, Device: dev, MTU: d.mtu, FloodRate: d.cfg.FloodRate})
+	})
+	d.alloc = newAllocator(cfg.Name, d.fdb, d.holder)
+	d.eps = newEndpoints(endpointsConfig{Node: cfg.Name, State: cfg.State, Offload: cfg.Offload, FloodRate: cfg.FloodRate,
+		ClaimSettle: cfg.ClaimSettle, Log: d.log}, d.sw, d.fdb, d.alloc, d.nets)
+	return nil
+}
+
+// startCluster starts gossip and hands it to the owners that read the
+// cluster.
+func (d *Daemon) startCluster(key []byte) error {
+	c, err := startCluster(clusterConfig{Name: d.cfg.Name, Bind: d.cfg.Bind, VTEP: d.vtep, GossipPort: d.cfg.GossipPort,
+		Key: key, Join: d.cfg.Join, Log: d.log}, d.fdb, d.sw, func(l []gossip.Network) { d.networksChanged(l) }, d.nets.served)
 	if err != nil {
-		dev.Close()
 		return err
 	}
-	d.hostPort = id
-	// Known from the start, so it is announced (and proxied) before any
-	// traffic; pinned, so an idle host port is not aged out.
-	var ips []netip.Addr
-	for _, a := range d.cfg.Address {
-		ips = append(ips, a.Addr())
-	}
-	d.fdb.Set(fdb.Entry{Key: fdb.Key{VNI: d.cfg.VNI, MAC: mac}, Location: fdb.Location{Port: id},
-		Origin: fdb.OriginLocal, IPs: ips, Pinned: true})
+	d.cluster.Store(c)
+	d.nets.setStore(c.agent)
+	d.alloc.setView(c.agent)
+	d.networksChanged(c.agent.Networks()) // learned while starting
+	c.advertise()
 	return nil
+}
+
+// networksChanged applies the cluster's networks and warns about endpoints
+// whose network was removed elsewhere.
+func (d *Daemon) networksChanged(list []gossip.Network) {
+	for _, name := range d.nets.apply(list) {
+		for _, ep := range d.eps.list(name) {
+			d.log.Warn("network removed elsewhere while an endpoint is attached here", "network", name, "endpoint", ep.Name)
+		}
+	}
+}
+
+// holder reports which local port holds addr in vni: an endpoint or the
+// host port; "" if none.
+func (d *Daemon) holder(vni uint32, addr netip.Addr) string {
+	if who := d.eps.holder(vni, addr); who != "" {
+		return who
+	}
+	if h := d.host; h != nil && h.vni == vni && h.holds(addr) {
+		return "the host port " + h.name
+	}
+	return ""
 }
 
 // Close leaves the cluster (withdrawing this node's bindings everywhere),
@@ -328,20 +333,11 @@ func (d *Daemon) CloseForRestart() error { return d.close(true) }
 
 func (d *Daemon) close(keepPorts bool) error {
 	var errs []error
-	if d.nsStop != nil {
-		close(d.nsStop)
-		d.nsDone.Wait()
-		d.nsStop = nil
+	if d.eps != nil {
+		d.eps.stopWatch()
 	}
-	if a := d.agent.Swap(nil); a != nil {
-		close(d.advertStop)
-		if !keepPorts {
-			if err := a.Leave(2 * time.Second); err != nil {
-				d.log.Warn("leave", "err", err)
-			}
-		}
-		errs = append(errs, a.Close())
-		d.advertDone.Wait()
+	if c := d.cluster.Load(); c != nil {
+		errs = append(errs, c.close(!keepPorts))
 	}
 	if d.ctl != nil {
 		errs = append(errs, d.ctl.Close())
@@ -349,9 +345,9 @@ func (d *Daemon) close(keepPorts bool) error {
 	}
 	if d.sw != nil {
 		if keepPorts {
-			d.keepPorts()
+			d.eps.keep()
 		} else {
-			d.releasePorts()
+			d.eps.release()
 		}
 		errs = append(errs, d.sw.Close())
 		d.sw = nil
@@ -378,5 +374,5 @@ func interfaceMTU(addr netip.Addr) (int, string, error) {
 			}
 		}
 	}
-	return 0, "", fmt.Errorf("--bind %v is not an address of this host: pick one from `ip -brief address`", addr)
+	return 0, "", configErrorf("bind address %v is not an address of this host: pick one from `ip -brief address`", addr)
 }

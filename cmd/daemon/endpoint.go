@@ -1,77 +1,182 @@
 package daemon
 
-// This file holds attach and detach: a TAP port created by the daemon,
-// moved into a network namespace, renamed, given a MAC, the network's MTU,
-// an address and a default route via the gateway, and brought up. Once
-// configured, the TAP is made persistent, so that it outlives the daemon's
-// file descriptor and a restarted daemon can take it back (restart.go);
-// detach makes it non-persistent and closes it, which removes it, and a
-// namespace that disappears takes the device with it, which the port's
-// reader notices.
+// This file holds the endpoints: attach and detach. An endpoint is a TAP
+// port created by the node, placed into a network namespace (tap.Place:
+// moved, renamed, given the network's MTU, an address and a default route
+// via the gateway, and brought up). Once configured, the TAP is made
+// persistent, so that it outlives the node's file descriptor and a
+// restarted node can take it back (restart.go); detach makes it
+// non-persistent and closes it, which removes it, and a namespace that
+// disappears takes the device with it, which the port's reader notices.
 
 import (
 	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net"
+	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
-
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/gossip"
 	"github.com/ovlsw/ovlsw/tap"
 	"github.com/ovlsw/ovlsw/vtep"
 )
 
-// Attach puts a new port of a network into a network namespace. An
+// endpoint is a port attached to a network: a TAP in a network namespace.
+type endpoint struct {
+	Name    string
+	Network string
+	VNI     uint32
+	Node    string
+	Netns   string // a name under /run/netns, or a path
+	IfName  string
+	MAC     fdb.MAC
+	Address netip.Prefix
+	Gateway netip.Addr
+	MTU     int
+	Secure  bool // port security
+}
+
+// attachRequest asks for a new endpoint.
+type attachRequest struct {
+	Netns   string       // a name under /run/netns, or a path
+	Network string       // network name
+	Address netip.Prefix // zero: allocate from the subnet
+	IfName  string       // default eth0
+	MAC     string       // default: generated
+	Name    string       // default: netns/ifname
+	Secure  bool         // port security
+}
+
+// endpointsConfig configures the endpoints.
+type endpointsConfig struct {
+	Node        string        // this node's name, recorded in each endpoint
+	State       string        // the state file; empty writes none (tests)
+	Offload     bool          // TAP offloads (hostport.go, tapQueues, says how endpoints use them)
+	FloodRate   int           // vtep.PortConfig.FloodRate of every port
+	ClaimSettle time.Duration // how long an allocated address's claim waits for conflicts
+	Log         *slog.Logger
+}
+
+// endpoints owns the attached endpoints: attach, detach, the state file and
+// taking them back after a restart (restart.go), and the namespace watcher
+// (nswatch.go).
+type endpoints struct {
+	cfg   endpointsConfig
+	log   *slog.Logger
+	sw    *vtep.Switch
+	fdb   *fdb.Table
+	alloc *allocator
+	nets  *networks
+
+	// mu guards the endpoints and the state file, which is rewritten under
+	// it on every change.
+	mu          sync.Mutex
+	byPort      map[int]*attached   // by switch port ID
+	attaching   map[string]struct{} // netns path and ifname of attaches in progress
+	stateLoaded bool                // readopt ran: the state file is this process's
+
+	// The namespace watcher (nswatch.go): its stop signal, its exit.
+	nsStop chan struct{}
+	nsDone sync.WaitGroup
+}
+
+// attached is what is kept of an endpoint beside its record: its TAP
+// (persistent) and its network as it was at attach, for the state file.
+type attached struct {
+	ep  endpoint
+	dev tap.Device
+	net gossip.Network
+	ns  tap.NetnsID // the namespace it was attached in (nswatch.go)
+}
+
+func newEndpoints(cfg endpointsConfig, sw *vtep.Switch, t *fdb.Table, alloc *allocator, nets *networks) *endpoints {
+	return &endpoints{cfg: cfg, log: cfg.Log, sw: sw, fdb: t, alloc: alloc, nets: nets,
+		byPort: map[int]*attached{}, attaching: map[string]struct{}{}}
+}
+
+// attach puts a new port of a network into a network namespace. An
 // allocated address is claimed cluster-wide first (see ipam.go).
-func (d *Daemon) Attach(req control.AttachRequest) (control.Endpoint, error) {
+func (e *endpoints) attach(req attachRequest) (endpoint, error) {
 	if req.Netns == "" {
-		return control.Endpoint{}, userErrorf("attach: --netns is required")
+		return endpoint{}, userErrorf("attach: the network namespace is required")
 	}
 	if req.IfName == "" {
 		req.IfName = "eth0"
 	}
 	if len(req.IfName) > 15 || strings.ContainsAny(req.IfName, "/: \t") {
-		return control.Endpoint{}, userErrorf("attach: interface name %q: at most 15 characters, no '/', ':' or spaces", req.IfName)
+		return endpoint{}, userErrorf("attach: interface name %q: at most 15 characters, no '/', ':' or spaces", req.IfName)
 	}
 	path := control.NetnsPath(req.Netns)
 	if _, err := os.Stat(path); err != nil {
-		return control.Endpoint{}, userErrorf("attach: network namespace %s: %v (create it with `ip netns add`)", req.Netns, err)
+		return endpoint{}, userErrorf("attach: network namespace %s: %v (create it with `ip netns add`)", req.Netns, err)
 	}
+	n, ok := e.nets.get(req.Network)
+	if !ok {
+		return endpoint{}, userErrorf("attach: no network %q (see `ovlsw network ls`)", req.Network)
+	}
+	slot := path + "\x00" + req.IfName
+	if err := e.begin(slot, req); err != nil {
+		return endpoint{}, err
+	}
+	defer e.end(slot)
 	avoid := map[netip.Addr]bool{}
 	for try := 0; ; try++ {
-		c, err := d.claim(req, path, avoid)
+		c, err := e.claim(req, n, avoid)
 		if err != nil {
-			return control.Endpoint{}, err
+			return endpoint{}, err
 		}
-		if d.othersAlive() {
-			time.Sleep(d.cfg.ClaimSettle) // let a conflicting claim arrive
+		if e.alloc.othersAlive() {
+			time.Sleep(e.cfg.ClaimSettle) // let a conflicting claim arrive
 		}
-		winner, lost := d.lostClaim(c.n.VNI, c.addr.Addr(), c.mac)
+		winner, lost := e.alloc.lostClaim(n.VNI, c.addr.Addr(), c.mac)
 		if !lost {
-			return d.finishAttach(req, path, c)
+			return e.finish(req, path, c)
 		}
-		d.abandon(c)
+		e.abandon(c)
 		if req.Address.IsValid() || try >= 8 {
-			return control.Endpoint{}, userErrorf("attach: address %v was claimed at the same moment by node %s", c.addr.Addr(), winner)
+			return endpoint{}, userErrorf("attach: address %v was claimed at the same moment by node %s", c.addr.Addr(), winner)
 		}
-		d.log.Info("address claimed concurrently elsewhere; picking another", "address", c.addr.Addr(), "winner", winner)
+		e.log.Info("address claimed concurrently elsewhere; picking another", "address", c.addr.Addr(), "winner", winner)
 		avoid[c.addr.Addr()] = true
 	}
+}
+
+// begin refuses an interface that is attached already or being attached,
+// and marks slot as being attached until end.
+func (e *endpoints) begin(slot string, req attachRequest) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	path := control.NetnsPath(req.Netns)
+	for _, a := range e.byPort {
+		if control.NetnsPath(a.ep.Netns) == path && a.ep.IfName == req.IfName {
+			return userErrorf("attach: %s in %s is already attached to network %s", req.IfName, req.Netns, a.ep.Network)
+		}
+	}
+	if _, ok := e.attaching[slot]; ok {
+		return userErrorf("attach: %s in %s is being attached already", req.IfName, req.Netns)
+	}
+	e.attaching[slot] = struct{}{}
+	return nil
+}
+
+func (e *endpoints) end(slot string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.attaching, slot)
 }
 
 // claim is an endpoint being attached: its port exists and its binding is
 // announced, but the namespace is not touched yet.
 type claim struct {
-	n    *control.Network
+	n    gossip.Network
 	addr netip.Prefix
 	mac  fdb.MAC
 	dev  tap.Device
@@ -79,35 +184,19 @@ type claim struct {
 	name string
 }
 
-// claim picks the address and MAC, creates the TAP and its port, and
-// announces the binding.
-func (d *Daemon) claim(req control.AttachRequest, path string, avoid map[netip.Addr]bool) (_ *claim, reterr error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	n, ok := d.networks[req.Network]
-	if !ok {
-		return nil, userErrorf("attach: no network %q (see `ovlsw network ls`)", req.Network)
+// claim reserves the address, picks the MAC, creates the TAP and its port,
+// and announces the binding.
+func (e *endpoints) claim(req attachRequest, n gossip.Network, avoid map[netip.Addr]bool) (_ *claim, reterr error) {
+	addr, err := e.alloc.reserve(n, req.Address, avoid)
+	if err != nil {
+		return nil, err
 	}
-	for _, ep := range d.endpoints {
-		if control.NetnsPath(ep.Netns) == path && ep.IfName == req.IfName {
-			return nil, userErrorf("attach: %s in %s is already attached to network %s", req.IfName, req.Netns, ep.Network)
+	defer func() {
+		if reterr != nil {
+			e.alloc.release(n.VNI, addr.Addr())
 		}
-	}
-	addr := req.Address
-	if addr.IsValid() {
-		if n.Subnet.IsValid() && (!n.Subnet.Contains(addr.Addr()) || addr.Bits() != n.Subnet.Bits()) {
-			return nil, userErrorf("attach: address %v is not in network %s's subnet %v", addr, n.Name, n.Subnet)
-		}
-		if who := d.addressInUseLocked(n, addr.Addr()); who != "" {
-			return nil, userErrorf("attach: address %v is taken by %s", addr.Addr(), who)
-		}
-	} else {
-		var err error
-		if addr, err = d.allocateLocked(n, avoid); err != nil {
-			return nil, err
-		}
-	}
-	mac, err := d.endpointMAC(n.VNI, req.MAC)
+	}()
+	mac, err := endpointMAC(e.fdb, n.VNI, req.MAC)
 	if err != nil {
 		return nil, err
 	}
@@ -115,18 +204,17 @@ func (d *Daemon) claim(req control.AttachRequest, path string, avoid map[netip.A
 	if c.name == "" {
 		c.name = req.Netns + "/" + req.IfName
 	}
-	if c.dev, err = tap.Create(d.endpointTAP("ovt%d", n.MTU, mac, false)); err != nil {
+	if c.dev, err = tap.Create(e.tapConfig("ovt%d", n.MTU, mac, false)); err != nil {
 		return nil, fmt.Errorf("attach: create TAP: %w", err)
 	}
 	pc := vtep.PortConfig{Name: c.name, VNI: n.VNI, Device: c.dev, MTU: n.MTU,
-		Secure: !req.NoPortSecurity, MAC: mac, IPs: []netip.Addr{addr.Addr()}, FloodRate: d.cfg.FloodRate}
-	if c.port, err = d.sw.AddPort(pc); err != nil {
+		Secure: req.Secure, MAC: mac, IPs: []netip.Addr{addr.Addr()}, FloodRate: e.cfg.FloodRate}
+	if c.port, err = e.sw.AddPort(pc); err != nil {
 		c.dev.Close()
 		return nil, fmt.Errorf("attach: %w", err)
 	}
-	d.pending[fdb.IPKey{VNI: n.VNI, IP: addr.Addr()}] = struct{}{}
 	// Pinned: known for as long as it is attached. Announced by gossip.
-	d.fdb.Set(fdb.Entry{
+	e.fdb.Set(fdb.Entry{
 		Key: fdb.Key{VNI: n.VNI, MAC: mac}, Location: fdb.Location{Port: c.port},
 		Origin: fdb.OriginLocal, IPs: []netip.Addr{addr.Addr()}, Pinned: true,
 	})
@@ -134,58 +222,56 @@ func (d *Daemon) claim(req control.AttachRequest, path string, avoid map[netip.A
 }
 
 // abandon undoes a claim that lost: the port goes, and with it the binding.
-func (d *Daemon) abandon(c *claim) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.pending, fdb.IPKey{VNI: c.n.VNI, IP: c.addr.Addr()})
-	if err := d.sw.RemovePort(c.port); err != nil {
-		d.log.Warn("abandon claim", "err", err)
+func (e *endpoints) abandon(c *claim) {
+	if err := e.sw.RemovePort(c.port); err != nil {
+		e.log.Warn("abandon claim", "err", err)
 	}
+	e.alloc.release(c.n.VNI, c.addr.Addr())
 }
 
-// finishAttach moves the claimed port into the namespace and configures it.
-func (d *Daemon) finishAttach(req control.AttachRequest, path string, c *claim) (control.Endpoint, error) {
-	if err := moveAndConfigure(c.dev.Name(), path, req.IfName, c.addr, c.n.Gateway); err != nil {
-		d.abandon(c)
-		if errors.As(err, new(*userError)) {
-			return control.Endpoint{}, userErrorf("attach: %v", err)
+// finish places the claimed port into the namespace and records it.
+func (e *endpoints) finish(req attachRequest, path string, c *claim) (endpoint, error) {
+	p := tap.Placement{Netns: path, IfName: req.IfName, Addrs: []netip.Prefix{c.addr}, Gateway: c.n.Gateway}
+	if err := tap.Place(c.dev.Name(), p); err != nil {
+		e.abandon(c)
+		if errors.Is(err, tap.ErrLinkExists) {
+			return endpoint{}, userErrorf("attach: %v", err)
 		}
-		return control.Endpoint{}, fmt.Errorf("attach: %w", err)
+		return endpoint{}, fmt.Errorf("attach: %w", err)
 	}
-	// Persistent from now on: it survives a restart of the daemon.
+	// Persistent from now on: it survives a restart of the node.
 	if p, ok := c.dev.(tap.Persister); ok {
 		if err := p.SetPersist(true); err != nil {
-			d.abandon(c)
-			return control.Endpoint{}, fmt.Errorf("attach: %w", err)
+			e.abandon(c)
+			return endpoint{}, fmt.Errorf("attach: %w", err)
 		}
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.pending, fdb.IPKey{VNI: c.n.VNI, IP: c.addr.Addr()})
-	ep := &control.Endpoint{
-		Name: c.name, Network: c.n.Name, VNI: c.n.VNI, Node: d.cfg.Name, Netns: req.Netns, IfName: req.IfName,
-		MAC: c.mac.String(), Address: c.addr, Gateway: c.n.Gateway, MTU: c.n.MTU, Secure: !req.NoPortSecurity,
+	ep := endpoint{
+		Name: c.name, Network: c.n.Name, VNI: c.n.VNI, Node: e.cfg.Node, Netns: req.Netns, IfName: req.IfName,
+		MAC: c.mac, Address: c.addr, Gateway: c.n.Gateway, MTU: c.n.MTU, Secure: req.Secure,
 	}
-	d.endpoints[c.port] = ep
-	ns, _ := netnsID(path) // zero if gone already: then the reader notices
-	d.epPorts[c.port] = epPort{dev: c.dev, net: *c.n, ns: ns}
-	d.saveStateLocked()
-	d.log.Info("attached", "endpoint", ep.Name, "network", ep.Network, "address", ep.Address, "mac", ep.MAC)
-	return *ep, nil
+	ns, _ := tap.NetnsIDOf(path) // zero if gone already: then the reader notices
+	e.mu.Lock()
+	e.byPort[c.port] = &attached{ep: ep, dev: c.dev, net: c.n, ns: ns}
+	e.saveStateLocked()
+	e.mu.Unlock()
+	e.alloc.release(c.n.VNI, c.addr.Addr()) // the endpoint holds it now
+	e.log.Info("attached", "endpoint", ep.Name, "network", ep.Network, "address", ep.Address, "mac", ep.MAC)
+	return ep, nil
 }
 
 // endpointMAC parses the requested MAC or makes a locally administered one
 // that no entry of the VNI uses.
-func (d *Daemon) endpointMAC(vni uint32, s string) (fdb.MAC, error) {
+func endpointMAC(t *fdb.Table, vni uint32, s string) (fdb.MAC, error) {
 	if s != "" {
 		mac, err := fdb.ParseMAC(s)
 		if err != nil {
-			return mac, userErrorf("attach: --mac %q: %v", s, err)
+			return mac, userErrorf("attach: MAC %q: %v", s, err)
 		}
 		if mac.IsMulticast() || mac.IsZero() {
-			return mac, userErrorf("attach: --mac %v is not a unicast address", mac)
+			return mac, userErrorf("attach: MAC %v is not a unicast address", mac)
 		}
-		if e, ok := d.fdb.Get(fdb.Key{VNI: vni, MAC: mac}); ok && e.Origin != fdb.OriginLearned {
+		if e, ok := t.Get(fdb.Key{VNI: vni, MAC: mac}); ok && e.Origin != fdb.OriginLearned {
 			return mac, userErrorf("attach: MAC %v is already in use on this network", mac)
 		}
 		return mac, nil
@@ -194,173 +280,119 @@ func (d *Daemon) endpointMAC(vni uint32, s string) (fdb.MAC, error) {
 		var mac fdb.MAC
 		rand.Read(mac[:])
 		mac[0] = mac[0]&^1 | 2 // unicast, locally administered
-		if _, ok := d.fdb.Get(fdb.Key{VNI: vni, MAC: mac}); !ok {
+		if _, ok := t.Get(fdb.Key{VNI: vni, MAC: mac}); !ok {
 			return mac, nil
 		}
 	}
 }
 
-// moveAndConfigure moves link tmp into the namespace at path as ifname,
-// with addr, up, and a default route via gw if gw is set.
-func moveAndConfigure(tmp, path, ifname string, addr netip.Prefix, gw netip.Addr) error {
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("open network namespace %s: %w", path, err)
+// detach removes the endpoint at netns/ifname and frees its address.
+func (e *endpoints) detach(netns, ifname string) (endpoint, error) {
+	if ifname == "" {
+		ifname = "eth0"
 	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return fmt.Errorf("netlink in %s: %w", path, err)
-	}
-	defer h.Close()
-	if _, err := h.LinkByName(ifname); err == nil {
-		return userErrorf("%s already exists in network namespace %s", ifname, path)
-	}
-	link, err := netlink.LinkByName(tmp)
-	if err != nil {
-		return fmt.Errorf("find %s: %w", tmp, err)
-	}
-	if err := netlink.LinkSetNsFd(link, int(ns)); err != nil {
-		return fmt.Errorf("move %s into %s: %w", tmp, path, err)
-	}
-	if link, err = h.LinkByName(tmp); err != nil {
-		return fmt.Errorf("find %s in %s: %w", tmp, path, err)
-	}
-	if err := h.LinkSetName(link, ifname); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp, ifname, err)
-	}
-	if addr.IsValid() {
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), addr.Addr().BitLen())}}
-		if addr.Addr().Is6() {
-			a.Flags = 0x02 // IFA_F_NODAD: the daemon vouches the address is unique
-		}
-		if err := h.AddrAdd(link, a); err != nil {
-			return fmt.Errorf("add %v to %s: %w", addr, ifname, err)
+	path := control.NetnsPath(netns)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, a := range e.byPort {
+		if control.NetnsPath(a.ep.Netns) == path && a.ep.IfName == ifname {
+			return a.ep, e.removeLocked(id, "detached", false)
 		}
 	}
-	if err := h.LinkSetUp(link); err != nil {
-		return fmt.Errorf("set %s up: %w", ifname, err)
-	}
-	if gw.IsValid() {
-		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw.AsSlice()}
-		if err := h.RouteAdd(r); err != nil {
-			return fmt.Errorf("default route via %v: %w", gw, err)
-		}
-	}
-	return nil
+	return endpoint{}, fmt.Errorf("detach: nothing attached as %s in %s: %w", ifname, netns, errNotFound)
 }
 
-// Detach removes the endpoint at netns/ifname and frees its address.
-func (d *Daemon) Detach(req control.DetachRequest) (control.Endpoint, error) {
-	if req.IfName == "" {
-		req.IfName = "eth0"
-	}
-	path := control.NetnsPath(req.Netns)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for id, ep := range d.endpoints {
-		if control.NetnsPath(ep.Netns) == path && ep.IfName == req.IfName {
-			return *ep, d.removeEndpointLocked(id, "detached", false)
-		}
-	}
-	return control.Endpoint{}, fmt.Errorf("detach: nothing attached as %s in %s: %w", req.IfName, req.Netns, errNotFound)
-}
-
-// removeEndpointLocked removes an endpoint: its TAP (made non-persistent
-// first, so that closing it removes it), its port and MACs, and its entry
-// in the state file. gone says the device failed (its namespace was
-// deleted): there is no TAP left to remove.
-func (d *Daemon) removeEndpointLocked(id int, why string, gone bool) error {
-	ep := d.endpoints[id]
+// removeLocked removes an endpoint: its TAP (made non-persistent first, so
+// that closing it removes it), its port and MACs, and its entry in the
+// state file. gone says the device failed (its namespace was deleted):
+// there is no TAP left to remove. Called with e.mu held.
+func (e *endpoints) removeLocked(id int, why string, gone bool) error {
+	a := e.byPort[id]
 	var perr error
 	if !gone {
-		if err := unpersist(d.epPorts[id].dev); err != nil {
-			perr = fmt.Errorf("TAP of %s may be left in its namespace: %w", ep.Name, err)
+		if err := unpersist(a.dev); err != nil {
+			perr = fmt.Errorf("TAP of %s may be left in its namespace: %w", a.ep.Name, err)
 		}
 	}
-	delete(d.endpoints, id)
-	delete(d.epPorts, id)
-	err := d.sw.RemovePort(id) // closes the TAP and withdraws its MACs
+	delete(e.byPort, id)
+	err := e.sw.RemovePort(id) // closes the TAP and withdraws its MACs
 	if errors.Is(err, tap.ErrClosed) {
 		err = nil
 	}
-	d.saveStateLocked()
-	d.log.Info("endpoint removed", "endpoint", ep.Name, "why", why)
+	e.saveStateLocked()
+	e.log.Info("endpoint removed", "endpoint", a.ep.Name, "why", why)
 	return errors.Join(perr, err)
 }
 
 // portStopped is the switch's word that a port's device failed: for an
 // endpoint, its namespace is gone, so the endpoint goes too.
-func (d *Daemon) portStopped(id int, err error) {
+func (e *endpoints) portStopped(id int, err error) {
 	go func() {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if _, ok := d.endpoints[id]; ok {
-			d.removeEndpointLocked(id, "device gone: "+err.Error(), true)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if _, ok := e.byPort[id]; ok {
+			e.removeLocked(id, "device gone: "+err.Error(), true)
 		}
 	}()
 }
 
-// listEndpoints returns the endpoints, of one network or (name "") all.
-func (d *Daemon) listEndpoints(network string) []control.Endpoint {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := []control.Endpoint{}
-	for _, ep := range d.endpoints {
-		if network == "" || ep.Network == network {
-			out = append(out, *ep)
+// list returns the endpoints, of one network or (name "") all, by name.
+func (e *endpoints) list(network string) []endpoint {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := []endpoint{}
+	for _, a := range e.byPort {
+		if network == "" || a.ep.Network == network {
+			out = append(out, a.ep)
 		}
 	}
-	slices.SortFunc(out, func(a, b control.Endpoint) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b endpoint) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 
-// queueDrops fills in each port's QueueDrops: the TX drops of its TAP as
-// the kernel counts them (frames the container or host sent that the TAP
-// queue could not hold until ovlsw read them). Endpoints' links are read
-// in their namespaces. Errors leave the figure zero.
-func (d *Daemon) queueDrops(ports []vtep.PortStats) {
-	d.mu.Lock()
-	where := make(map[int][2]string, len(d.endpoints)+1)
-	for id, ep := range d.endpoints {
-		where[id] = [2]string{control.NetnsPath(ep.Netns), ep.IfName}
-	}
-	if d.hostPort != 0 {
-		where[d.hostPort] = [2]string{"", d.cfg.TAP}
-	}
-	d.mu.Unlock()
-	for i := range ports {
-		w, ok := where[ports[i].ID]
-		if !ok {
-			continue
-		}
-		if n, err := txDropped(w[0], w[1]); err == nil {
-			ports[i].QueueDrops = n
+// holder reports which endpoint holds addr in vni, or "".
+func (e *endpoints) holder(vni uint32, addr netip.Addr) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, a := range e.byPort {
+		if a.ep.VNI == vni && a.ep.Address.Addr() == addr {
+			return "endpoint " + a.ep.Name
 		}
 	}
+	return ""
 }
 
-// txDropped reads a link's TX drop counter, in the namespace at path ("":
-// the daemon's own).
-func txDropped(path, ifname string) (uint64, error) {
-	h := &netlink.Handle{}
-	if path != "" {
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			return 0, err
-		}
-		defer ns.Close()
-		if h, err = netlink.NewHandleAt(ns); err != nil {
-			return 0, err
-		}
-		defer h.Close()
+// links returns where each endpoint's link is, by port ID: its namespace's
+// path and its name there.
+func (e *endpoints) links() map[int][2]string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[int][2]string, len(e.byPort))
+	for id, a := range e.byPort {
+		out[id] = [2]string{control.NetnsPath(a.ep.Netns), a.ep.IfName}
 	}
-	link, err := h.LinkByName(ifname)
-	if err != nil {
-		return 0, err
+	return out
+}
+
+// tapConfig is the configuration of an endpoint's TAP: attach creates it
+// so (named from a template, then made persistent once configured) and a
+// restart adopts it so (by its name in the namespace, persistent), so
+// the two open it alike. An endpoint's TAP has one queue and lazy TSO
+// (hostport.go, tapQueues, says why).
+func (e *endpoints) tapConfig(name string, mtu int, mac fdb.MAC, persist bool) tap.Config {
+	return tap.Config{Name: name, MTU: mtu, MAC: mac, Persist: persist, Offload: e.cfg.Offload, LazyTSO: e.cfg.Offload}
+}
+
+// unpersist makes an endpoint's TAP non-persistent, so that closing it
+// removes it. A device that is gone already (its namespace was deleted)
+// is not an error.
+func unpersist(dev tap.Device) error {
+	p, ok := dev.(tap.Persister)
+	if !ok {
+		return nil
 	}
-	if s := link.Attrs().Statistics; s != nil {
-		return s.TxDropped, nil
+	if err := p.SetPersist(false); err != nil && !errors.Is(err, tap.ErrClosed) {
+		return err
 	}
-	return 0, nil
+	return nil
 }

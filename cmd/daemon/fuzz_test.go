@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ovlsw/ovlsw/cmd/control"
-	"github.com/ovlsw/ovlsw/fdb"
-	"github.com/ovlsw/ovlsw/vtep"
+	"github.com/ovlsw/ovlsw/gossip"
 	"github.com/ovlsw/ovlsw/vtep/vteptest"
 )
 
@@ -29,23 +27,17 @@ func testDaemon(tb testing.TB) *Daemon {
 	l.Close()
 	cfg := DefaultConfig()
 	cfg.Name, cfg.Bind, cfg.GossipPort, cfg.Logger = "fuzz", netip.MustParseAddr("127.0.0.1"), port, slog.New(slog.DiscardHandler)
-	d := &Daemon{
-		cfg: cfg, log: cfg.Logger, mtu: 1450, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, 4789),
-		networks: map[string]*control.Network{}, endpoints: map[int]*control.Endpoint{},
-		pending: map[fdb.IPKey]struct{}{}, gossipPeers: map[uint32][]netip.AddrPort{},
-	}
-	d.vniSet.Store(&[]uint32{})
-	d.fdb = fdb.New(fdb.Config{OnChange: d.fdbChanged, OnIPMove: d.ipMoved})
-	if d.sw, err = vtep.New(vtep.Config{Conn: vteptest.NewNetwork().Listen(d.vtep), FDB: d.fdb}); err != nil {
+	cfg.State = ""
+	d := &Daemon{cfg: cfg, log: cfg.Logger, mtu: 1450, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, 4789)}
+	if err := d.wire(vteptest.NewNetwork().Listen(d.vtep)); err != nil {
 		tb.Fatal(err)
 	}
-	d.swReady.Store(d.sw)
-	if err := d.startGossip(nil); err != nil {
+	if err := d.startCluster(nil); err != nil {
 		d.Close()
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { d.Close() })
-	if err := d.createNetwork(control.Network{Name: "web", VNI: 9, Subnet: netip.MustParsePrefix("10.0.9.0/24")}); err != nil {
+	if err := d.nets.create(gossip.Network{Name: "web", VNI: 9, Subnet: netip.MustParsePrefix("10.0.9.0/24")}); err != nil {
 		tb.Fatal(err)
 	}
 	return d
@@ -90,7 +82,7 @@ func FuzzControlAPI(f *testing.F) {
 		// Whatever was created is removed again, so inputs stay independent.
 		for _, n := range d.listNetworks() {
 			if n.Name != "web" {
-				d.removeNetwork(n.Name)
+				d.nets.remove(n.Name, d.networkUsers)
 			}
 		}
 	})

@@ -23,70 +23,142 @@ import (
 	"hash/fnv"
 	"math/big"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 
-	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/gossip"
 )
 
 // maxScan bounds how many addresses one allocation looks at (an IPv6 /64
 // is not scanned to its end).
 const maxScan = 1 << 16
 
-// addressInUseLocked reports who holds addr in network n, or "".
-func (d *Daemon) addressInUseLocked(n *control.Network, addr netip.Addr) string {
+// claimView is what allocation reads of the cluster: *gossip.Agent.
+type claimView interface {
+	Claims(vni uint32, ip netip.Addr) []gossip.Binding
+	UsedIPs(vni uint32) map[netip.Addr]struct{}
+	Members() []gossip.MemberInfo
+}
+
+var _ claimView = (*gossip.Agent)(nil)
+
+// allocator hands out addresses and reserves them while an attach is in
+// progress. It asks holder who holds an address on this node (endpoints,
+// the host port), the cluster's claims (once gossip runs) and the FDB.
+type allocator struct {
+	node   string
+	fdb    *fdb.Table
+	holder func(vni uint32, addr netip.Addr) string // this node's holder of addr, or ""
+	view   atomic.Pointer[claimView]                // nil until gossip runs
+
+	// mu guards pending: addresses reserved by attaches in progress.
+	// Lock order: mu before whatever holder takes.
+	mu      sync.Mutex
+	pending map[fdb.IPKey]struct{}
+}
+
+func newAllocator(node string, t *fdb.Table, holder func(uint32, netip.Addr) string) *allocator {
+	return &allocator{node: node, fdb: t, holder: holder, pending: map[fdb.IPKey]struct{}{}}
+}
+
+// setView hands the allocator the cluster's claims once gossip runs.
+func (a *allocator) setView(v claimView) { a.view.Store(&v) }
+
+func (a *allocator) claims() claimView {
+	if v := a.view.Load(); v != nil {
+		return *v
+	}
+	return nil
+}
+
+// inUse reports who holds addr in network n, or "".
+func (a *allocator) inUse(n gossip.Network, addr netip.Addr) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.inUseLocked(n, addr)
+}
+
+func (a *allocator) inUseLocked(n gossip.Network, addr netip.Addr) string {
 	if addr == n.Gateway {
 		return "the gateway"
 	}
-	for _, ep := range d.endpoints {
-		if ep.VNI == n.VNI && ep.Address.Addr() == addr {
-			return "endpoint " + ep.Name
-		}
+	if who := a.holder(n.VNI, addr); who != "" {
+		return who
 	}
-	if _, ok := d.pending[fdb.IPKey{VNI: n.VNI, IP: addr}]; ok {
+	if _, ok := a.pending[fdb.IPKey{VNI: n.VNI, IP: addr}]; ok {
 		return "an attach in progress"
 	}
-	if n.Name == DefaultNetwork {
-		for _, a := range d.cfg.Address {
-			if a.Addr() == addr {
-				return "the host port " + d.cfg.TAP
-			}
+	if v := a.claims(); v != nil {
+		if cs := v.Claims(n.VNI, addr); len(cs) > 0 {
+			return "MAC " + cs[0].MAC.String() + " on node " + cs[0].Node
 		}
 	}
-	if cs := d.agent.Load().Claims(n.VNI, addr); len(cs) > 0 {
-		return "MAC " + cs[0].MAC.String() + " on node " + cs[0].Node
-	}
-	if mac, ok := d.fdb.LookupIP(fdb.IPKey{VNI: n.VNI, IP: addr}); ok {
+	if mac, ok := a.fdb.LookupIP(fdb.IPKey{VNI: n.VNI, IP: addr}); ok {
 		return "MAC " + mac.String()
 	}
 	return ""
 }
 
-// allocateLocked picks a free address of n's subnet, searching from this
-// node's offset and wrapping, skipping the network (or IPv6 subnet-router
-// anycast) address, the IPv4 broadcast address and those in avoid.
-func (d *Daemon) allocateLocked(n *control.Network, avoid map[netip.Addr]bool) (netip.Prefix, error) {
-	if !n.Subnet.IsValid() {
-		return netip.Prefix{}, userErrorf("network %s has no subnet to allocate from: pass --ip", n.Name)
+// reserve checks and reserves want in n, or, if want is zero, picks a free
+// address of n's subnet, searching from this node's offset and wrapping,
+// skipping the network (or IPv6 subnet-router anycast) address, the IPv4
+// broadcast address and those in avoid. release gives it back.
+func (a *allocator) reserve(n gossip.Network, want netip.Prefix, avoid map[netip.Addr]bool) (netip.Prefix, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	addr := want
+	if want.IsValid() {
+		if n.Subnet.IsValid() && (!n.Subnet.Contains(want.Addr()) || want.Bits() != n.Subnet.Bits()) {
+			return netip.Prefix{}, userErrorf("attach: address %v is not in network %s's subnet %v", want, n.Name, n.Subnet)
+		}
+		if who := a.inUseLocked(n, want.Addr()); who != "" {
+			return netip.Prefix{}, userErrorf("attach: address %v is taken by %s", want.Addr(), who)
+		}
+	} else {
+		var err error
+		if addr, err = a.allocateLocked(n, avoid); err != nil {
+			return netip.Prefix{}, err
+		}
 	}
-	used := d.agent.Load().UsedIPs(n.VNI)
+	a.pending[fdb.IPKey{VNI: n.VNI, IP: addr.Addr()}] = struct{}{}
+	return addr, nil
+}
+
+// release ends the reservation of addr in vni: the attach finished (the
+// endpoint now holds it) or gave up.
+func (a *allocator) release(vni uint32, addr netip.Addr) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.pending, fdb.IPKey{VNI: vni, IP: addr})
+}
+
+func (a *allocator) allocateLocked(n gossip.Network, avoid map[netip.Addr]bool) (netip.Prefix, error) {
+	if !n.Subnet.IsValid() {
+		return netip.Prefix{}, userErrorf("network %s has no subnet to allocate from: give an address", n.Name)
+	}
+	var used map[netip.Addr]struct{}
+	if v := a.claims(); v != nil {
+		used = v.UsedIPs(n.VNI)
+	}
 	hostBits := n.Subnet.Addr().BitLen() - n.Subnet.Bits()
 	size := uint64(maxScan)
 	if hostBits < 17 {
 		size = 1 << hostBits
 	}
 	h := fnv.New32a()
-	h.Write([]byte(d.cfg.Name))
+	h.Write([]byte(a.node))
 	start := uint64(h.Sum32()) % size
 	for i := range size {
-		a := nth(n.Subnet, (start+i)%size)
-		if a == n.Subnet.Addr() || (a.Is4() && hostBits > 1 && (start+i)%size == size-1) {
+		addr := nth(n.Subnet, (start+i)%size)
+		if addr == n.Subnet.Addr() || (addr.Is4() && hostBits > 1 && (start+i)%size == size-1) {
 			continue // network address, broadcast address
 		}
-		if _, taken := used[a]; taken || avoid[a] {
+		if _, taken := used[addr]; taken || avoid[addr] {
 			continue
 		}
-		if d.addressInUseLocked(n, a) == "" {
-			return netip.PrefixFrom(a, n.Subnet.Bits()), nil
+		if a.inUseLocked(n, addr) == "" {
+			return netip.PrefixFrom(addr, n.Subnet.Bits()), nil
 		}
 	}
 	return netip.Prefix{}, userErrorf("network %s: no free address left in %v", n.Name, n.Subnet)
@@ -104,9 +176,13 @@ func nth(p netip.Prefix, i uint64) netip.Addr {
 
 // lostClaim reports whether another node claims addr in vni for a MAC
 // other than mac and wins: the lower node name wins.
-func (d *Daemon) lostClaim(vni uint32, addr netip.Addr, mac fdb.MAC) (string, bool) {
-	for _, c := range d.agent.Load().Claims(vni, addr) {
-		if c.MAC != mac && c.Node != d.cfg.Name && c.Node < d.cfg.Name {
+func (a *allocator) lostClaim(vni uint32, addr netip.Addr, mac fdb.MAC) (string, bool) {
+	v := a.claims()
+	if v == nil {
+		return "", false
+	}
+	for _, c := range v.Claims(vni, addr) {
+		if c.MAC != mac && c.Node != a.node && c.Node < a.node {
 			return c.Node, true
 		}
 	}
@@ -115,9 +191,13 @@ func (d *Daemon) lostClaim(vni uint32, addr netip.Addr, mac fdb.MAC) (string, bo
 
 // othersAlive reports whether any other member is alive, i.e. whether a
 // claim can conflict at all.
-func (d *Daemon) othersAlive() bool {
-	for _, m := range d.agent.Load().Members() {
-		if m.Name != d.cfg.Name && (m.State == "alive" || m.State == "suspect") {
+func (a *allocator) othersAlive() bool {
+	v := a.claims()
+	if v == nil {
+		return false
+	}
+	for _, m := range v.Members() {
+		if m.Name != a.node && (m.State == "alive" || m.State == "suspect") {
 			return true
 		}
 	}

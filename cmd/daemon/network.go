@@ -1,20 +1,20 @@
 package daemon
 
-// This file holds the networks. They are cluster-wide: a network created
-// on any node is put into the gossip agent, which carries it to every node
-// and calls back (applyNetworks) with the full list wherever it changes;
-// each node then serves every network: flood policy, peer lists and the
-// VNIs it advertises follow the list.
+// This file holds the network registry. Networks are cluster-wide: a
+// network created on any node is put into the gossip agent, which carries
+// it to every node and calls back (apply) with the full list wherever it
+// changes; each node then serves every network: flood policy, peer lists
+// and the VNIs it advertises follow the list.
 
 import (
 	"cmp"
 	"fmt"
-	"net/netip"
-	"regexp"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
-	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/gossip"
 	"github.com/ovlsw/ovlsw/vtep"
@@ -23,40 +23,97 @@ import (
 // DefaultNetwork names the network `ovlsw up --vni N` creates.
 const DefaultNetwork = "default"
 
-var networkName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+// networkStore is where networks live cluster-wide: the gossip agent.
+type networkStore interface {
+	PutNetwork(gossip.Network) error
+	DeleteNetwork(name string) error
+	Networks() []gossip.Network
+}
 
-// createNetwork validates n against the cluster's networks and puts it.
-// An identical network of the same name is accepted as is (ovlsw up --vni
-// on every node of a cluster).
-func (d *Daemon) createNetwork(n control.Network) error {
-	if !networkName.MatchString(n.Name) {
-		return userErrorf("network name %q: use 1 to 64 letters, digits, '_', '.', '-'", n.Name)
+// networkServer is the data plane's side of the networks: *vtep.Switch.
+type networkServer interface {
+	SetFloodPolicy(vni uint32, p vtep.FloodPolicy)
+	Serve(vnis []uint32)
+}
+
+var _ networkServer = (*vtep.Switch)(nil)
+
+// networks is the registry of the networks this node serves: the cluster's
+// list as gossip last reported it, with each network's MTU capped at this
+// node's. It tells the switch which VNIs it serves and with which flood
+// policy, and reports every change of the VNI set to onVNIs (the cluster's
+// advertiser).
+type networks struct {
+	log      *slog.Logger
+	maxMTU   int    // the underlay MTU minus the VXLAN overhead
+	defFlood string // flood policy of networks created without one
+	sw       networkServer
+	onVNIs   func() // the VNI set changed; must not block
+
+	store atomic.Pointer[networkStore] // nil until gossip runs
+
+	// mu guards byName and early; vnis is written under it and read
+	// without it.
+	mu     sync.Mutex
+	byName map[string]gossip.Network
+	early  []uint32                 // VNIs served before gossip's list is known (restart.go)
+	vnis   atomic.Pointer[[]uint32] // VNIs served, sorted
+}
+
+func newNetworks(log *slog.Logger, maxMTU int, defFlood string, sw networkServer, onVNIs func()) *networks {
+	r := &networks{log: log, maxMTU: maxMTU, defFlood: defFlood, sw: sw, onVNIs: onVNIs, byName: map[string]gossip.Network{}}
+	r.vnis.Store(&[]uint32{})
+	return r
+}
+
+// setStore hands the registry the cluster's store once gossip runs.
+func (r *networks) setStore(s networkStore) { r.store.Store(&s) }
+
+// checkNetwork validates n's own values (not the cluster-wide rules) and
+// fills in the node's defaults: the MTU and the flood policy, normalised.
+func checkNetwork(n *gossip.Network, maxMTU int, defFlood string) error {
+	if err := gossip.CheckNetworkName(n.Name); err != nil {
+		return userErrorf("%v", err)
 	}
-	if n.VNI < 1 || n.VNI > vtep.MaxVNI {
-		return userErrorf("network %s: VNI %d out of range 1..%d", n.Name, n.VNI, vtep.MaxVNI)
+	if err := fdb.CheckVNI(n.VNI); err != nil {
+		return userErrorf("network %s: %v", n.Name, err)
 	}
-	if n.Subnet.IsValid() && n.Subnet != n.Subnet.Masked() {
-		return userErrorf("network %s: subnet %v has host bits set: did you mean %v?", n.Name, n.Subnet, n.Subnet.Masked())
+	if err := gossip.CheckSubnet(n.Subnet); err != nil {
+		return userErrorf("network %s: %v", n.Name, err)
 	}
-	if n.Gateway.IsValid() && !n.Subnet.Contains(n.Gateway) {
-		return userErrorf("network %s: gateway %v is not in subnet %v", n.Name, n.Gateway, n.Subnet)
+	if err := gossip.CheckGateway(n.Gateway, n.Subnet); err != nil {
+		return userErrorf("network %s: %v", n.Name, err)
 	}
 	if n.MTU == 0 {
-		n.MTU = d.mtu
+		n.MTU = maxMTU
 	}
-	if n.MTU < 576 || n.MTU > d.mtu {
-		return userErrorf("network %s: MTU %d out of range 576..%d (the underlay MTU minus 50)", n.Name, n.MTU, d.mtu)
+	if err := gossip.CheckMTU(n.MTU, maxMTU); err != nil {
+		return userErrorf("network %s: %v (the underlay MTU minus 50)", n.Name, err)
 	}
 	if n.Flood == "" {
-		n.Flood = d.cfg.Flood
+		n.Flood = defFlood
 	}
 	pol, err := vtep.ParseFloodPolicy(n.Flood)
 	if err != nil {
 		return userErrorf("network %s: %v", n.Name, err)
 	}
 	n.Flood = pol.String()
-	a := d.agent.Load()
-	for _, o := range a.Networks() {
+	return nil
+}
+
+// create validates n against the cluster's networks and puts it. An
+// identical network of the same name is accepted as is (ovlsw up --vni on
+// every node of a cluster).
+func (r *networks) create(n gossip.Network) error {
+	if err := checkNetwork(&n, r.maxMTU, r.defFlood); err != nil {
+		return err
+	}
+	sp := r.store.Load()
+	if sp == nil {
+		return fmt.Errorf("network %s: gossip is not running", n.Name)
+	}
+	s := *sp
+	for _, o := range s.Networks() {
 		switch {
 		case o.Name == n.Name && o.VNI == n.VNI && (!n.Subnet.IsValid() || o.Subnet == n.Subnet) &&
 			(!n.Gateway.IsValid() || o.Gateway == n.Gateway):
@@ -69,131 +126,130 @@ func (d *Daemon) createNetwork(n control.Network) error {
 			return userErrorf("subnet %v overlaps network %s's %v", n.Subnet, o.Name, o.Subnet)
 		}
 	}
-	if err := a.PutNetwork(toGossip(n)); err != nil {
+	if err := s.PutNetwork(n); err != nil {
 		return err
 	}
-	d.applyNetworks(a.Networks())
-	d.log.Debug("network created", "network", n.Name, "vni", n.VNI, "subnet", n.Subnet, "mtu", n.MTU)
+	r.apply(s.Networks())
+	r.log.Debug("network created", "network", n.Name, "vni", n.VNI, "subnet", n.Subnet, "mtu", n.MTU)
 	return nil
 }
 
-func toGossip(n control.Network) gossip.Network {
-	return gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood}
-}
-
-// applyNetworks makes the node serve exactly the networks in list. The
-// agent calls it whenever the cluster's list changes.
-func (d *Daemon) applyNetworks(list []gossip.Network) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	next := make(map[string]*control.Network, len(list))
-	changed := map[uint32]bool{}
-	for _, g := range list {
-		n := &control.Network{Name: g.Name, VNI: g.VNI, Subnet: g.Subnet, Gateway: g.Gateway, MTU: g.MTU, Flood: g.Flood}
-		if n.MTU == 0 || n.MTU > d.mtu {
-			n.MTU = d.mtu
-		}
-		next[n.Name] = n
-		if old, ok := d.networks[n.Name]; !ok || *old != *n {
-			pol, _ := vtep.ParseFloodPolicy(n.Flood)
-			d.sw.SetFloodPolicy(n.VNI, pol)
-			changed[n.VNI] = true
-		}
-	}
-	for name, old := range d.networks {
-		if _, ok := next[name]; !ok {
-			changed[old.VNI] = true
-			for _, ep := range d.endpoints {
-				if ep.Network == name {
-					d.log.Warn("network removed elsewhere while an endpoint is attached here", "network", name, "endpoint", ep.Name)
-				}
-			}
-		}
-	}
-	d.networks = next
-	if len(changed) > 0 {
-		d.networksChangedLocked(changed)
-	}
-}
-
-// removeNetwork deletes a network no endpoint in the cluster uses.
-func (d *Daemon) removeNetwork(name string) error {
-	d.mu.Lock()
-	n, ok := d.networks[name]
-	d.mu.Unlock()
+// remove deletes a network; users lists who still uses it (endpoints in
+// the cluster, the host port), in which case it is refused.
+func (r *networks) remove(name string, users func(gossip.Network) []string) error {
+	n, ok := r.get(name)
 	if !ok {
 		return fmt.Errorf("network %s: %w", name, errNotFound)
 	}
-	var in []string
-	for _, ep := range d.clusterEndpoints(n) {
-		who := ep.Name
-		if who == "" {
-			who = ep.MAC
-		}
-		in = append(in, fmt.Sprintf("%s on %s (%v)", who, ep.Node, ep.Address.Addr()))
-	}
-	d.mu.Lock()
-	if d.hostPort != 0 && name == DefaultNetwork {
-		in = append(in, "the host port "+d.cfg.TAP+" on "+d.cfg.Name)
-	}
-	d.mu.Unlock()
-	if len(in) > 0 {
+	if in := users(n); len(in) > 0 {
 		slices.Sort(in)
 		return userErrorf("network %s still has endpoints attached: %s; detach them first", name, strings.Join(in, ", "))
 	}
-	a := d.agent.Load()
-	if err := a.DeleteNetwork(name); err != nil {
+	sp := r.store.Load()
+	if sp == nil {
+		return fmt.Errorf("network %s: gossip is not running", name)
+	}
+	s := *sp
+	if err := s.DeleteNetwork(name); err != nil {
 		return err
 	}
-	d.applyNetworks(a.Networks())
-	d.log.Info("network removed", "network", name)
+	r.apply(s.Networks())
+	r.log.Info("network removed", "network", name)
 	return nil
 }
 
-func (d *Daemon) listNetworks() []control.Network {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]control.Network, 0, len(d.networks))
-	for _, n := range d.networks {
-		out = append(out, *n)
-	}
-	slices.SortFunc(out, func(a, b control.Network) int { return cmp.Compare(a.Name, b.Name) })
-	return out
-}
-
-func (d *Daemon) inspectNetwork(name string) (control.NetworkDetail, error) {
-	d.mu.Lock()
-	n, ok := d.networks[name]
-	d.mu.Unlock()
-	if !ok {
-		return control.NetworkDetail{}, fmt.Errorf("network %s: %w", name, errNotFound)
-	}
-	return control.NetworkDetail{Network: *n, Endpoints: d.clusterEndpoints(n)}, nil
-}
-
-// clusterEndpoints lists n's endpoints on every node: this node's with
-// their names, the others' from their gossip bindings (node, MAC, IP). The
-// host port of the default network is not an endpoint.
-func (d *Daemon) clusterEndpoints(n *control.Network) []control.Endpoint {
-	out := d.listEndpoints(n.Name)
-	bits := n.Subnet.Bits()
-	for _, e := range d.fdb.Entries() {
-		if e.VNI != n.VNI || e.Origin != fdb.OriginGossip || len(e.IPs) == 0 {
-			continue
+// apply makes the node serve exactly the networks in list. The agent calls
+// it whenever the cluster's list changes. It reports the names of served
+// networks that are gone from the list.
+func (r *networks) apply(list []gossip.Network) (removed []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := make(map[string]gossip.Network, len(list))
+	changed := false
+	for _, n := range list {
+		if n.MTU == 0 || n.MTU > r.maxMTU {
+			n.MTU = r.maxMTU
 		}
-		ep := control.Endpoint{Network: n.Name, VNI: n.VNI, Node: e.Node, MAC: e.MAC.String(), Gateway: n.Gateway, MTU: n.MTU}
-		if bits < 0 {
-			bits = e.IPs[0].BitLen()
+		next[n.Name] = n
+		if old, ok := r.byName[n.Name]; !ok || old != n {
+			pol, _ := vtep.ParseFloodPolicy(n.Flood)
+			r.sw.SetFloodPolicy(n.VNI, pol)
+			changed = true
 		}
-		ep.Address = netip.PrefixFrom(e.IPs[0], bits)
-		out = append(out, ep)
 	}
-	slices.SortFunc(out, func(a, b control.Endpoint) int {
-		return cmp.Or(cmp.Compare(a.Node, b.Node), a.Address.Addr().Compare(b.Address.Addr()))
-	})
-	return out
+	for name := range r.byName {
+		if _, ok := next[name]; !ok {
+			removed = append(removed, name)
+			changed = true
+		}
+	}
+	r.byName = next
+	if r.early != nil {
+		r.early = nil // gossip's list replaces them
+		changed = true
+	}
+	if changed {
+		r.vnisChangedLocked()
+	}
+	return removed
 }
 
-func (d *Daemon) vnis() []uint32 {
-	return slices.Clone(*d.vniSet.Load())
+// serveEarly serves vni with policy p until gossip's list of networks is
+// known: endpoints taken back at a restart carry traffic before the join.
+func (r *networks) serveEarly(vni uint32, p vtep.FloodPolicy) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.servedLocked(vni) {
+		return
+	}
+	r.sw.SetFloodPolicy(vni, p)
+	r.early = append(r.early, vni)
+	r.vnisChangedLocked()
+}
+
+func (r *networks) servedLocked(vni uint32) bool {
+	return slices.Contains(*r.vnis.Load(), vni)
+}
+
+// vnisChangedLocked recomputes the served VNI set and tells the switch
+// and the advertiser. Called with r.mu held.
+func (r *networks) vnisChangedLocked() {
+	vnis := slices.Clone(r.early)
+	for _, n := range r.byName {
+		if !slices.Contains(vnis, n.VNI) {
+			vnis = append(vnis, n.VNI)
+		}
+	}
+	slices.Sort(vnis)
+	if slices.Equal(vnis, *r.vnis.Load()) {
+		return
+	}
+	r.vnis.Store(&vnis)
+	r.sw.Serve(vnis)
+	if r.onVNIs != nil {
+		r.onVNIs()
+	}
+}
+
+// served returns the VNIs served, sorted. It takes no lock.
+func (r *networks) served() []uint32 { return slices.Clone(*r.vnis.Load()) }
+
+// get returns the network named name.
+func (r *networks) get(name string) (gossip.Network, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, ok := r.byName[name]
+	return n, ok
+}
+
+// list returns the networks by name.
+func (r *networks) list() []gossip.Network {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]gossip.Network, 0, len(r.byName))
+	for _, n := range r.byName {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b gossip.Network) int { return cmp.Compare(a.Name, b.Name) })
+	return out
 }

@@ -3,15 +3,15 @@ package daemon
 // This file holds the namespace watcher: it removes endpoints whose network
 // namespace is gone.
 //
-// Design notes: for a TAP the daemon created, nothing more is needed: the
-// daemon opens it in its own namespace and moves the link, and when the
+// Design notes: for a TAP the node created, nothing more is needed: the
+// node opens it in its own namespace and moves the link, and when the
 // container's namespace is destroyed the link goes with it and the port's
 // reader fails (portStopped). A TAP re-adopted after a restart is different:
 // Adopt must open /dev/net/tun inside the container's namespace (the driver
 // looks the name up there), and the open file's socket holds a reference to
 // that namespace. Deleting the namespace (ip netns del, a container exiting)
 // then only drops its name: the namespace, and the link, live on as long as
-// the daemon holds the TAP, so the reader never fails and the endpoint would
+// the node holds the TAP, so the reader never fails and the endpoint would
 // stay forever. The watcher notices the name is gone (or now names another
 // namespace) and removes the endpoint, which closes the TAP and frees the
 // namespace.
@@ -19,32 +19,34 @@ package daemon
 import (
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ovlsw/ovlsw/cmd/control"
+	"github.com/ovlsw/ovlsw/tap"
 )
 
 // nsWatchEvery is how often the watcher looks: a deleted container's
 // address is free again within about this long.
 const nsWatchEvery = time.Second
 
-// nsID identifies a network namespace: the device and inode of its nsfs
-// file, the same for every path that names it.
-type nsID struct{ dev, ino uint64 }
+// watch starts the watcher; stopWatch stops it.
+func (e *endpoints) watch() {
+	e.nsStop = make(chan struct{})
+	e.nsDone.Add(1)
+	go e.watchNamespaces(e.nsStop)
+}
 
-// netnsID returns the identity of the namespace at path.
-func netnsID(path string) (nsID, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return nsID{}, err
+// stopWatch stops the watcher and waits for it. Idempotent.
+func (e *endpoints) stopWatch() {
+	if e.nsStop != nil {
+		close(e.nsStop)
+		e.nsDone.Wait()
+		e.nsStop = nil
 	}
-	return nsID{dev: uint64(st.Dev), ino: st.Ino}, nil
 }
 
 // watchNamespaces checks every nsWatchEvery that each endpoint's namespace
 // path still names the namespace it was attached in, until stop closes.
-func (d *Daemon) watchNamespaces(stop <-chan struct{}) {
-	defer d.nsDone.Done()
+func (e *endpoints) watchNamespaces(stop <-chan struct{}) {
+	defer e.nsDone.Done()
 	t := time.NewTicker(nsWatchEvery)
 	defer t.Stop()
 	for {
@@ -52,22 +54,21 @@ func (d *Daemon) watchNamespaces(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			d.dropVanishedEndpoints()
+			e.dropVanished()
 		}
 	}
 }
 
-// dropVanishedEndpoints removes the endpoints whose namespace is gone.
-func (d *Daemon) dropVanishedEndpoints() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for id, ep := range d.endpoints {
-		want := d.epPorts[id].ns
-		if want == (nsID{}) {
+// dropVanished removes the endpoints whose namespace is gone.
+func (e *endpoints) dropVanished() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, a := range e.byPort {
+		if a.ns == (tap.NetnsID{}) {
 			continue // not known (never expected): leave it to the reader
 		}
-		if got, err := netnsID(control.NetnsPath(ep.Netns)); err != nil || got != want {
-			d.removeEndpointLocked(id, "network namespace "+ep.Netns+" is gone", false)
+		if got, err := tap.NetnsIDOf(control.NetnsPath(a.ep.Netns)); err != nil || got != a.ns {
+			e.removeLocked(id, "network namespace "+a.ep.Netns+" is gone", false)
 		}
 	}
 }

@@ -33,7 +33,7 @@ package daemon
 // the stop to the join after the re-adoption (tens of milliseconds on a
 // LAN: TestE2ERestart measures it).
 //
-// The file is JSON, rewritten whole under d.mu on every change: written to
+// The file is JSON, rewritten whole under the endpoints' lock on every change: written to
 // a temporary file in the same directory and renamed over the old one, so
 // a reader (the next process, after a crash) sees the old or the new file,
 // never a torn one. It is not fsynced: it has to outlive the process, not
@@ -49,13 +49,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/fdb"
@@ -74,22 +70,45 @@ type stateFile struct {
 	Endpoints []savedEndpoint `json:"endpoints"`
 }
 
-// savedEndpoint is one attached endpoint: its record as `ovlsw status`
-// lists it, and its network as it was at attach.
+// savedEndpoint is one attached endpoint in the state file: its record,
+// with the same fields as the control API's, and its network as it was at
+// attach. The MAC stays text, so that one bad record does not make the
+// whole file unreadable.
 type savedEndpoint struct {
-	control.Endpoint
-	Net control.Network `json:"net"`
+	Name    string       `json:"name"`
+	Network string       `json:"network"`
+	VNI     uint32       `json:"vni"`
+	Node    string       `json:"node"`
+	Netns   string       `json:"netns,omitempty"`
+	IfName  string       `json:"ifname"`
+	MAC     string       `json:"mac"`
+	Address netip.Prefix `json:"address,omitzero"`
+	Gateway netip.Addr   `json:"gateway,omitzero"`
+	MTU     int          `json:"mtu"`
+	Secure  bool         `json:"port_security"`
+	Net     savedNetwork `json:"net"`
 }
 
-// epPort is what the daemon keeps of an endpoint beside its record: its
-// TAP (persistent) and its network as it was at attach, for the state file.
-type epPort struct {
-	dev tap.Device
-	net control.Network
-	ns  nsID // the namespace it was attached in (nswatch.go)
+// savedNetwork is a network in the state file.
+type savedNetwork struct {
+	Name    string       `json:"name"`
+	VNI     uint32       `json:"vni"`
+	Subnet  netip.Prefix `json:"subnet,omitzero"`
+	Gateway netip.Addr   `json:"gateway,omitzero"`
+	MTU     int          `json:"mtu"`
+	Flood   string       `json:"flood,omitempty"`
 }
 
-// DefaultStatePath is the state file of a daemon whose control socket is
+func saveEndpoint(a *attached) savedEndpoint {
+	ep, n := a.ep, a.net
+	return savedEndpoint{
+		Name: ep.Name, Network: ep.Network, VNI: ep.VNI, Node: ep.Node, Netns: ep.Netns, IfName: ep.IfName,
+		MAC: ep.MAC.String(), Address: ep.Address, Gateway: ep.Gateway, MTU: ep.MTU, Secure: ep.Secure,
+		Net: savedNetwork{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood},
+	}
+}
+
+// DefaultStatePath is the state file of a node whose control socket is
 // socket, unless Config.State names another: beside the socket, named
 // like it with ".state.json" for ".sock" (/run/ovlsw/ovlsw.state.json).
 func DefaultStatePath(socket string) string {
@@ -151,19 +170,19 @@ func readState(path string) (stateFile, error) {
 
 // saveStateLocked writes the state file from the endpoints. A failure is
 // logged, not returned: the attach or detach it follows has happened; only
-// a restart will not know of it. An empty Config.State (tests) writes
-// nothing. Called with d.mu held.
-func (d *Daemon) saveStateLocked() {
-	if d.cfg.State == "" {
+// a restart will not know of it. An empty endpointsConfig.State (tests)
+// writes nothing. Called with e.mu held.
+func (e *endpoints) saveStateLocked() {
+	if e.cfg.State == "" {
 		return
 	}
-	st := stateFile{Version: stateVersion, Endpoints: make([]savedEndpoint, 0, len(d.endpoints))}
-	for id, ep := range d.endpoints {
-		st.Endpoints = append(st.Endpoints, savedEndpoint{Endpoint: *ep, Net: d.epPorts[id].net})
+	st := stateFile{Version: stateVersion, Endpoints: make([]savedEndpoint, 0, len(e.byPort))}
+	for _, a := range e.byPort {
+		st.Endpoints = append(st.Endpoints, saveEndpoint(a))
 	}
 	slices.SortFunc(st.Endpoints, func(a, b savedEndpoint) int { return cmp.Compare(a.Name, b.Name) })
-	if err := writeState(d.cfg.State, st); err != nil {
-		d.log.Error("state not saved: a restart would not re-adopt the endpoints attached now", "err", err)
+	if err := writeState(e.cfg.State, st); err != nil {
+		e.log.Error("state not saved: a restart would not re-adopt the endpoints attached now", "err", err)
 	}
 }
 
@@ -172,16 +191,16 @@ func (d *Daemon) saveStateLocked() {
 // and not overwritten by the next save), and the node starts clean: the
 // TAPs of the endpoints it listed stay in their namespaces, unattached,
 // until those are deleted.
-func (d *Daemon) loadState() []savedEndpoint {
-	st, err := readState(d.cfg.State)
+func (e *endpoints) loadState() []savedEndpoint {
+	st, err := readState(e.cfg.State)
 	if err == nil {
 		return st.Endpoints
 	}
-	aside := d.cfg.State + ".corrupt"
-	if rerr := os.Rename(d.cfg.State, aside); rerr != nil {
+	aside := e.cfg.State + ".corrupt"
+	if rerr := os.Rename(e.cfg.State, aside); rerr != nil {
 		aside = ""
 	}
-	d.log.Error("state file unusable: starting without it; endpoints attached before the restart are not re-adopted",
+	e.log.Error("state file unusable: starting without it; endpoints attached before the restart are not re-adopted",
 		"err", err, "moved_to", aside)
 	return nil
 }
@@ -189,9 +208,8 @@ func (d *Daemon) loadState() []savedEndpoint {
 // readopted is an endpoint readopt took back, for readoptSettle.
 type readopted struct {
 	id  int
-	ep  control.Endpoint
-	net control.Network
-	key fdb.Key
+	ep  endpoint
+	net gossip.Network
 }
 
 // readopt takes back the endpoints of the state file and saves the state
@@ -201,48 +219,39 @@ type readopted struct {
 // without them would be dropped from its peers' lists of the VNIs' VTEPs
 // until it advertised them again). readoptSettle finishes the job once
 // gossip runs.
-func (d *Daemon) readopt() []readopted {
-	saved := d.loadState()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.stateLoaded = true
+func (e *endpoints) readopt() []readopted {
+	saved := e.loadState()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stateLoaded = true
 	if len(saved) == 0 {
 		return nil
 	}
 	start := time.Now()
 	var out []readopted
-	vnis := d.vnis()
 	for _, se := range saved {
-		r, err := d.readoptLocked(se)
+		r, err := e.readoptLocked(se)
 		if err != nil {
-			d.log.Warn("endpoint dropped at restart", "endpoint", se.Name, "netns", se.Netns, "why", err)
+			e.log.Warn("endpoint dropped at restart", "endpoint", se.Name, "netns", se.Netns, "why", err)
 			continue
 		}
 		out = append(out, r)
-		if !slices.Contains(vnis, r.ep.VNI) {
-			vnis = append(vnis, r.ep.VNI)
-		}
 	}
-	slices.Sort(vnis)
-	d.vniSet.Store(&vnis) // served until gossip's list of networks replaces them
-	for _, r := range out {
-		d.applyPeers(r.ep.VNI) // static --peer ones
-	}
-	d.saveStateLocked()
-	d.log.Info("endpoints re-adopted", "kept", len(out), "dropped", len(saved)-len(out),
+	e.saveStateLocked()
+	e.log.Info("endpoints re-adopted", "kept", len(out), "dropped", len(saved)-len(out),
 		"took", time.Since(start).Round(time.Microsecond))
 	return out
 }
 
 // readoptLocked takes back one endpoint: its TAP, port and pinned FDB
-// entry, and its record. Called with d.mu held.
-func (d *Daemon) readoptLocked(se savedEndpoint) (readopted, error) {
+// entry, and its record; its VNI is served (with the static peers) until
+// gossip's list of networks replaces it. Called with e.mu held.
+func (e *endpoints) readoptLocked(se savedEndpoint) (readopted, error) {
 	mac, err := fdb.ParseMAC(se.MAC)
 	switch {
 	case err != nil || mac.IsMulticast() || mac.IsZero():
 		return readopted{}, fmt.Errorf("bad record: MAC %q", se.MAC)
-	case se.Netns == "" || se.IfName == "" || se.Network == "" || !se.Address.IsValid() ||
-		se.VNI == 0 || se.VNI > vtep.MaxVNI:
+	case se.Netns == "" || se.IfName == "" || se.Network == "" || !se.Address.IsValid() || fdb.CheckVNI(se.VNI) != nil:
 		return readopted{}, fmt.Errorf("bad record: netns %q, ifname %q, network %q, VNI %d, address %v",
 			se.Netns, se.IfName, se.Network, se.VNI, se.Address)
 	}
@@ -251,8 +260,8 @@ func (d *Daemon) readoptLocked(se savedEndpoint) (readopted, error) {
 		return readopted{}, fmt.Errorf("network namespace gone: %w", err)
 	}
 	var dev tap.Device
-	cfg := d.endpointTAP(se.IfName, se.MTU, mac, true)
-	err = inNetns(path, func() (err error) {
+	cfg := e.tapConfig(se.IfName, se.MTU, mac, true)
+	err = tap.InNetns(path, func() (err error) {
 		dev, err = tap.Adopt(cfg)
 		if err != nil && cfg.Queues > 1 && !errors.Is(err, tap.ErrNotFound) {
 			cfg.Queues = 1 // a single-queue TAP, made by an ovlsw that gave endpoints one queue
@@ -267,67 +276,74 @@ func (d *Daemon) readoptLocked(se savedEndpoint) (readopted, error) {
 		return readopted{}, fmt.Errorf("take back TAP %s: %w", se.IfName, err)
 	}
 	addr := se.Address.Addr()
-	id, err := d.sw.AddPort(vtep.PortConfig{Name: se.Name, VNI: se.VNI, Device: dev, MTU: se.MTU,
-		Secure: se.Secure, MAC: mac, IPs: []netip.Addr{addr}, FloodRate: d.cfg.FloodRate})
+	id, err := e.sw.AddPort(vtep.PortConfig{Name: se.Name, VNI: se.VNI, Device: dev, MTU: se.MTU,
+		Secure: se.Secure, MAC: mac, IPs: []netip.Addr{addr}, FloodRate: e.cfg.FloodRate})
 	if err != nil {
 		dev.Close()
 		return readopted{}, fmt.Errorf("add port: %w", err)
 	}
-	nw := se.Net
+	nw := gossip.Network{Name: se.Net.Name, VNI: se.Net.VNI, Subnet: se.Net.Subnet, Gateway: se.Net.Gateway, MTU: se.Net.MTU, Flood: se.Net.Flood}
 	if nw.Name != se.Network || nw.VNI != se.VNI { // a record without its network
-		nw = control.Network{Name: se.Network, VNI: se.VNI, Gateway: se.Gateway, MTU: se.MTU}
+		nw = gossip.Network{Name: se.Network, VNI: se.VNI, Gateway: se.Gateway, MTU: se.MTU}
 	}
-	if pol, err := vtep.ParseFloodPolicy(nw.Flood); err == nil && !d.served(se.VNI) {
-		d.sw.SetFloodPolicy(se.VNI, pol)
+	if pol, err := vtep.ParseFloodPolicy(nw.Flood); err == nil {
+		e.nets.serveEarly(se.VNI, pol)
 	}
-	ep := se.Endpoint
-	ep.Node = d.cfg.Name
-	d.endpoints[id] = &ep
-	ns, _ := netnsID(control.NetnsPath(se.Netns)) // zero if gone: then the reader notices
-	d.epPorts[id] = epPort{dev: dev, net: nw, ns: ns}
+	ep := endpoint{
+		Name: se.Name, Network: se.Network, VNI: se.VNI, Node: e.cfg.Node, Netns: se.Netns, IfName: se.IfName,
+		MAC: mac, Address: se.Address, Gateway: se.Gateway, MTU: se.MTU, Secure: se.Secure,
+	}
+	ns, _ := tap.NetnsIDOf(path) // zero if gone: then the reader notices
+	e.byPort[id] = &attached{ep: ep, dev: dev, net: nw, ns: ns}
 	// As at attach: pinned, and announced by gossip (by readoptSettle if
 	// gossip is not running yet).
-	key := fdb.Key{VNI: se.VNI, MAC: mac}
-	d.fdb.Set(fdb.Entry{Key: key, Location: fdb.Location{Port: id},
+	e.fdb.Set(fdb.Entry{Key: fdb.Key{VNI: se.VNI, MAC: mac}, Location: fdb.Location{Port: id},
 		Origin: fdb.OriginLocal, IPs: []netip.Addr{addr}, Pinned: true})
-	d.log.Info("re-adopted", "endpoint", ep.Name, "network", ep.Network, "address", ep.Address, "mac", ep.MAC)
-	return readopted{id: id, ep: ep, net: nw, key: key}, nil
+	e.log.Info("re-adopted", "endpoint", ep.Name, "network", ep.Network, "address", ep.Address, "mac", ep.MAC)
+	return readopted{id: id, ep: ep, net: nw}, nil
 }
+
+// settleView is what readoptSettle needs of the cluster: *gossip.Agent.
+type settleView interface {
+	Networks() []gossip.Network
+	Claims(vni uint32, ip netip.Addr) []gossip.Binding
+	OnFDBEvent(fdb.Event)
+}
+
+var _ settleView = (*gossip.Agent)(nil)
 
 // readoptSettle finishes readopt once gossip has joined: an endpoint whose
 // network the cluster does not have (this node founded the cluster; the
 // network was removed while it was down) gets it put again from the state
 // file; one whose network cannot be served (its name or VNI now taken by
 // another) is removed, TAP included, as a detach would; the others'
-// bindings are announced. It takes d.mu only in those rare cases: the
-// networks callback may hold it for a while.
-func (d *Daemon) readoptSettle(rs []readopted) {
-	a := d.agent.Load()
-	nets := a.Networks()
+// bindings are announced.
+func (e *endpoints) readoptSettle(rs []readopted, c settleView) {
+	nets := c.Networks()
 	for _, r := range rs {
-		err := d.settleNetwork(nets, r)
+		err := e.settleNetwork(nets, r)
 		if err != nil {
-			d.mu.Lock()
-			if _, ok := d.endpoints[r.id]; ok {
-				if rerr := d.removeEndpointLocked(r.id, "network cannot be served", false); rerr != nil {
+			e.mu.Lock()
+			if _, ok := e.byPort[r.id]; ok {
+				if rerr := e.removeLocked(r.id, "network cannot be served", false); rerr != nil {
 					err = errors.Join(err, rerr)
 				}
 			}
-			d.mu.Unlock()
-			d.log.Warn("endpoint dropped at restart", "endpoint", r.ep.Name, "netns", r.ep.Netns, "why", err)
+			e.mu.Unlock()
+			e.log.Warn("endpoint dropped at restart", "endpoint", r.ep.Name, "netns", r.ep.Netns, "why", err)
 			continue
 		}
-		for _, c := range a.Claims(r.key.VNI, r.ep.Address.Addr()) {
-			if c.MAC != r.key.MAC && c.Node != d.cfg.Name {
-				d.log.Warn("re-adopted address is claimed by another node as well (handed out again while this node was down?)",
-					"endpoint", r.ep.Name, "address", r.ep.Address.Addr(), "node", c.Node, "mac", c.MAC)
+		for _, cl := range c.Claims(r.ep.VNI, r.ep.Address.Addr()) {
+			if cl.MAC != r.ep.MAC && cl.Node != e.cfg.Node {
+				e.log.Warn("re-adopted address is claimed by another node as well (handed out again while this node was down?)",
+					"endpoint", r.ep.Name, "address", r.ep.Address.Addr(), "node", cl.Node, "mac", cl.MAC)
 			}
 		}
-		if e, ok := d.fdb.Get(r.key); ok && e.Port == r.id {
-			a.OnFDBEvent(fdb.Event{Type: fdb.Updated, Entry: e})
+		if en, ok := e.fdb.Get(fdb.Key{VNI: r.ep.VNI, MAC: r.ep.MAC}); ok && en.Port == r.id {
+			c.OnFDBEvent(fdb.Event{Type: fdb.Updated, Entry: en})
 		}
-		if err := d.wakeNeighbours(r); err != nil {
-			d.log.Debug("neighbour cache of a re-adopted endpoint not read", "endpoint", r.ep.Name, "err", err)
+		if err := e.wakeNeighbours(r); err != nil {
+			e.log.Debug("neighbour cache of a re-adopted endpoint not read", "endpoint", r.ep.Name, "err", err)
 		}
 	}
 }
@@ -338,37 +354,17 @@ func (d *Daemon) readoptSettle(rs []readopted) {
 // container's neighbour cache; the ARP requests or neighbour solicitations
 // sent since were lost, and the kernel retries only after retrans_time (a
 // second), holding the packets meanwhile. For each address the container
-// is resolving (an INCOMPLETE or FAILED entry) that the FDB knows, a
-// gratuitous ARP or unsolicited neighbour advertisement on the VNI's ports
-// completes the lookup at once. It runs after the join, which brought the
-// cluster's bindings.
-func (d *Daemon) wakeNeighbours(r readopted) error {
-	ns, err := netns.GetFromPath(control.NetnsPath(r.ep.Netns))
+// is resolving that the FDB knows, a gratuitous ARP or unsolicited
+// neighbour advertisement on the VNI's ports completes the lookup at once.
+// It runs after the join, which brought the cluster's bindings.
+func (e *endpoints) wakeNeighbours(r readopted) error {
+	ips, err := tap.Resolving(control.NetnsPath(r.ep.Netns), r.ep.IfName)
 	if err != nil {
 		return err
 	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	link, err := h.LinkByName(r.ep.IfName)
-	if err != nil {
-		return err
-	}
-	neighs, err := h.NeighList(link.Attrs().Index, netlink.FAMILY_ALL)
-	if err != nil {
-		return err
-	}
-	for _, n := range neighs {
-		ip, ok := netip.AddrFromSlice(n.IP)
-		if !ok || n.State&(netlink.NUD_INCOMPLETE|netlink.NUD_FAILED) == 0 {
-			continue
-		}
-		ip = ip.Unmap()
-		if mac, ok := d.fdb.LookupIP(fdb.IPKey{VNI: r.key.VNI, IP: ip}); ok {
-			d.sw.AnnounceIP(r.key.VNI, ip, mac)
+	for _, ip := range ips {
+		if mac, ok := e.fdb.LookupIP(fdb.IPKey{VNI: r.ep.VNI, IP: ip}); ok {
+			e.sw.AnnounceIP(r.ep.VNI, ip, mac)
 		}
 	}
 	return nil
@@ -376,7 +372,7 @@ func (d *Daemon) wakeNeighbours(r readopted) error {
 
 // settleNetwork checks a re-adopted endpoint's network against the
 // cluster's networks nets, and puts it from the state file if missing.
-func (d *Daemon) settleNetwork(nets []gossip.Network, r readopted) error {
+func (e *endpoints) settleNetwork(nets []gossip.Network, r readopted) error {
 	for _, n := range nets {
 		if n.Name == r.net.Name {
 			if n.VNI != r.net.VNI {
@@ -385,100 +381,45 @@ func (d *Daemon) settleNetwork(nets []gossip.Network, r readopted) error {
 			return nil
 		}
 	}
-	if err := d.createNetwork(r.net); err != nil {
+	if err := e.nets.create(r.net); err != nil {
 		return fmt.Errorf("network %s cannot be restored: %w", r.net.Name, err)
 	}
-	d.log.Info("network restored from the state file", "network", r.net.Name, "vni", r.net.VNI)
+	e.log.Info("network restored from the state file", "network", r.net.Name, "vni", r.net.VNI)
 	return nil
 }
 
-// endpointTAP is the configuration of an endpoint's TAP: attach creates it
-// so (named from a template, then made persistent once configured) and a
-// restart adopts it so (by its name in the namespace, persistent), so
-// the two open it alike. An endpoint's TAP has one queue and lazy TSO
-// (cmd/daemon/offload.go says why).
-func (d *Daemon) endpointTAP(name string, mtu int, mac fdb.MAC, persist bool) tap.Config {
-	return tap.Config{Name: name, MTU: mtu, MAC: mac, Persist: persist, Offload: d.cfg.Offload, LazyTSO: d.cfg.Offload}
-}
-
-// unpersist makes an endpoint's TAP non-persistent, so that closing it
-// removes it. A device that is gone already (its namespace was deleted)
-// is not an error.
-func unpersist(dev tap.Device) error {
-	p, ok := dev.(tap.Persister)
-	if !ok {
-		return nil
-	}
-	if err := p.SetPersist(false); err != nil && !errors.Is(err, tap.ErrClosed) {
-		return err
-	}
-	return nil
-}
-
-// releasePorts makes every endpoint's TAP non-persistent, so that closing
-// the switch removes them, and removes the state file, since nothing is
+// release makes every endpoint's TAP non-persistent, so that closing the
+// switch removes them, and removes the state file, since nothing is
 // attached any more. The file stays if this process never loaded it (New
 // failed before readopt): it still describes an earlier process's
 // endpoints.
-func (d *Daemon) releasePorts() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for id, p := range d.epPorts {
-		if err := unpersist(p.dev); err != nil {
-			d.log.Debug("endpoint TAP not made non-persistent (gone already?)", "endpoint", d.endpoints[id].Name, "err", err)
+func (e *endpoints) release() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, a := range e.byPort {
+		if err := unpersist(a.dev); err != nil {
+			e.log.Debug("endpoint TAP not made non-persistent (gone already?)", "endpoint", a.ep.Name, "err", err)
 		}
 	}
-	if d.stateLoaded && d.cfg.State != "" {
-		if err := os.Remove(d.cfg.State); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			d.log.Warn("remove state file", "err", err)
+	if e.stateLoaded && e.cfg.State != "" {
+		if err := os.Remove(e.cfg.State); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			e.log.Warn("remove state file", "err", err)
 		}
 	}
 }
 
-// keepPorts logs what CloseForRestart leaves for the next start: the
-// endpoints' TAPs stay persistent when the switch closes them, and the
-// state file, saved on every change, lists them.
-func (d *Daemon) keepPorts() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.log.Info("stopping for a restart: attached endpoints keep their TAPs", "endpoints", len(d.endpoints), "state", d.cfg.State)
+// keep logs what CloseForRestart leaves for the next start: the endpoints'
+// TAPs stay persistent when the switch closes them, and the state file,
+// saved on every change, lists them.
+func (e *endpoints) keep() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.log.Info("stopping for a restart: attached endpoints keep their TAPs", "endpoints", len(e.byPort), "state", e.cfg.State)
 }
 
-// inNetns runs fn on an OS thread moved into the network namespace at
-// path, and waits for it. The thread is given back to the scheduler only
-// once it is back in the daemon's namespace; if it cannot return, its
-// goroutine exits still locked, which ends the thread. Files fn opens
-// (a TAP) stay usable from any thread.
-func inNetns(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open network namespace %s: %w", path, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread() // still in orig
-			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
-			return
-		}
-		err = fn()
-		if berr := netns.Set(orig); berr != nil {
-			errc <- errors.Join(err, fmt.Errorf("leave network namespace %s: %w", path, berr))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
+// count returns how many endpoints are attached.
+func (e *endpoints) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.byPort)
 }

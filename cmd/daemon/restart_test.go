@@ -14,22 +14,26 @@ import (
 	"testing"
 
 	"github.com/ovlsw/ovlsw/bench/testbed"
-	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/tap"
 )
 
 // webNet is the network testDaemon creates.
-var webNet = control.Network{Name: "web", VNI: 9, Subnet: netip.MustParsePrefix("10.0.9.0/24"), MTU: 1450, Flood: "flood"}
+var webNet = savedNetwork{Name: "web", VNI: 9, Subnet: netip.MustParsePrefix("10.0.9.0/24"), MTU: 1450, Flood: "flood"}
 
 func savedEP(netns, ifname, mac, addr string) savedEndpoint {
 	return savedEndpoint{
-		Endpoint: control.Endpoint{
-			Name: netns + "/" + ifname, Network: webNet.Name, VNI: webNet.VNI, Node: "fuzz", Netns: netns, IfName: ifname,
-			MAC: mac, Address: netip.MustParsePrefix(addr), MTU: 1450, Secure: true,
-		},
+		Name: netns + "/" + ifname, Network: webNet.Name, VNI: webNet.VNI, Node: "fuzz", Netns: netns, IfName: ifname,
+		MAC: mac, Address: netip.MustParsePrefix(addr), MTU: 1450, Secure: true,
 		Net: webNet,
 	}
+}
+
+// recordOf is the endpoint record a saved endpoint describes.
+func recordOf(se savedEndpoint) endpoint {
+	mac, _ := fdb.ParseMAC(se.MAC)
+	return endpoint{Name: se.Name, Network: se.Network, VNI: se.VNI, Node: se.Node, Netns: se.Netns, IfName: se.IfName,
+		MAC: mac, Address: se.Address, Gateway: se.Gateway, MTU: se.MTU, Secure: se.Secure}
 }
 
 func TestStateRoundTrip(t *testing.T) {
@@ -160,8 +164,8 @@ func TestStateCorrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 			var logs syncBuffer
-			d := &Daemon{cfg: Config{State: path}, log: slog.New(slog.NewTextHandler(&logs, nil))}
-			if got := d.loadState(); len(got) != 0 {
+			e := &endpoints{cfg: endpointsConfig{State: path}, log: slog.New(slog.NewTextHandler(&logs, nil)), byPort: map[int]*attached{}}
+			if got := e.loadState(); len(got) != 0 {
 				t.Errorf("endpoints from a corrupt file: %v", got)
 			}
 			out := logs.String()
@@ -171,8 +175,7 @@ func TestStateCorrupt(t *testing.T) {
 			if b, err := os.ReadFile(path + ".corrupt"); err != nil || string(b) != tc.content {
 				t.Errorf("corrupt file not set aside: %q %v", b, err)
 			}
-			d.endpoints = map[int]*control.Endpoint{}
-			d.saveStateLocked()
+			e.saveStateLocked()
 			if st, err := readState(path); err != nil || len(st.Endpoints) != 0 {
 				t.Errorf("state after a clean start: %+v %v", st, err)
 			}
@@ -186,11 +189,11 @@ func restartDaemon(t *testing.T, path string) (*Daemon, *syncBuffer) {
 	t.Helper()
 	d := testDaemon(t)
 	logs := new(syncBuffer)
-	d.mu.Lock()
-	d.epPorts = map[int]epPort{}
-	d.cfg.State = path
 	d.log = slog.New(slog.NewTextHandler(logs, nil))
-	d.mu.Unlock()
+	d.eps.mu.Lock()
+	d.eps.cfg.State = path
+	d.eps.log = d.log
+	d.eps.mu.Unlock()
 	return d, logs
 }
 
@@ -204,7 +207,7 @@ func TestReadoptDropsVanished(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, logs := restartDaemon(t, path)
-	d.readopt()
+	d.eps.readopt()
 	if eps := d.listEndpoints(""); len(eps) != 0 {
 		t.Errorf("endpoints after re-adopting vanished ones: %+v", eps)
 	}
@@ -223,7 +226,7 @@ func TestReadoptDropsVanished(t *testing.T) {
 // earlier daemon leaves an endpoint's TAP.
 func persistentTAP(t *testing.T, tb *testbed.Bed, ns *testbed.Netns, name string, mac fdb.MAC) {
 	t.Helper()
-	err := inNetns(ns.Path, func() error {
+	err := tap.InNetns(ns.Path, func() error {
 		dev, err := tap.Create(tap.Config{Name: name, MTU: 1450, MAC: mac, Up: true, Persist: true})
 		if err != nil {
 			return err
@@ -258,10 +261,10 @@ func TestReadoptTAP(t *testing.T) {
 	}
 
 	d1, logs := restartDaemon(t, path)
-	d1.readoptSettle(d1.readopt())
-	eps := d1.listEndpoints("")
-	if len(eps) != 1 || eps[0] != kept.Endpoint {
-		t.Fatalf("endpoints after readopt:\n%s\nwant\n%s\nlog:\n%s", jsonOf(eps), jsonOf(kept.Endpoint), logs)
+	d1.eps.readoptSettle(d1.eps.readopt(), d1.cluster.Load().agent)
+	eps := d1.eps.list("")
+	if len(eps) != 1 || eps[0] != recordOf(kept) {
+		t.Fatalf("endpoints after readopt:\n%s\nwant\n%s\nlog:\n%s", jsonOf(eps), jsonOf(recordOf(kept)), logs)
 	}
 	e, ok := d1.fdb.Get(fdb.Key{VNI: webNet.VNI, MAC: mac})
 	if !ok || !e.Pinned || e.Origin != fdb.OriginLocal || e.Port == 0 {
@@ -270,7 +273,7 @@ func TestReadoptTAP(t *testing.T) {
 	if !strings.Contains(logs.String(), "kept=1 dropped=1") || !strings.Contains(logs.String(), "no such TAP") {
 		t.Errorf("log:\n%s", logs)
 	}
-	if st, err := readState(path); err != nil || len(st.Endpoints) != 1 || st.Endpoints[0].Endpoint != kept.Endpoint {
+	if st, err := readState(path); err != nil || len(st.Endpoints) != 1 || st.Endpoints[0] != kept {
 		t.Errorf("state after readopt: %+v %v", st, err)
 	}
 	if who, ok := d1.addressInUse(webNet.Name, kept.Address.Addr()); !ok {
@@ -286,8 +289,8 @@ func TestReadoptTAP(t *testing.T) {
 		t.Fatal("CloseForRestart removed the endpoint's TAP")
 	}
 	d2, logs := restartDaemon(t, path)
-	d2.readoptSettle(d2.readopt())
-	if eps := d2.listEndpoints(""); len(eps) != 1 || eps[0] != kept.Endpoint {
+	d2.eps.readoptSettle(d2.eps.readopt(), d2.cluster.Load().agent)
+	if eps := d2.eps.list(""); len(eps) != 1 || eps[0] != recordOf(kept) {
 		t.Fatalf("second restart: %+v\n%s", eps, logs)
 	}
 	if err := d2.Close(); err != nil {
@@ -310,15 +313,15 @@ func TestReadoptSettle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := control.Network{Name: "db", VNI: 11, Subnet: netip.MustParsePrefix("10.0.11.0/24"), MTU: 1400, Flood: "drop"}
+	db := savedNetwork{Name: "db", VNI: 11, Subnet: netip.MustParsePrefix("10.0.11.0/24"), MTU: 1400, Flood: "drop"}
 	for _, tc := range []struct {
 		name     string
-		net      control.Network
+		net      savedNetwork
 		kept     bool
 		networks []string
 	}{
 		{"network restored", db, true, []string{"db", "web"}},
-		{"VNI taken over", control.Network{Name: "web", VNI: 12, MTU: 1450}, false, []string{"web"}},
+		{"VNI taken over", savedNetwork{Name: "web", VNI: 12, MTU: 1450}, false, []string{"web"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mac := fdb.MAC{0x02, 0, 0, 0, 0, byte(tc.net.VNI)}
@@ -330,11 +333,11 @@ func TestReadoptSettle(t *testing.T) {
 				t.Fatal(err)
 			}
 			d, logs := restartDaemon(t, path)
-			rs := d.readopt()
+			rs := d.eps.readopt()
 			if len(rs) != 1 {
 				t.Fatalf("readopt: %+v\n%s", rs, logs)
 			}
-			d.readoptSettle(rs)
+			d.eps.readoptSettle(rs, d.cluster.Load().agent)
 			if got := len(d.listEndpoints("")) == 1; got != tc.kept {
 				t.Errorf("endpoint kept: %v, want %v\n%s", got, tc.kept, logs)
 			}
@@ -364,9 +367,8 @@ func TestReadoptSettle(t *testing.T) {
 // addressInUse reports who holds addr in the named network, as allocation
 // sees it.
 func (d *Daemon) addressInUse(network string, addr netip.Addr) (string, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	who := d.addressInUseLocked(d.networks[network], addr)
+	n, _ := d.nets.get(network)
+	who := d.alloc.inUse(n, addr)
 	return who, who != ""
 }
 

@@ -1,0 +1,84 @@
+package daemon
+
+// This file is the one place where the control API's wire types
+// (cmd/control) and the node's own types meet: every conversion between
+// them is here.
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/ovlsw/ovlsw/cmd/control"
+	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/gossip"
+	"github.com/ovlsw/ovlsw/vtep"
+)
+
+func toControlNetwork(n gossip.Network) control.Network {
+	return control.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood}
+}
+
+func fromControlNetwork(n control.Network) gossip.Network {
+	return gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood}
+}
+
+func toControlEndpoint(ep endpoint) control.Endpoint {
+	return control.Endpoint{
+		Name: ep.Name, Network: ep.Network, VNI: ep.VNI, Node: ep.Node, Netns: ep.Netns, IfName: ep.IfName,
+		MAC: ep.MAC.String(), Address: ep.Address, Gateway: ep.Gateway, MTU: ep.MTU, Secure: ep.Secure,
+	}
+}
+
+func fromControlAttach(r control.AttachRequest) attachRequest {
+	return attachRequest{Netns: r.Netns, Network: r.Network, Address: r.Address, IfName: r.IfName,
+		MAC: r.MAC, Name: r.Name, Secure: !r.NoPortSecurity}
+}
+
+func toControlMember(m gossip.MemberInfo) control.Member {
+	return control.Member{Name: m.Name, Addr: m.Addr, VTEP: m.VTEP, VNIs: m.VNIs, State: m.State, Bindings: m.Bindings}
+}
+
+func toControlGossip(st gossip.Stats, addr netip.AddrPort, encrypted bool) *control.Gossip {
+	return &control.Gossip{
+		Addr: addr, LocalBindings: st.LocalBindings, RemoteBindings: st.RemoteBindings,
+		MessagesIn: st.MessagesIn, MessagesOut: st.MessagesOut, Malformed: st.Malformed,
+		Encrypted: encrypted,
+	}
+}
+
+func toControlTraffic(t vtep.Traffic) control.Traffic {
+	return control.Traffic{RxFrames: t.RxFrames, RxBytes: t.RxBytes, TxFrames: t.TxFrames, TxBytes: t.TxBytes}
+}
+
+func toControlStats(s vtep.Stats) control.Stats {
+	out := control.Stats{
+		Offload: control.Offload{TAP: s.Offload.TAP, UDP: s.Offload.UDP, GRO: s.Offload.GRO},
+		Drops:   s.Drops,
+		Proxy: control.Proxy{ARPAnswered: s.Proxy.ARPAnswered, NDAnswered: s.Proxy.NDAnswered,
+			Flooded: s.Proxy.Flooded, Dropped: s.Proxy.Dropped, GratuitousSent: s.Proxy.GratuitousSent},
+	}
+	for _, p := range s.Ports {
+		out.Ports = append(out.Ports, control.Port{ID: p.ID, Name: p.Name, VNI: p.VNI, MTU: p.MTU, Error: p.Error,
+			Traffic: toControlTraffic(p.Traffic)})
+	}
+	for _, p := range s.Peers {
+		out.Peers = append(out.Peers, control.Peer{Addr: p.Addr, VNIs: p.VNIs, Traffic: toControlTraffic(p.Traffic)})
+	}
+	return out
+}
+
+// toControlFDBEntry converts e; port is the name of its port, if local.
+func toControlFDBEntry(e fdb.Entry, now time.Time, port string) control.FDBEntry {
+	fe := control.FDBEntry{
+		VNI: e.VNI, MAC: e.MAC.String(), IPs: e.IPs, Origin: e.Origin.String(),
+		Node: e.Node, Seq: e.Seq, Age: now.Sub(e.Seen).Round(time.Second).Seconds(), Dup: e.Duplicate,
+	}
+	if e.IsLocal() {
+		fe.Port = port
+		fe.Where = "port " + fe.Port
+	} else {
+		fe.VTEP = e.VTEP.String()
+		fe.Where = "vtep " + fe.VTEP
+	}
+	return fe
+}
