@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ovlsw/ovlsw/cmd/control"
+	"github.com/ovlsw/ovlsw/fdb"
 )
 
 // call sends one control request.
@@ -110,16 +112,16 @@ func newNetwork() *cobra.Command {
 func newNetworkCreate() *cobra.Command {
 	var cf clientFlags
 	var n control.Network
-	var vni uint64
+	var vni uint32
 	var subnet, gateway string
 	c := &cobra.Command{
 		Use:   "create NAME --vni N [--subnet CIDR] [--gateway IP] [--mtu N]",
 		Short: "Create an overlay network",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			n.Name, n.VNI = args[0], uint32(vni)
-			if vni > 1<<24-1 {
-				return fmt.Errorf("--vni %d out of range 1..16777215", vni)
+			n.Name, n.VNI = args[0], vni
+			if err := fdb.CheckVNI(vni); err != nil {
+				return errors.New(flagText(err.Error()))
 			}
 			var err error
 			if subnet != "" {
@@ -144,7 +146,7 @@ func newNetworkCreate() *cobra.Command {
 		},
 	}
 	cf.add(c)
-	c.Flags().Uint64Var(&vni, "vni", 0, "VXLAN network identifier, 1..16777215")
+	c.Flags().Uint32Var(&vni, "vni", 0, "VXLAN network identifier, 1..16777215")
 	c.Flags().StringVar(&subnet, "subnet", "", "`CIDR` to allocate endpoint addresses from")
 	c.Flags().StringVar(&gateway, "gateway", "", "gateway `IP` (endpoints get a default route via it)")
 	c.Flags().IntVar(&n.MTU, "mtu", 0, "MTU of the network's ports (default: underlay MTU minus 50)")

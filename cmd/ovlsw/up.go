@@ -1,24 +1,27 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
+	"regexp"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ovlsw/ovlsw/cmd/daemon"
-	"github.com/ovlsw/ovlsw/vtep"
+	"github.com/ovlsw/ovlsw/fdb"
 )
 
 func newUp() *cobra.Command {
 	cfg := daemon.DefaultConfig()
 	var bind, logLevel, subnet, gateway, offload string
 	var peers, addrs []string
-	var vni uint64
+	var vni uint32
 	var port uint16
 	c := &cobra.Command{
 		Use:   "up",
@@ -44,8 +47,10 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 			if cfg.Bind, err = netip.ParseAddr(bind); err != nil {
 				return fmt.Errorf("--bind %q is not an IP address", bind)
 			}
-			if c.Flags().Changed("vni") && (vni < 1 || vni > vtep.MaxVNI) {
-				return fmt.Errorf("--vni %d out of range: a VXLAN network identifier is 1..%d", vni, vtep.MaxVNI)
+			if c.Flags().Changed("vni") {
+				if err := fdb.CheckVNI(vni); err != nil {
+					return errors.New(flagText(err.Error()))
+				}
 			}
 			if subnet != "" {
 				if cfg.Subnet, err = netip.ParsePrefix(subnet); err != nil {
@@ -57,7 +62,7 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 					return fmt.Errorf("--gateway %q is not an IP address", gateway)
 				}
 			}
-			cfg.VNI, cfg.Port = uint32(vni), port
+			cfg.VNI, cfg.Port = vni, port
 			for _, p := range peers {
 				ap, err := parsePeer(p, port)
 				if err != nil {
@@ -91,7 +96,7 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 			defer signal.Stop(sigs)
 			d, err := daemon.New(cfg)
 			if err != nil {
-				return err
+				return flagError(err)
 			}
 			sig := <-sigs
 			cfg.Logger.Info("shutting down", "signal", sig.String())
@@ -103,7 +108,7 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 	}
 	f := c.Flags()
 	f.StringVar(&bind, "bind", "", "underlay address of this host to send and receive VXLAN on (required)")
-	f.Uint64Var(&vni, "vni", 0, "VNI of the default network and its host TAP port, 1..16777215 (none: the node starts with no network)")
+	f.Uint32Var(&vni, "vni", 0, "VNI of the default network and its host TAP port, 1..16777215 (none: the node starts with no network)")
 	f.StringVar(&subnet, "subnet", "", "`CIDR` of the default network, from which attach allocates addresses")
 	f.StringVar(&gateway, "gateway", "", "gateway `IP` of the default network (attached containers get a default route via it)")
 	f.Uint16Var(&port, "port", cfg.Port, "VXLAN UDP port")
@@ -140,4 +145,58 @@ func parsePeer(s string, defPort uint16) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("--peer %q: port 0 is not a VXLAN port", s)
 	}
 	return ap, nil
+}
+
+// flagNames maps the names the node gives its configuration values in
+// errors to the flags of ovlsw up that set them; longer names first, so
+// that "MAC limit per VNI" is not read as "VNI".
+var flagNames = []struct{ value, flag string }{
+	{"own bind address", "own --bind address"},
+	{"host port addresses", "--address"},
+	{"MAC limit per port", "--max-macs-per-port"},
+	{"MAC limit per VNI", "--max-macs-per-vni"},
+	{"control socket", "--socket"},
+	{"bind address", "--bind"},
+	{"flood policy", "--flood"},
+	{"VXLAN port", "--port"},
+	{"flood rate", "--flood-rate"},
+	{"TAP name", "--tap"},
+	{"gateway", "--gateway"},
+	{"ageing", "--ageing"},
+	{"subnet", "--subnet"},
+	{"peer", "--peer"},
+	{"MTU", "--mtu"},
+	{"VNI", "--vni"},
+}
+
+var flagNameRE = func() *regexp.Regexp {
+	alts := make([]string, len(flagNames))
+	for i, f := range flagNames {
+		alts[i] = regexp.QuoteMeta(f.value)
+	}
+	return regexp.MustCompile(`\b(` + strings.Join(alts, "|") + `)\b`)
+}()
+
+// flagError rewrites an error about the node's configuration (a
+// daemon.ConfigError) in terms of the flags that set the values it names.
+// Other errors pass unchanged.
+func flagError(err error) error {
+	var ce *daemon.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	return errors.New(flagText(err.Error()))
+}
+
+// flagText replaces the names of configuration values in msg by the flags
+// that set them.
+func flagText(msg string) string {
+	return flagNameRE.ReplaceAllStringFunc(msg, func(v string) string {
+		for _, f := range flagNames {
+			if f.value == v {
+				return f.flag
+			}
+		}
+		return v
+	})
 }
