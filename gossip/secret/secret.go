@@ -17,7 +17,8 @@
 // bounds what a leaked gossip key alone is worth (one epoch's traffic, three
 // epochs of forged messages); removing a node for good needs a new secret.
 //
-// Files: secret.go the Secret and its fingerprint; token.go the join token.
+// Files: secret.go the Secret and its fingerprint; token.go the join token;
+// file.go the state file.
 package secret
 
 import (
