@@ -18,7 +18,7 @@
 // epochs of forged messages); removing a node for good needs a new secret.
 //
 // Files: secret.go the Secret and its fingerprint; token.go the join token;
-// file.go the state file.
+// file.go the state file; schedule.go the key schedule.
 package secret
 
 import (
