@@ -51,10 +51,14 @@ const (
 	// DefaultInterval is the default epoch length: keys rotate twice a day,
 	// at 00:00 and 12:00 UTC.
 	DefaultInterval = 12 * time.Hour
-	// MinInterval is the shortest interval Validate accepts: ten times the
-	// one minute of clock skew we design for, since the ring tolerates
-	// less than one interval of skew plus refresh delay.
-	MinInterval = 10 * time.Minute
+	// MinInterval is the shortest interval Validate accepts. The ring
+	// tolerates less than one interval of clock skew plus refresh delay, so
+	// intervals this short suit only nodes that share a clock (a lab, the
+	// tests); RecommendedMinInterval is the floor for real clusters.
+	MinInterval = time.Second
+	// RecommendedMinInterval is ten times the one minute of clock skew we
+	// design for: callers warn below it.
+	RecommendedMinInterval = 10 * time.Minute
 	// KeySize is the length of a gossip key: 32 bytes selects AES-256 in
 	// memberlist.
 	KeySize = 32
@@ -92,9 +96,9 @@ func (s Schedule) Validate() error {
 	case d == 0:
 		return nil
 	case d < MinInterval:
-		return fmt.Errorf("secret: key interval %v is shorter than %v", d, MinInterval)
+		return fmt.Errorf("key rotation interval %v is shorter than %v", d, MinInterval)
 	case d%time.Second != 0:
-		return fmt.Errorf("secret: key interval %v is not whole seconds", d)
+		return fmt.Errorf("key rotation interval %v is not whole seconds", d)
 	}
 	return nil
 }

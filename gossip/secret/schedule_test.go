@@ -234,8 +234,8 @@ func TestValidate(t *testing.T) {
 		{DefaultInterval, ""},
 		{MinInterval, ""},
 		{7 * 24 * time.Hour, ""},
-		{MinInterval - time.Second, "shorter"},
-		{time.Second, "shorter"},
+		{MinInterval - time.Millisecond, "shorter"},
+		{500 * time.Millisecond, "shorter"},
 		{-time.Hour, "shorter"},
 		{time.Hour + time.Millisecond, "whole seconds"},
 	} {
