@@ -90,12 +90,12 @@ func (a *arena) reset() { a.cur, a.off = 0, 0 }
 func (s *Switch) encapSegments(p *port, sc *sendScratch, frame []byte, h *offload.VirtioNetHdr, c *FrameClass, tos []*peer, flow uint32) {
 	seg := &sc.seg
 	if err := seg.Reset(frame, h); err != nil {
-		s.drops.add(DropOffload, 1)
+		s.drops.add(dropOffload, 1)
 		return
 	}
 	full := seg.FullLen()
 	if full-c.L2Len > p.mtu {
-		s.drops.add(DropMTU, 1)
+		s.drops.add(dropMTU, 1)
 		return
 	}
 	stride := HeaderLen + full

@@ -480,7 +480,7 @@ func TestLazyTSO(t *testing.T) {
 	dev.Inject(superFrame(t, fpRemote, payload, 1398))
 	want := initialBatch + (len(payload)+1397)/1398
 	waitFor(t, "the super-frame's segments sent", func() bool { return conn.frames() == want })
-	if d := sw.Drops(DropMTU) + sw.Drops(DropOffload); d != 0 {
+	if d := sw.dropCount(dropMTU) + sw.dropCount(dropOffload); d != 0 {
 		t.Errorf("%d frames dropped as too large or bad offload", d)
 	}
 }

@@ -23,17 +23,17 @@ type FrameClass struct {
 	L2Len     int    // Ethernet header length including VLAN tags
 }
 
-// Classify reads the Ethernet header of frame. It returns DropShort for a
-// frame too short to hold one and DropBadSource for a multicast or zero
+// Classify reads the Ethernet header of frame. It returns dropShort for a
+// frame too short to hold one and dropBadSource for a multicast or zero
 // source MAC, which no station may send; ok is false then.
 func Classify(frame []byte, c *FrameClass) (reason DropReason, ok bool) {
 	if len(frame) < EthHeaderLen {
-		return DropShort, false
+		return dropShort, false
 	}
 	copy(c.Dst[:], frame[0:6])
 	copy(c.Src[:], frame[6:12])
 	if c.Src.IsMulticast() || c.Src.IsZero() {
-		return DropBadSource, false
+		return dropBadSource, false
 	}
 	off := 12
 	et := uint16(frame[off])<<8 | uint16(frame[off+1])
@@ -57,17 +57,17 @@ func fitsMTU(frame []byte, c *FrameClass, mtu int) bool {
 }
 
 // Decap checks a VXLAN datagram and returns its VNI and inner frame. On
-// failure it returns the reason to count: DropShort, DropBadHeader.
+// failure it returns the reason to count: dropShort, dropBadHeader.
 func Decap(b []byte) (vni uint32, inner []byte, reason DropReason, ok bool) {
 	if len(b) < HeaderLen+EthHeaderLen {
-		return 0, nil, DropShort, false
+		return 0, nil, dropShort, false
 	}
 	var h Header
 	if err := h.Decode(b); err != nil {
 		if errors.Is(err, ErrNoIFlag) {
-			return 0, nil, DropBadHeader, false
+			return 0, nil, dropBadHeader, false
 		}
-		return 0, nil, DropShort, false
+		return 0, nil, dropShort, false
 	}
 	return h.VNI, b[HeaderLen:], 0, true
 }

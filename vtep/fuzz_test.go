@@ -17,7 +17,7 @@ func FuzzDecap(f *testing.F) {
 			t.Fatal("Decap modified its input")
 		}
 		if !ok {
-			if reason != DropShort && reason != DropBadHeader {
+			if reason != dropShort && reason != dropBadHeader {
 				t.Fatalf("Decap dropped with reason %v", reason)
 			}
 			return
@@ -50,7 +50,7 @@ func FuzzClassify(f *testing.F) {
 		var c FrameClass
 		reason, ok := Classify(frame, &c)
 		if !ok {
-			if reason != DropShort && reason != DropBadSource {
+			if reason != dropShort && reason != dropBadSource {
 				t.Fatalf("reason %v", reason)
 			}
 			return

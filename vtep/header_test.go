@@ -148,13 +148,13 @@ func TestClassify(t *testing.T) {
 		et     uint16
 		l2     int
 	}{
-		{"short", make([]byte, 13), false, DropShort, 0, 0},
+		{"short", make([]byte, 13), false, dropShort, 0, 0},
 		{"ipv4", cat(bcast, src, []byte{0x08, 0x00}), true, 0, 0x0800, 14},
 		{"vlan", cat(bcast, src, []byte{0x81, 0x00, 0, 5, 0x86, 0xdd}), true, 0, 0x86dd, 18},
 		{"qinq", cat(bcast, src, []byte{0x88, 0xa8, 0, 5, 0x81, 0x00, 0, 6, 0x08, 0x06}), true, 0, 0x0806, 22},
 		{"truncated tag", cat(bcast, src, []byte{0x81, 0x00, 0, 5}), true, 0, 0x8100, 14},
-		{"multicast source", cat(src, bcast, []byte{0x08, 0x00}), false, DropBadSource, 0, 0},
-		{"zero source", cat(bcast, make([]byte, 6), []byte{0x08, 0x00}), false, DropBadSource, 0, 0},
+		{"multicast source", cat(src, bcast, []byte{0x08, 0x00}), false, dropBadSource, 0, 0},
+		{"zero source", cat(bcast, make([]byte, 6), []byte{0x08, 0x00}), false, dropBadSource, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,10 +182,10 @@ func TestDecapDrops(t *testing.T) {
 		in     []byte
 		reason DropReason
 	}{
-		{"empty", nil, DropShort},
-		{"header only", []byte{8, 0, 0, 0, 0, 0, 42, 0}, DropShort},
-		{"header and 13 bytes", cat([]byte{8, 0, 0, 0, 0, 0, 42, 0}, frame[:13]), DropShort},
-		{"I flag clear", cat([]byte{0, 0, 0, 0, 0, 0, 42, 0}, frame), DropBadHeader},
+		{"empty", nil, dropShort},
+		{"header only", []byte{8, 0, 0, 0, 0, 0, 42, 0}, dropShort},
+		{"header and 13 bytes", cat([]byte{8, 0, 0, 0, 0, 0, 42, 0}, frame[:13]), dropShort},
+		{"I flag clear", cat([]byte{0, 0, 0, 0, 0, 0, 42, 0}, frame), dropBadHeader},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -117,11 +117,11 @@ func (s *Switch) receiveOne(pkt []byte, from *peer, ports *portSet, now int64, r
 	}
 	vports := ports.byVNI[vni]
 	if len(vports) == 0 {
-		s.drops.add(DropUnknownVNI, 1)
+		s.drops.add(dropUnknownVNI, 1)
 		return
 	}
 	if from == nil || !from.accepts(vni) {
-		s.drops.add(DropNotMember, 1)
+		s.drops.add(dropNotMember, 1)
 		return
 	}
 	from.traffic.rx(1, len(frame))
@@ -162,7 +162,7 @@ func (s *Switch) receiveOne(pkt []byte, from *peer, ports *portSet, now int64, r
 // through GRO into a buffer with a virtio-net header for a vnet port.
 func (s *Switch) deliver(rs *recvScratch, ports *portSet, dp *port, pkt, frame []byte, c *FrameClass) {
 	if !fitsMTU(frame, c, dp.mtu) {
-		s.drops.add(DropMTU, 1)
+		s.drops.add(dropMTU, 1)
 		return
 	}
 	if !ports.lay.vnet {
@@ -172,7 +172,7 @@ func (s *Switch) deliver(rs *recvScratch, ports *portSet, dp *port, pkt, frame [
 	if !rs.gro.Add(dp.id, frame) {
 		s.flushGRO(rs, ports)
 		if !rs.gro.Add(dp.id, frame) { // an empty GRO refuses only a frame larger than its buffers
-			s.drops.add(DropMTU, 1)
+			s.drops.add(dropMTU, 1)
 		}
 	}
 }

@@ -88,8 +88,8 @@ func (s *Switch) Stats() Stats {
 	return st
 }
 
-// Drops returns the drop counter for one reason.
-func (s *Switch) Drops(r DropReason) uint64 { return s.drops[r].Load() }
+// dropCount returns the drop counter for one reason.
+func (s *Switch) dropCount(r DropReason) uint64 { return s.drops[r].Load() }
 
 // PortName returns the name of port id, or "" if there is none.
 func (s *Switch) PortName(id int) string {
