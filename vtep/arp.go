@@ -62,7 +62,7 @@ type ARPRequest struct {
 	Probe bool
 }
 
-// ParseARP parses the ARP packet in frame, whose Ethernet header Classify
+// ParseARP parses the ARP packet in frame, whose Ethernet header classify
 // described in c: c.EtherType must be 0x0806 and the ARP packet starts at
 // c.L2Len, after any VLAN tags. It accepts only IPv4 over Ethernet (htype 1,
 // ptype 0x0800, hlen 6, plen 4) and opcodes ARPOpRequest and ARPOpReply,
@@ -74,8 +74,8 @@ type ARPRequest struct {
 // multicast, loopback or the limited broadcast address.
 //
 // ParseARP does not allocate and does not modify frame.
-func ParseARP(frame []byte, c *FrameClass) (req ARPRequest, op uint16, ok bool) {
-	if c.EtherType != arpEtherType || c.L2Len < EthHeaderLen || c.L2Len > len(frame) {
+func ParseARP(frame []byte, c *frameClass) (req ARPRequest, op uint16, ok bool) {
+	if c.EtherType != arpEtherType || c.L2Len < ethHeaderLen || c.L2Len > len(frame) {
 		return ARPRequest{}, 0, false
 	}
 	a := frame[c.L2Len:]
@@ -125,9 +125,9 @@ func badARPAddr(ip netip.Addr) bool {
 // Deciding whether to answer is the caller's: the switch should answer only
 // requests (op 1) that are not Gratuitous, and Probes only as described at
 // ARPRequest.Probe. BuildARPReply does not allocate.
-func BuildARPReply(dst []byte, req ARPRequest, reqFrame []byte, c *FrameClass, answerMAC fdb.MAC) int {
+func BuildARPReply(dst []byte, req ARPRequest, reqFrame []byte, c *frameClass, answerMAC fdb.MAC) int {
 	l2 := c.L2Len
-	if l2 < EthHeaderLen || l2 > len(reqFrame) || !req.SenderIP.Is4() || !req.TargetIP.Is4() {
+	if l2 < ethHeaderLen || l2 > len(reqFrame) || !req.SenderIP.Is4() || !req.TargetIP.Is4() {
 		return 0
 	}
 	n := max(l2+ARPLen, EthMinFrameLen)
@@ -158,8 +158,8 @@ func BuildGratuitousARP(dst []byte, mac fdb.MAC, ip netip.Addr) int {
 	copy(dst[0:6], fdb.Broadcast[:])
 	copy(dst[6:12], mac[:])
 	binary.BigEndian.PutUint16(dst[12:14], arpEtherType)
-	putARP(dst[EthHeaderLen:EthHeaderLen+ARPLen], ARPOpRequest, mac, ip, fdb.MAC{}, ip)
-	clear(dst[EthHeaderLen+ARPLen : EthMinFrameLen])
+	putARP(dst[ethHeaderLen:ethHeaderLen+ARPLen], ARPOpRequest, mac, ip, fdb.MAC{}, ip)
+	clear(dst[ethHeaderLen+ARPLen : EthMinFrameLen])
 	return EthMinFrameLen
 }
 

@@ -66,12 +66,12 @@ func arpTestTag(ls []gopacket.SerializableLayer, vlans []uint16, et layers.Ether
 	return ls
 }
 
-// arpTestClassify classifies frame, failing the test if Classify drops it.
-func arpTestClassify(tb testing.TB, frame []byte) *FrameClass {
+// arpTestClassify classifies frame, failing the test if classify drops it.
+func arpTestClassify(tb testing.TB, frame []byte) *frameClass {
 	tb.Helper()
-	var c FrameClass
-	if reason, ok := Classify(frame, &c); !ok {
-		tb.Fatalf("Classify dropped % x as %v", frame, reason)
+	var c frameClass
+	if reason, ok := classify(frame, &c); !ok {
+		tb.Fatalf("classify dropped % x as %v", frame, reason)
 	}
 	return &c
 }
@@ -121,31 +121,31 @@ func TestParseARP(t *testing.T) {
 
 func TestParseARPRejects(t *testing.T) {
 	valid := arpTestFrame{fdb.Broadcast, arpMAC1, nil, 1, arpMAC1, fdb.MAC{}, arpIP1, arpIP2}.build(t)
-	const a = EthHeaderLen // ARP offset in valid
+	const a = ethHeaderLen // ARP offset in valid
 	tests := []struct {
 		name   string
-		mutate func(f []byte, c *FrameClass) []byte
+		mutate func(f []byte, c *frameClass) []byte
 	}{
-		{"one byte short", func(f []byte, c *FrameClass) []byte { return f[:a+ARPLen-1] }},
-		{"header only", func(f []byte, c *FrameClass) []byte { return f[:a] }},
-		{"not ARP EtherType", func(f []byte, c *FrameClass) []byte { c.EtherType = 0x0800; return f }},
-		{"L2Len beyond frame", func(f []byte, c *FrameClass) []byte { c.L2Len = len(f) + 4; return f }},
-		{"L2Len too small", func(f []byte, c *FrameClass) []byte { c.L2Len = 2; return f }},
-		{"htype IEEE 802", func(f []byte, c *FrameClass) []byte { f[a+1] = 6; return f }},
-		{"ptype IPv6", func(f []byte, c *FrameClass) []byte { f[a+2], f[a+3] = 0x86, 0xdd; return f }},
-		{"hlen 8", func(f []byte, c *FrameClass) []byte { f[a+4] = 8; return f }},
-		{"plen 16", func(f []byte, c *FrameClass) []byte { f[a+5] = 16; return f }},
-		{"op 0", func(f []byte, c *FrameClass) []byte { f[a+7] = 0; return f }},
-		{"op 3 (RARP request)", func(f []byte, c *FrameClass) []byte { f[a+7] = 3; return f }},
-		{"op 0x0101", func(f []byte, c *FrameClass) []byte { f[a+6] = 1; return f }},
-		{"multicast sender MAC", func(f []byte, c *FrameClass) []byte { f[a+8] = 0x01; return f }},
-		{"broadcast sender MAC", func(f []byte, c *FrameClass) []byte { copy(f[a+8:], fdb.Broadcast[:]); return f }},
-		{"zero sender MAC", func(f []byte, c *FrameClass) []byte { clear(f[a+8 : a+14]); return f }},
-		{"multicast sender IP", func(f []byte, c *FrameClass) []byte { f[a+14] = 224; return f }},
-		{"broadcast sender IP", func(f []byte, c *FrameClass) []byte { copy(f[a+14:], []byte{255, 255, 255, 255}); return f }},
-		{"loopback sender IP", func(f []byte, c *FrameClass) []byte { f[a+14] = 127; return f }},
-		{"multicast target IP", func(f []byte, c *FrameClass) []byte { f[a+24] = 239; return f }},
-		{"loopback target IP", func(f []byte, c *FrameClass) []byte { f[a+24] = 127; return f }},
+		{"one byte short", func(f []byte, c *frameClass) []byte { return f[:a+ARPLen-1] }},
+		{"header only", func(f []byte, c *frameClass) []byte { return f[:a] }},
+		{"not ARP EtherType", func(f []byte, c *frameClass) []byte { c.EtherType = 0x0800; return f }},
+		{"L2Len beyond frame", func(f []byte, c *frameClass) []byte { c.L2Len = len(f) + 4; return f }},
+		{"L2Len too small", func(f []byte, c *frameClass) []byte { c.L2Len = 2; return f }},
+		{"htype IEEE 802", func(f []byte, c *frameClass) []byte { f[a+1] = 6; return f }},
+		{"ptype IPv6", func(f []byte, c *frameClass) []byte { f[a+2], f[a+3] = 0x86, 0xdd; return f }},
+		{"hlen 8", func(f []byte, c *frameClass) []byte { f[a+4] = 8; return f }},
+		{"plen 16", func(f []byte, c *frameClass) []byte { f[a+5] = 16; return f }},
+		{"op 0", func(f []byte, c *frameClass) []byte { f[a+7] = 0; return f }},
+		{"op 3 (RARP request)", func(f []byte, c *frameClass) []byte { f[a+7] = 3; return f }},
+		{"op 0x0101", func(f []byte, c *frameClass) []byte { f[a+6] = 1; return f }},
+		{"multicast sender MAC", func(f []byte, c *frameClass) []byte { f[a+8] = 0x01; return f }},
+		{"broadcast sender MAC", func(f []byte, c *frameClass) []byte { copy(f[a+8:], fdb.Broadcast[:]); return f }},
+		{"zero sender MAC", func(f []byte, c *frameClass) []byte { clear(f[a+8 : a+14]); return f }},
+		{"multicast sender IP", func(f []byte, c *frameClass) []byte { f[a+14] = 224; return f }},
+		{"broadcast sender IP", func(f []byte, c *frameClass) []byte { copy(f[a+14:], []byte{255, 255, 255, 255}); return f }},
+		{"loopback sender IP", func(f []byte, c *frameClass) []byte { f[a+14] = 127; return f }},
+		{"multicast target IP", func(f []byte, c *frameClass) []byte { f[a+24] = 239; return f }},
+		{"loopback target IP", func(f []byte, c *frameClass) []byte { f[a+24] = 127; return f }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,9 +167,9 @@ func arpKernelFrames(tb testing.TB) [][]byte {
 	tb.Helper()
 	var out [][]byte
 	for i, p := range kernelPayloads(tb) {
-		_, inner, _, ok := Decap(p)
+		_, inner, _, ok := decap(p)
 		if !ok {
-			tb.Fatalf("packet %d: Decap failed", i)
+			tb.Fatalf("packet %d: decap failed", i)
 		}
 		out = append(out, inner)
 	}
@@ -345,7 +345,7 @@ func TestBuildARPReplyRefuses(t *testing.T) {
 		name string
 		dst  int
 		req  ARPRequest
-		c    *FrameClass
+		c    *frameClass
 	}{
 		{"dst one byte short", EthMinFrameLen - 1, req, c},
 		{"dst empty", 0, req, c},
@@ -438,8 +438,8 @@ func TestARPAllocs(t *testing.T) {
 // malformed frames).
 func FuzzParseARP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		var c FrameClass
-		if _, ok := Classify(frame, &c); !ok {
+		var c frameClass
+		if _, ok := classify(frame, &c); !ok {
 			return
 		}
 		orig := bytes.Clone(frame)
@@ -477,8 +477,8 @@ func FuzzParseARP(f *testing.F) {
 			}
 			return
 		}
-		var rc FrameClass
-		if _, ok := Classify(dst[:n], &rc); !ok || rc.L2Len != c.L2Len {
+		var rc frameClass
+		if _, ok := classify(dst[:n], &rc); !ok || rc.L2Len != c.L2Len {
 			t.Fatalf("reply classifies as %+v, request as %+v", rc, c)
 		}
 		rep, rop, ok := ParseARP(dst[:n], &rc)

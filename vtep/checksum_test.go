@@ -42,13 +42,13 @@ func TestChecksumWrappers(t *testing.T) {
 func TestChecksumKernelCapture(t *testing.T) {
 	var nIPv4, nICMP, nICMPv6 int
 	for i, payload := range kernelPayloads(t) {
-		_, inner, _, ok := Decap(payload)
+		_, inner, _, ok := decap(payload)
 		if !ok {
-			t.Fatalf("packet %d: Decap failed", i)
+			t.Fatalf("packet %d: decap failed", i)
 		}
-		var c FrameClass
-		if _, ok := Classify(inner, &c); !ok {
-			t.Fatalf("packet %d: Classify failed", i)
+		var c frameClass
+		if _, ok := classify(inner, &c); !ok {
+			t.Fatalf("packet %d: classify failed", i)
 		}
 		l3 := inner[c.L2Len:]
 		switch c.EtherType {

@@ -40,7 +40,7 @@ const (
 	// BuildNA and BuildUnsolicitedNA write: Ethernet header (14), IPv6 header
 	// (40), ICMPv6 header, flags and target (24), Target Link-Layer Address
 	// option (8). A reply to a tagged solicitation is 4 bytes longer per tag.
-	NALen = EthHeaderLen + ndIPv6Len + ndMsgLen + ndLLAOptLen
+	NALen = ethHeaderLen + ndIPv6Len + ndMsgLen + ndLLAOptLen
 
 	ndEtherType    = 0x86dd
 	ndIPv6Len      = 40 // the fixed IPv6 header
@@ -99,7 +99,7 @@ type NeighborAdvertisement struct {
 }
 
 // ParseNS parses the neighbour solicitation in frame, whose Ethernet
-// header Classify described in c (c.EtherType must be 0x86dd; the IPv6
+// header classify described in c (c.EtherType must be 0x86dd; the IPv6
 // header starts at c.L2Len). It checks what RFC 4861 section 7.1.1 asks:
 // next header 58 directly (no extension headers), hop limit 255, ICMPv6
 // type 135 code 0, at least 24 bytes, a valid ICMPv6 checksum, a target that
@@ -111,7 +111,7 @@ type NeighborAdvertisement struct {
 // Bytes beyond the IPv6 payload length (Ethernet padding) are ignored.
 //
 // ParseNS does not allocate and does not modify frame.
-func ParseNS(frame []byte, c *FrameClass) (ns NeighborSolicitation, ok bool) {
+func ParseNS(frame []byte, c *frameClass) (ns NeighborSolicitation, ok bool) {
 	ip, icmp, ok := ndMessage(frame, c, ndTypeNS)
 	if !ok {
 		return NeighborSolicitation{}, false
@@ -142,7 +142,7 @@ func ParseNS(frame []byte, c *FrameClass) (ns NeighborSolicitation, ok bool) {
 // MAC.
 //
 // ParseNA does not allocate and does not modify frame.
-func ParseNA(frame []byte, c *FrameClass) (na NeighborAdvertisement, ok bool) {
+func ParseNA(frame []byte, c *frameClass) (na NeighborAdvertisement, ok bool) {
 	ip, icmp, ok := ndMessage(frame, c, ndTypeNA)
 	if !ok {
 		return NeighborAdvertisement{}, false
@@ -172,8 +172,8 @@ func badNDTarget(a netip.Addr) bool {
 // ndMessage checks the IPv6 and ICMPv6 headers common to neighbour
 // solicitations and advertisements and returns the IPv6 header and the
 // ICMPv6 message, cut to the IPv6 payload length.
-func ndMessage(frame []byte, c *FrameClass, typ byte) (ip, icmp []byte, ok bool) {
-	if c.EtherType != ndEtherType || c.L2Len < EthHeaderLen || c.L2Len > len(frame) {
+func ndMessage(frame []byte, c *frameClass, typ byte) (ip, icmp []byte, ok bool) {
+	if c.EtherType != ndEtherType || c.L2Len < ethHeaderLen || c.L2Len > len(frame) {
 		return nil, nil, false
 	}
 	ip = frame[c.L2Len:]
@@ -249,9 +249,9 @@ func isSolicitedNode(a netip.Addr) bool {
 // up its address; the caller should just not forward it where the address is
 // unknown. dst may be nsFrame itself (built in place) but must not otherwise
 // overlap it. BuildNA does not allocate.
-func BuildNA(dst []byte, ns NeighborSolicitation, nsFrame []byte, c *FrameClass, answerMAC fdb.MAC, router bool) int {
+func BuildNA(dst []byte, ns NeighborSolicitation, nsFrame []byte, c *frameClass, answerMAC fdb.MAC, router bool) int {
 	l2 := c.L2Len
-	if ns.DAD || l2 < EthHeaderLen || l2 > len(nsFrame) || !ns.Src.Is6() || !ns.Target.Is6() {
+	if ns.DAD || l2 < ethHeaderLen || l2 > len(nsFrame) || !ns.Src.Is6() || !ns.Target.Is6() {
 		return 0
 	}
 	n := l2 + ndIPv6Len + ndMsgLen + ndLLAOptLen

@@ -163,11 +163,11 @@ func TestParseNS(t *testing.T) {
 type ndRejectCase struct {
 	name   string
 	frame  func(f *ndTestFrame)
-	mutate func(b []byte, c *FrameClass) []byte
+	mutate func(b []byte, c *frameClass) []byte
 	fix    bool
 }
 
-const ndIP = EthHeaderLen // offset of the IPv6 header in untagged test frames
+const ndIP = ethHeaderLen // offset of the IPv6 header in untagged test frames
 
 // ndCommonRejects are rejections shared by ParseNS and ParseNA.
 func ndCommonRejects(typ uint8) []ndRejectCase {
@@ -177,37 +177,37 @@ func ndCommonRejects(typ uint8) []ndRejectCase {
 	}
 	const m = ndIP + 40 // ICMPv6 message
 	return []ndRejectCase{
-		{name: "Ethernet header only", mutate: func(b []byte, c *FrameClass) []byte { return b[:ndIP] }},
-		{name: "IPv6 header only", mutate: func(b []byte, c *FrameClass) []byte { return b[:m] }},
-		{name: "message one byte short of 24", mutate: func(b []byte, c *FrameClass) []byte { return b[:m+23] }},
-		{name: "payload length beyond frame", mutate: func(b []byte, c *FrameClass) []byte { return b[:len(b)-1] }},
-		{name: "not IPv6 EtherType", mutate: func(b []byte, c *FrameClass) []byte { c.EtherType = 0x0800; return b }},
-		{name: "L2Len beyond frame", mutate: func(b []byte, c *FrameClass) []byte { c.L2Len = len(b) + 1; return b }},
-		{name: "IP version 4", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP] = 0x40; return b }},
-		{name: "hop-by-hop header", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+6] = 0; return b }},
-		{name: "next header UDP", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+6] = 17; return b }},
-		{name: "hop limit 254", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+7] = 254; return b }},
-		{name: "hop limit 64", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+7] = 64; return b }},
+		{name: "Ethernet header only", mutate: func(b []byte, c *frameClass) []byte { return b[:ndIP] }},
+		{name: "IPv6 header only", mutate: func(b []byte, c *frameClass) []byte { return b[:m] }},
+		{name: "message one byte short of 24", mutate: func(b []byte, c *frameClass) []byte { return b[:m+23] }},
+		{name: "payload length beyond frame", mutate: func(b []byte, c *frameClass) []byte { return b[:len(b)-1] }},
+		{name: "not IPv6 EtherType", mutate: func(b []byte, c *frameClass) []byte { c.EtherType = 0x0800; return b }},
+		{name: "L2Len beyond frame", mutate: func(b []byte, c *frameClass) []byte { c.L2Len = len(b) + 1; return b }},
+		{name: "IP version 4", mutate: func(b []byte, c *frameClass) []byte { b[ndIP] = 0x40; return b }},
+		{name: "hop-by-hop header", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+6] = 0; return b }},
+		{name: "next header UDP", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+6] = 17; return b }},
+		{name: "hop limit 254", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+7] = 254; return b }},
+		{name: "hop limit 64", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+7] = 64; return b }},
 		{name: "hop limit 1", frame: func(f *ndTestFrame) { f.hopLimit = 1 }},
-		{name: "bad checksum", mutate: func(b []byte, c *FrameClass) []byte { b[m+2] ^= 0x01; return b }},
-		{name: "bad checksum (target changed)", mutate: func(b []byte, c *FrameClass) []byte { b[m+23] ^= 0x80; return b }},
-		{name: "bad checksum (source changed)", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+8] ^= 0x01; return b }},
-		{name: "zero checksum", mutate: func(b []byte, c *FrameClass) []byte { b[m+2], b[m+3] = 0, 0; return b }},
-		{name: "code 1", mutate: func(b []byte, c *FrameClass) []byte { b[m+1] = 1; return b }, fix: true},
-		{name: "other ND type", mutate: func(b []byte, c *FrameClass) []byte { b[m] = other; return b }, fix: true},
-		{name: "echo request", mutate: func(b []byte, c *FrameClass) []byte { b[m] = 128; return b }, fix: true},
-		{name: "payload length 20", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+5] = 20; return b }, fix: true},
-		{name: "option length 0", mutate: func(b []byte, c *FrameClass) []byte { b[m+25] = 0; return b }, fix: true},
-		{name: "option longer than message", mutate: func(b []byte, c *FrameClass) []byte { b[m+25] = 2; return b }, fix: true},
-		{name: "option cut by payload length", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+5] = 30; return b }, fix: true},
-		{name: "one stray option byte", mutate: func(b []byte, c *FrameClass) []byte {
+		{name: "bad checksum", mutate: func(b []byte, c *frameClass) []byte { b[m+2] ^= 0x01; return b }},
+		{name: "bad checksum (target changed)", mutate: func(b []byte, c *frameClass) []byte { b[m+23] ^= 0x80; return b }},
+		{name: "bad checksum (source changed)", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+8] ^= 0x01; return b }},
+		{name: "zero checksum", mutate: func(b []byte, c *frameClass) []byte { b[m+2], b[m+3] = 0, 0; return b }},
+		{name: "code 1", mutate: func(b []byte, c *frameClass) []byte { b[m+1] = 1; return b }, fix: true},
+		{name: "other ND type", mutate: func(b []byte, c *frameClass) []byte { b[m] = other; return b }, fix: true},
+		{name: "echo request", mutate: func(b []byte, c *frameClass) []byte { b[m] = 128; return b }, fix: true},
+		{name: "payload length 20", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+5] = 20; return b }, fix: true},
+		{name: "option length 0", mutate: func(b []byte, c *frameClass) []byte { b[m+25] = 0; return b }, fix: true},
+		{name: "option longer than message", mutate: func(b []byte, c *frameClass) []byte { b[m+25] = 2; return b }, fix: true},
+		{name: "option cut by payload length", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+5] = 30; return b }, fix: true},
+		{name: "one stray option byte", mutate: func(b []byte, c *frameClass) []byte {
 			b = append(b, 1)
 			b[ndIP+5]++
 			return b
 		}, fix: true},
 		{name: "zero-length option after a valid one", frame: func(f *ndTestFrame) {
 			f.opts = append(f.opts, layers.ICMPv6Option{Type: 14, Data: make([]byte, 6)})
-		}, mutate: func(b []byte, c *FrameClass) []byte { b[m+33] = 0; return b }, fix: true},
+		}, mutate: func(b []byte, c *frameClass) []byte { b[m+33] = 0; return b }, fix: true},
 		{name: "link-layer option of 16 bytes", frame: func(f *ndTestFrame) { f.opts[0].Data = make([]byte, 14); f.opts[0].Data[0] = 2 }},
 		{name: "multicast link-layer address", frame: func(f *ndTestFrame) { f.opts[0].Data[0] = 0x33 }},
 		{name: "zero link-layer address", frame: func(f *ndTestFrame) { clear(f.opts[0].Data) }},
@@ -219,7 +219,7 @@ func ndCommonRejects(typ uint8) []ndRejectCase {
 	}
 }
 
-func ndCheckRejects(t *testing.T, base func() ndTestFrame, cases []ndRejectCase, parse func([]byte, *FrameClass) (any, bool)) {
+func ndCheckRejects(t *testing.T, base func() ndTestFrame, cases []ndRejectCase, parse func([]byte, *frameClass) (any, bool)) {
 	t.Helper()
 	valid := base().build(t)
 	if _, ok := parse(valid, arpTestClassify(t, valid)); !ok {
@@ -256,7 +256,7 @@ func TestParseNSRejects(t *testing.T) {
 			f.src, f.dst, f.opts = netip.IPv6Unspecified(), netip.MustParseAddr("ff02::1"), nil
 		}},
 	)
-	ndCheckRejects(t, ndTestNS, cases, func(b []byte, c *FrameClass) (any, bool) { return ParseNS(b, c) })
+	ndCheckRejects(t, ndTestNS, cases, func(b []byte, c *frameClass) (any, bool) { return ParseNS(b, c) })
 }
 
 func TestParseNA(t *testing.T) {
@@ -308,7 +308,7 @@ func TestParseNARejects(t *testing.T) {
 		}},
 		ndRejectCase{name: "unspecified source", frame: func(f *ndTestFrame) { f.src = netip.IPv6Unspecified() }},
 	)
-	ndCheckRejects(t, ndTestNA, cases, func(b []byte, c *FrameClass) (any, bool) { return ParseNA(b, c) })
+	ndCheckRejects(t, ndTestNA, cases, func(b []byte, c *frameClass) (any, bool) { return ParseNA(b, c) })
 }
 
 // ndKernelFrames returns the kernel capture's solicitation for fd77::2,
@@ -317,8 +317,8 @@ func TestParseNARejects(t *testing.T) {
 func ndKernelFrames(tb testing.TB) (ns, dad, na []byte) {
 	tb.Helper()
 	for _, f := range arpKernelFrames(tb) {
-		var c FrameClass
-		Classify(f, &c)
+		var c frameClass
+		classify(f, &c)
 		if s, ok := ParseNS(f, &c); ok && s.DAD {
 			dad = f
 		} else if ok {
@@ -517,7 +517,7 @@ func TestBuildNARefuses(t *testing.T) {
 		name string
 		dst  int
 		ns   NeighborSolicitation
-		c    *FrameClass
+		c    *frameClass
 	}{
 		{"DAD", 128, dad, c},
 		{"dst one byte short", NALen - 1, ns, c},
@@ -606,8 +606,8 @@ func TestNDAllocs(t *testing.T) {
 
 func BenchmarkParseNSBuildNA(b *testing.B) {
 	nsFrame := ndTestNS().build(b)
-	var c FrameClass
-	Classify(nsFrame, &c)
+	var c frameClass
+	classify(nsFrame, &c)
 	dst := make([]byte, 128)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -624,8 +624,8 @@ func BenchmarkParseNSBuildNA(b *testing.B) {
 // malformed frames).
 func FuzzParseND(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		var c FrameClass
-		if _, ok := Classify(frame, &c); !ok {
+		var c frameClass
+		if _, ok := classify(frame, &c); !ok {
 			return
 		}
 		orig := bytes.Clone(frame)
@@ -691,7 +691,7 @@ func FuzzParseND(f *testing.F) {
 
 // fuzzBuildNA answers ns, parsed from frame, into a 128-byte buffer and
 // checks the advertisement with gopacket and ParseNA.
-func fuzzBuildNA(t *testing.T, frame []byte, c *FrameClass, ns NeighborSolicitation) {
+func fuzzBuildNA(t *testing.T, frame []byte, c *frameClass, ns NeighborSolicitation) {
 	dst := make([]byte, 128)
 	n := BuildNA(dst, ns, frame, c, ndMAC2, false)
 	if n == 0 {
@@ -711,8 +711,8 @@ func fuzzBuildNA(t *testing.T, frame []byte, c *FrameClass, ns NeighborSolicitat
 	if !ok || ndAddr(g.TargetAddress) != ns.Target || !g.Solicited() || !g.Override() || g.Router() {
 		t.Fatalf("gopacket decodes the reply as %v", p)
 	}
-	var rc FrameClass
-	if _, ok := Classify(dst[:n], &rc); !ok || rc.L2Len != c.L2Len {
+	var rc frameClass
+	if _, ok := classify(dst[:n], &rc); !ok || rc.L2Len != c.L2Len {
 		t.Fatalf("reply classifies as %+v, solicitation as %+v", rc, c)
 	}
 	if ndRefSum(dst[rc.L2Len:n]) != 0xffff {

@@ -144,7 +144,7 @@ func (s *Switch) policy(vni uint32) FloodPolicy {
 
 // ndType returns the ICMPv6 type of an IPv6 frame without extension
 // headers, or 0.
-func ndType(frame []byte, c *FrameClass) uint8 {
+func ndType(frame []byte, c *frameClass) uint8 {
 	const ipv6Len = 40
 	if c.EtherType != 0x86dd || len(frame) < c.L2Len+ipv6Len+4 || frame[c.L2Len+6] != 58 {
 		return 0
@@ -172,7 +172,7 @@ func (p *port) owns(ip netip.Addr) bool {
 // read from port p, and answers it in place if it asks about an address the
 // FDB vouches for (fdb.Table.LookupIPVouched). It returns the reply's length
 // when answered.
-func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (question, int) {
+func (s *Switch) proxy(p *port, buf []byte, off, size int, c *frameClass) (question, int) {
 	frame := buf[off : off+size]
 	switch c.EtherType {
 	case 0x0806:
@@ -242,7 +242,7 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (quest
 
 // learnFromWire learns bindings from ARP and NA frames decapsulated from a
 // VTEP. It never answers: questions from afar are the remote proxy's.
-func (s *Switch) learnFromWire(vni uint32, frame []byte, c *FrameClass) {
+func (s *Switch) learnFromWire(vni uint32, frame []byte, c *frameClass) {
 	switch c.EtherType {
 	case 0x0806:
 		if req, _, ok := ParseARP(frame, c); ok && !req.Probe {
@@ -260,7 +260,7 @@ func (s *Switch) learnFromWire(vni uint32, frame []byte, c *FrameClass) {
 // with R=0, which would drop the router from hosts' default-router lists;
 // so routers answer for themselves), and one with Override clear that
 // disagrees with a binding already known.
-func (s *Switch) learnNA(vni uint32, frame []byte, c *FrameClass) {
+func (s *Switch) learnNA(vni uint32, frame []byte, c *frameClass) {
 	na, ok := ParseNA(frame, c)
 	if !ok || !na.HasTargetLLA || na.Router {
 		return
@@ -318,7 +318,7 @@ const maxSourceIPs = 4
 // (static neighbour entries) still gets its address known and announced.
 // An address bound already is left to ARP, ND and gossip. Known addresses
 // cost one read-locked lookup and no allocation.
-func (s *Switch) learnSourceIP(vni uint32, frame []byte, c *FrameClass) {
+func (s *Switch) learnSourceIP(vni uint32, frame []byte, c *frameClass) {
 	var ip netip.Addr
 	l3 := frame[c.L2Len:]
 	switch {

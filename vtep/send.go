@@ -241,8 +241,8 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		if lay.vnet {
 			_ = h.Decode(buf)
 		}
-		var c FrameClass
-		if reason, ok := Classify(frame, &c); !ok {
+		var c frameClass
+		if reason, ok := classify(frame, &c); !ok {
 			s.drops.add(reason, 1)
 			continue
 		}
@@ -324,7 +324,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 // toPeers queues frame, read from port p, for every peer in tos from the
 // source port its inner flow picks: segmented into VXLAN datagrams in the
 // arena (vnet layout), or as pkt, the datagram built in place (plain).
-func (s *Switch) toPeers(p *port, sc *sendScratch, pkt, frame []byte, h *offload.VirtioNetHdr, c *FrameClass, tos []*peer) {
+func (s *Switch) toPeers(p *port, sc *sendScratch, pkt, frame []byte, h *offload.VirtioNetHdr, c *frameClass, tos []*peer) {
 	if len(tos) == 0 {
 		return
 	}
@@ -340,7 +340,7 @@ func (s *Switch) toPeers(p *port, sc *sendScratch, pkt, frame []byte, h *offload
 
 // mayFlood applies the VNI's flood policy to a frame the FDB cannot place,
 // counting what it drops. Multicast other than ARP and ND always floods.
-func (s *Switch) mayFlood(vni uint32, c *FrameClass, q question) bool {
+func (s *Switch) mayFlood(vni uint32, c *frameClass, q question) bool {
 	pol := s.policy(vni)
 	var act FloodAction
 	switch {
