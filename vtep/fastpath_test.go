@@ -88,9 +88,9 @@ func superFrame(tb testing.TB, dst fdb.MAC, payload []byte, mss int) []byte {
 	f := tcpFrame(tb, fpA, dst, 1000, payload, true)
 	const l4 = ethHeaderLen + 20
 	tcpLen := len(f) - l4
-	pseudo := PseudoHeaderSum6(netip.AddrFrom4([4]byte{10, 9, 0, 1}), netip.AddrFrom4([4]byte{10, 9, 0, 2}), uint32(tcpLen), 6)
+	pseudo := pseudoHeaderSum6(netip.AddrFrom4([4]byte{10, 9, 0, 1}), netip.AddrFrom4([4]byte{10, 9, 0, 2}), uint32(tcpLen), 6)
 	f[l4+16], f[l4+17] = 0, 0
-	p := Checksum(nil, pseudo)
+	p := checksum(nil, pseudo)
 	f[l4+16], f[l4+17] = byte(p>>8), byte(p)
 	h := offload.VirtioNetHdr{Flags: offload.FlagNeedsCsum, GSOType: offload.GSOTCPv4, HdrLen: l4 + 20,
 		GSOSize: uint16(mss), CsumStart: l4, CsumOffset: 16}
@@ -113,7 +113,7 @@ func parseTCP(tb testing.TB, frame []byte) *layers.TCP {
 	l4 := frame[ethHeaderLen+int(ip.IHL)*4 : ethHeaderLen+int(ip.Length)]
 	src, _ := netip.AddrFromSlice(ip.SrcIP.To4())
 	dst, _ := netip.AddrFromSlice(ip.DstIP.To4())
-	if got := Checksum(l4, PseudoHeaderSum6(src, dst, uint32(len(l4)), 6)); got != 0xffff {
+	if got := checksum(l4, pseudoHeaderSum6(src, dst, uint32(len(l4)), 6)); got != 0xffff {
 		tb.Errorf("TCP checksum of segment seq %d does not verify (sum %#x)", tcp.Seq, got)
 	}
 	return tcp

@@ -189,8 +189,8 @@ func ndMessage(frame []byte, c *frameClass, typ byte) (ip, icmp []byte, ok bool)
 		return nil, nil, false
 	}
 	// Pseudo-header: addresses (ip[8:40]), length, next header.
-	sum := Checksum(ip[8:40], uint64(plen)+ndProtoICMPv6)
-	if Checksum(icmp, uint64(sum)) != 0xffff {
+	sum := checksum(ip[8:40], uint64(plen)+ndProtoICMPv6)
+	if checksum(icmp, uint64(sum)) != 0xffff {
 		return nil, nil, false
 	}
 	return ip[:ndIPv6Len], icmp, true
@@ -319,6 +319,6 @@ func putNA(b []byte, target, dst netip.Addr, flags byte, tlla fdb.MAC) {
 	copy(icmp[8:24], s16[:])
 	icmp[24], icmp[25] = ndOptTLLA, 1
 	copy(icmp[26:32], tlla[:])
-	sum := Checksum(ip[8:40], uint64(len(icmp))+ndProtoICMPv6)
-	binary.BigEndian.PutUint16(icmp[2:4], ^Checksum(icmp, uint64(sum)))
+	sum := checksum(ip[8:40], uint64(len(icmp))+ndProtoICMPv6)
+	binary.BigEndian.PutUint16(icmp[2:4], ^checksum(icmp, uint64(sum)))
 }
