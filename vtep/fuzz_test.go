@@ -3,6 +3,8 @@ package vtep
 import (
 	"bytes"
 	"testing"
+
+	"github.com/ovlsw/ovlsw/fdb"
 )
 
 // FuzzDecap feeds arbitrary datagrams to the decapsulation and frame
@@ -22,7 +24,7 @@ func FuzzDecap(f *testing.F) {
 			}
 			return
 		}
-		if vni > MaxVNI || len(inner) != len(b)-HeaderLen || len(inner) < ethHeaderLen {
+		if vni > fdb.MaxVNI || len(inner) != len(b)-HeaderLen || len(inner) < ethHeaderLen {
 			t.Fatalf("decap = vni %d, inner %d bytes of %d", vni, len(inner), len(b))
 		}
 		// Re-encoding the header gives a packet that decodes the same.

@@ -10,6 +10,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/ovlsw/ovlsw/fdb"
 )
 
 func TestHeaderEncodeDecode(t *testing.T) {
@@ -21,7 +23,7 @@ func TestHeaderEncodeDecode(t *testing.T) {
 	}{
 		{"vni 1", 1, []byte{0x08, 0, 0, 0, 0, 0, 1, 0}, 1},
 		{"vni 42", 42, []byte{0x08, 0, 0, 0, 0, 0, 42, 0}, 42},
-		{"vni max", MaxVNI, []byte{0x08, 0, 0, 0, 0xff, 0xff, 0xff, 0}, MaxVNI},
+		{"vni max", fdb.MaxVNI, []byte{0x08, 0, 0, 0, 0xff, 0xff, 0xff, 0}, fdb.MaxVNI},
 		{"vni 0x123456", 0x123456, []byte{0x08, 0, 0, 0, 0x12, 0x34, 0x56, 0}, 0x123456},
 		{"high bits ignored", 1<<24 | 7, []byte{0x08, 0, 0, 0, 0, 0, 7, 0}, 7},
 	}
