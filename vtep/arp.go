@@ -19,29 +19,29 @@ import (
 
 // ARP constants (RFC 826) for IPv4 over Ethernet.
 const (
-	// ARPOpRequest and ARPOpReply are the ARP opcodes ParseARP accepts.
-	ARPOpRequest = 1
-	ARPOpReply   = 2
+	// arpOpRequest and arpOpReply are the ARP opcodes parseARP accepts.
+	arpOpRequest = 1
+	arpOpReply   = 2
 
-	// ARPLen is the length of an ARP packet for IPv4 over Ethernet:
+	// arpLen is the length of an ARP packet for IPv4 over Ethernet:
 	// htype, ptype (2+2), hlen, plen (1+1), op (2), sender MAC and IP (6+4),
 	// target MAC and IP (6+4).
-	ARPLen = 28
+	arpLen = 28
 
-	// EthMinFrameLen is the shortest Ethernet frame without its FCS: the
+	// ethMinFrameLen is the shortest Ethernet frame without its FCS: the
 	// 64-byte minimum less the 4-byte FCS. Frames the switch builds are
 	// padded with zeros to this length.
-	EthMinFrameLen = 60
+	ethMinFrameLen = 60
 
 	arpEtherType  = 0x0806
 	arpHTypeEther = 1      // hardware type Ethernet
 	arpPTypeIPv4  = 0x0800 // protocol type IPv4
 )
 
-// ARPRequest is an ARP packet for IPv4 over Ethernet as ParseARP returns it.
-// Despite its name it describes replies as well; ParseARP returns the opcode
+// arpRequest is an ARP packet for IPv4 over Ethernet as parseARP returns it.
+// Despite its name it describes replies as well; parseARP returns the opcode
 // beside it.
-type ARPRequest struct {
+type arpRequest struct {
 	// SenderMAC and SenderIP are the ARP sender hardware and protocol
 	// addresses: the binding the packet announces, unless Probe is set.
 	SenderMAC fdb.MAC
@@ -62,10 +62,10 @@ type ARPRequest struct {
 	Probe bool
 }
 
-// ParseARP parses the ARP packet in frame, whose Ethernet header Classify
+// parseARP parses the ARP packet in frame, whose Ethernet header classify
 // described in c: c.EtherType must be 0x0806 and the ARP packet starts at
 // c.L2Len, after any VLAN tags. It accepts only IPv4 over Ethernet (htype 1,
-// ptype 0x0800, hlen 6, plen 4) and opcodes ARPOpRequest and ARPOpReply,
+// ptype 0x0800, hlen 6, plen 4) and opcodes arpOpRequest and arpOpReply,
 // which it returns as op. Bytes after the 28-byte ARP packet (Ethernet
 // padding) are ignored.
 //
@@ -73,31 +73,31 @@ type ARPRequest struct {
 // sender MAC (no station has one) and a sender or target IP that is
 // multicast, loopback or the limited broadcast address.
 //
-// ParseARP does not allocate and does not modify frame.
-func ParseARP(frame []byte, c *FrameClass) (req ARPRequest, op uint16, ok bool) {
-	if c.EtherType != arpEtherType || c.L2Len < EthHeaderLen || c.L2Len > len(frame) {
-		return ARPRequest{}, 0, false
+// parseARP does not allocate and does not modify frame.
+func parseARP(frame []byte, c *frameClass) (req arpRequest, op uint16, ok bool) {
+	if c.EtherType != arpEtherType || c.L2Len < ethHeaderLen || c.L2Len > len(frame) {
+		return arpRequest{}, 0, false
 	}
 	a := frame[c.L2Len:]
-	if len(a) < ARPLen {
-		return ARPRequest{}, 0, false
+	if len(a) < arpLen {
+		return arpRequest{}, 0, false
 	}
 	if binary.BigEndian.Uint16(a[0:2]) != arpHTypeEther || binary.BigEndian.Uint16(a[2:4]) != arpPTypeIPv4 ||
 		a[4] != 6 || a[5] != 4 {
-		return ARPRequest{}, 0, false
+		return arpRequest{}, 0, false
 	}
 	op = binary.BigEndian.Uint16(a[6:8])
-	if op != ARPOpRequest && op != ARPOpReply {
-		return ARPRequest{}, 0, false
+	if op != arpOpRequest && op != arpOpReply {
+		return arpRequest{}, 0, false
 	}
 	copy(req.SenderMAC[:], a[8:14])
 	if req.SenderMAC.IsMulticast() || req.SenderMAC.IsZero() {
-		return ARPRequest{}, 0, false
+		return arpRequest{}, 0, false
 	}
 	req.SenderIP = netip.AddrFrom4([4]byte(a[14:18]))
 	req.TargetIP = netip.AddrFrom4([4]byte(a[24:28]))
 	if badARPAddr(req.SenderIP) || badARPAddr(req.TargetIP) {
-		return ARPRequest{}, 0, false
+		return arpRequest{}, 0, false
 	}
 	req.Probe = req.SenderIP.IsUnspecified()
 	req.Gratuitous = !req.Probe && req.SenderIP == req.TargetIP
@@ -109,28 +109,28 @@ func badARPAddr(ip netip.Addr) bool {
 	return ip.IsMulticast() || ip.IsLoopback() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
-// BuildARPReply writes into dst the reply to the ARP request req, which
-// ParseARP parsed from reqFrame as classified by c, answering that
+// buildARPReply writes into dst the reply to the ARP request req, which
+// parseARP parsed from reqFrame as classified by c, answering that
 // req.TargetIP is at answerMAC:
 //
 //	Ethernet dst = req.SenderMAC, src = answerMAC, the VLAN tags of reqFrame
 //	ARP op 2, sender = answerMAC / req.TargetIP, target = req.SenderMAC / req.SenderIP
 //
-// The frame is zero-padded to EthMinFrameLen. BuildARPReply returns its
-// length, max(c.L2Len+ARPLen, EthMinFrameLen), or 0 with nothing written if
+// The frame is zero-padded to ethMinFrameLen. buildARPReply returns its
+// length, max(c.L2Len+arpLen, ethMinFrameLen), or 0 with nothing written if
 // dst is too short, c does not fit reqFrame, or an address in req is not
 // IPv4. dst may be reqFrame itself (the reply is then built in place) but
 // must not otherwise overlap it.
 //
 // Deciding whether to answer is the caller's: the switch should answer only
 // requests (op 1) that are not Gratuitous, and Probes only as described at
-// ARPRequest.Probe. BuildARPReply does not allocate.
-func BuildARPReply(dst []byte, req ARPRequest, reqFrame []byte, c *FrameClass, answerMAC fdb.MAC) int {
+// arpRequest.Probe. buildARPReply does not allocate.
+func buildARPReply(dst []byte, req arpRequest, reqFrame []byte, c *frameClass, answerMAC fdb.MAC) int {
 	l2 := c.L2Len
-	if l2 < EthHeaderLen || l2 > len(reqFrame) || !req.SenderIP.Is4() || !req.TargetIP.Is4() {
+	if l2 < ethHeaderLen || l2 > len(reqFrame) || !req.SenderIP.Is4() || !req.TargetIP.Is4() {
 		return 0
 	}
-	n := max(l2+ARPLen, EthMinFrameLen)
+	n := max(l2+arpLen, ethMinFrameLen)
 	if len(dst) < n {
 		return 0
 	}
@@ -138,35 +138,35 @@ func BuildARPReply(dst []byte, req ARPRequest, reqFrame []byte, c *FrameClass, a
 	copy(dst[6:12], answerMAC[:])
 	copy(dst[12:l2-2], reqFrame[12:l2-2]) // VLAN tags, if any
 	binary.BigEndian.PutUint16(dst[l2-2:l2], arpEtherType)
-	putARP(dst[l2:l2+ARPLen], ARPOpReply, answerMAC, req.TargetIP, req.SenderMAC, req.SenderIP)
-	clear(dst[l2+ARPLen : n])
+	putARP(dst[l2:l2+arpLen], arpOpReply, answerMAC, req.TargetIP, req.SenderMAC, req.SenderIP)
+	clear(dst[l2+arpLen : n])
 	return n
 }
 
-// BuildGratuitousARP writes into dst an untagged broadcast ARP announcement
+// buildGratuitousARP writes into dst an untagged broadcast ARP announcement
 // (RFC 5227 section 2.3) that ip is at mac: an ARP request with sender and
 // target IP both ip, sender MAC mac and target MAC zero, zero-padded to
-// EthMinFrameLen. Hosts that have ip in their cache update it to mac; the
-// switch sends it when a binding moves. It returns EthMinFrameLen, or 0
+// ethMinFrameLen. Hosts that have ip in their cache update it to mac; the
+// switch sends it when a binding moves. It returns ethMinFrameLen, or 0
 // with nothing written if dst is shorter or ip is not IPv4 (an IPv4-mapped
 // IPv6 address is unmapped). It does not allocate.
-func BuildGratuitousARP(dst []byte, mac fdb.MAC, ip netip.Addr) int {
+func buildGratuitousARP(dst []byte, mac fdb.MAC, ip netip.Addr) int {
 	ip = ip.Unmap()
-	if !ip.Is4() || len(dst) < EthMinFrameLen {
+	if !ip.Is4() || len(dst) < ethMinFrameLen {
 		return 0
 	}
 	copy(dst[0:6], fdb.Broadcast[:])
 	copy(dst[6:12], mac[:])
 	binary.BigEndian.PutUint16(dst[12:14], arpEtherType)
-	putARP(dst[EthHeaderLen:EthHeaderLen+ARPLen], ARPOpRequest, mac, ip, fdb.MAC{}, ip)
-	clear(dst[EthHeaderLen+ARPLen : EthMinFrameLen])
-	return EthMinFrameLen
+	putARP(dst[ethHeaderLen:ethHeaderLen+arpLen], arpOpRequest, mac, ip, fdb.MAC{}, ip)
+	clear(dst[ethHeaderLen+arpLen : ethMinFrameLen])
+	return ethMinFrameLen
 }
 
 // putARP writes a 28-byte IPv4-over-Ethernet ARP packet into a. The
 // addresses must be IPv4.
 func putARP(a []byte, op uint16, sha fdb.MAC, spa netip.Addr, tha fdb.MAC, tpa netip.Addr) {
-	_ = a[ARPLen-1]
+	_ = a[arpLen-1]
 	binary.BigEndian.PutUint16(a[0:2], arpHTypeEther)
 	binary.BigEndian.PutUint16(a[2:4], arpPTypeIPv4)
 	a[4], a[5] = 6, 4

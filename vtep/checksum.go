@@ -11,17 +11,17 @@ import (
 	"github.com/ovlsw/ovlsw/vtep/offload"
 )
 
-// Checksum returns the 16-bit one's-complement sum of b (big-endian words, a
+// checksum returns the 16-bit one's-complement sum of b (big-endian words, a
 // trailing odd byte padded with zero) added to the partial sum initial, not
 // complemented. It is offload.Checksum; see there for chaining and how to fill
 // or verify a checksum field. It does not allocate.
-func Checksum(b []byte, initial uint64) uint16 {
+func checksum(b []byte, initial uint64) uint16 {
 	return offload.Checksum(b, initial)
 }
 
-// PseudoHeaderSum6 returns the partial one's-complement sum of the IPv6
-// pseudo-header (RFC 8200 section 8.1) for Checksum's initial value. It is
+// pseudoHeaderSum6 returns the partial one's-complement sum of the IPv6
+// pseudo-header (RFC 8200 section 8.1) for checksum's initial value. It is
 // offload.PseudoHeaderSum6.
-func PseudoHeaderSum6(src, dst netip.Addr, length uint32, proto uint8) uint64 {
+func pseudoHeaderSum6(src, dst netip.Addr, length uint32, proto uint8) uint64 {
 	return offload.PseudoHeaderSum6(src, dst, length, proto)
 }

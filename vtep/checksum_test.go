@@ -24,15 +24,15 @@ func TestChecksumWrappers(t *testing.T) {
 	src, dst := netip.MustParseAddr("fd77::1"), netip.MustParseAddr("fd77::2")
 	for n := 0; n <= len(b); n += 37 {
 		initial := rng.Uint64()
-		if got, want := Checksum(b[:n], initial), offload.Checksum(b[:n], initial); got != want {
-			t.Errorf("len %d: Checksum = %#04x, offload.Checksum = %#04x", n, got, want)
+		if got, want := checksum(b[:n], initial), offload.Checksum(b[:n], initial); got != want {
+			t.Errorf("len %d: checksum = %#04x, offload.Checksum = %#04x", n, got, want)
 		}
-		if got, want := Checksum(b[:n], initial), csumref.Sum(b[:n], initial); got != want {
-			t.Errorf("len %d: Checksum = %#04x, reference = %#04x", n, got, want)
+		if got, want := checksum(b[:n], initial), csumref.Sum(b[:n], initial); got != want {
+			t.Errorf("len %d: checksum = %#04x, reference = %#04x", n, got, want)
 		}
 	}
-	if got, want := PseudoHeaderSum6(src, dst, 32, 58), offload.PseudoHeaderSum6(src, dst, 32, 58); got != want {
-		t.Errorf("PseudoHeaderSum6 = %#x, offload's %#x", got, want)
+	if got, want := pseudoHeaderSum6(src, dst, 32, 58), offload.PseudoHeaderSum6(src, dst, 32, 58); got != want {
+		t.Errorf("pseudoHeaderSum6 = %#x, offload's %#x", got, want)
 	}
 }
 
@@ -42,25 +42,25 @@ func TestChecksumWrappers(t *testing.T) {
 func TestChecksumKernelCapture(t *testing.T) {
 	var nIPv4, nICMP, nICMPv6 int
 	for i, payload := range kernelPayloads(t) {
-		_, inner, _, ok := Decap(payload)
+		_, inner, _, ok := decap(payload)
 		if !ok {
-			t.Fatalf("packet %d: Decap failed", i)
+			t.Fatalf("packet %d: decap failed", i)
 		}
-		var c FrameClass
-		if _, ok := Classify(inner, &c); !ok {
-			t.Fatalf("packet %d: Classify failed", i)
+		var c frameClass
+		if _, ok := classify(inner, &c); !ok {
+			t.Fatalf("packet %d: classify failed", i)
 		}
 		l3 := inner[c.L2Len:]
 		switch c.EtherType {
 		case 0x0800:
 			ihl := int(l3[0]&0xf) * 4
-			if got := Checksum(l3[:ihl], 0); got != 0xffff {
+			if got := checksum(l3[:ihl], 0); got != 0xffff {
 				t.Errorf("packet %d: IPv4 header sums to %#04x", i, got)
 			}
 			nIPv4++
 			if l3[9] == 1 {
 				total := int(binary.BigEndian.Uint16(l3[2:4]))
-				if got := Checksum(l3[ihl:total], 0); got != 0xffff {
+				if got := checksum(l3[ihl:total], 0); got != 0xffff {
 					t.Errorf("packet %d: ICMP sums to %#04x", i, got)
 				}
 				nICMP++
@@ -72,7 +72,7 @@ func TestChecksumKernelCapture(t *testing.T) {
 			plen := uint32(binary.BigEndian.Uint16(l3[4:6]))
 			src := netip.AddrFrom16([16]byte(l3[8:24]))
 			dst := netip.AddrFrom16([16]byte(l3[24:40]))
-			if got := Checksum(l3[40:40+plen], PseudoHeaderSum6(src, dst, plen, 58)); got != 0xffff {
+			if got := checksum(l3[40:40+plen], pseudoHeaderSum6(src, dst, plen, 58)); got != 0xffff {
 				t.Errorf("packet %d: ICMPv6 sums to %#04x", i, got)
 			}
 			nICMPv6++

@@ -168,15 +168,15 @@ func (o ConnOffloads) String() string {
 	return string(b)
 }
 
-// MaxSourcePorts is the largest ConnConfig.SourcePorts. Spreading needs
+// maxSourcePorts is the largest ConnConfig.SourcePorts. Spreading needs
 // only a few ports per receive queue or ECMP path of the underlay; each
 // port costs a socket (a file descriptor and its buffers).
-const MaxSourcePorts = 256
+const maxSourcePorts = 256
 
-// MaxReaders is the largest ConnConfig.Readers: more receive sockets than
+// maxReaders is the largest ConnConfig.Readers: more receive sockets than
 // cores buy nothing, and each costs a file descriptor, its buffers and a
 // goroutine.
-const MaxReaders = 64
+const maxReaders = 64
 
 // ConnConfig configures Listen.
 type ConnConfig struct {
@@ -216,7 +216,7 @@ type ConnConfig struct {
 	// SourcePorts is how many extra sockets, each bound to the local
 	// address with a port of the kernel's choosing (the ephemeral range),
 	// WriteBatch sends from, picked by Message.Flow. 0 sends everything
-	// from the bound socket. At most MaxSourcePorts.
+	// from the bound socket. At most 256 (maxSourcePorts).
 	SourcePorts int
 
 	// Readers is how many receive sockets share Addr, each read by its
@@ -225,8 +225,8 @@ type ConnConfig struct {
 	// the kernel spreads datagrams over them by a hash of source and
 	// destination address and port: one outer flow (and WriteBatch picks
 	// the outer source port per inner flow) always lands on one socket,
-	// so its order is kept. Every reader must then be read. At most
-	// MaxReaders.
+	// so its order is kept. Every reader must then be read. At most 64
+	// (maxReaders).
 	Readers int
 }
 

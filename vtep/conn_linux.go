@@ -109,10 +109,10 @@ func Listen(cfg ConnConfig) (_ Conn, reterr error) {
 		return nil, fail("", fmt.Errorf("batch size %d out of range [0, %d]", cfg.BatchSize, maxBatch))
 	case cfg.SocketBuffer < 0:
 		return nil, fail("", fmt.Errorf("negative socket buffer %d", cfg.SocketBuffer))
-	case cfg.SourcePorts < 0 || cfg.SourcePorts > MaxSourcePorts:
-		return nil, fail("", fmt.Errorf("source ports %d out of range [0, %d]", cfg.SourcePorts, MaxSourcePorts))
-	case cfg.Readers < 0 || cfg.Readers > MaxReaders:
-		return nil, fail("", fmt.Errorf("readers %d out of range [0, %d]", cfg.Readers, MaxReaders))
+	case cfg.SourcePorts < 0 || cfg.SourcePorts > maxSourcePorts:
+		return nil, fail("", fmt.Errorf("source ports %d out of range [0, %d]", cfg.SourcePorts, maxSourcePorts))
+	case cfg.Readers < 0 || cfg.Readers > maxReaders:
+		return nil, fail("", fmt.Errorf("readers %d out of range [0, %d]", cfg.Readers, maxReaders))
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = DefaultConnConfig().BatchSize

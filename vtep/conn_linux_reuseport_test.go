@@ -216,16 +216,16 @@ func TestListenReadersSockets(t *testing.T) {
 
 // TestListenReadersErrors checks the range of ConnConfig.Readers.
 func TestListenReadersErrors(t *testing.T) {
-	for _, n := range []int{-1, MaxReaders + 1} {
+	for _, n := range []int{-1, maxReaders + 1} {
 		cfg := connReaders("127.0.0.1:0", n)
 		if c, err := Listen(cfg); err == nil {
 			c.Close()
 			t.Errorf("Listen with Readers %d succeeded", n)
 		}
 	}
-	c := connListenConfig(t, connReaders("127.0.0.1:0", MaxReaders))
-	if got := len(c.Readers()); got != MaxReaders {
-		t.Errorf("len(Readers()) = %d, want %d", got, MaxReaders)
+	c := connListenConfig(t, connReaders("127.0.0.1:0", maxReaders))
+	if got := len(c.Readers()); got != maxReaders {
+		t.Errorf("len(Readers()) = %d, want %d", got, maxReaders)
 	}
 }
 

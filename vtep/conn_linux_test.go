@@ -371,7 +371,7 @@ func TestListenErrors(t *testing.T) {
 		{"batch over UIO_MAXIOV", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), BatchSize: 1025}, nil},
 		{"negative buffer", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), SocketBuffer: -1}, nil},
 		{"negative source ports", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), SourcePorts: -1}, nil},
-		{"too many source ports", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), SourcePorts: MaxSourcePorts + 1}, nil},
+		{"too many source ports", ConnConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), SourcePorts: maxSourcePorts + 1}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := Listen(tt.cfg)

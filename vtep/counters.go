@@ -7,34 +7,34 @@ type DropReason int
 
 // Drop reasons. Each has its own counter, visible in ovlsw status.
 const (
-	DropShort        DropReason = iota // shorter than the VXLAN header plus an Ethernet header
-	DropBadHeader                      // VXLAN I flag clear
-	DropUnknownVNI                     // a VNI this node does not serve
-	DropNotMember                      // sent by an address that is not a member VTEP of the VNI
-	DropMTU                            // inner frame larger than the port MTU (never fragmented)
-	DropBadSource                      // multicast or zero source MAC
-	DropHairpin                        // destination is the port the frame came from
-	DropWriteError                     // the TAP or socket refused the write
-	DropPolicy                         // unknown unicast, broadcast or ARP/ND the VNI's flood policy drops
-	DropPortSecurity                   // a secure port's frame with another source MAC, or ARP/NA for another address
-	DropFloodRate                      // a port's broadcast/unknown frames beyond its flood rate
-	DropOffload                        // a TAP super-frame the segmenter refused (malformed or unsupported offload)
+	dropShort        DropReason = iota // shorter than the VXLAN header plus an Ethernet header
+	dropBadHeader                      // VXLAN I flag clear
+	dropUnknownVNI                     // a VNI this node does not serve
+	dropNotMember                      // sent by an address that is not a member VTEP of the VNI
+	dropMTU                            // inner frame larger than the port MTU (never fragmented)
+	dropBadSource                      // multicast or zero source MAC
+	dropHairpin                        // destination is the port the frame came from
+	dropWriteError                     // the TAP or socket refused the write
+	dropPolicy                         // unknown unicast, broadcast or ARP/ND the VNI's flood policy drops
+	dropPortSecurity                   // a secure port's frame with another source MAC, or ARP/NA for another address
+	dropFloodRate                      // a port's broadcast/unknown frames beyond its flood rate
+	dropOffload                        // a TAP super-frame the segmenter refused (malformed or unsupported offload)
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
-	DropShort:        "short",
-	DropBadHeader:    "bad_header",
-	DropUnknownVNI:   "unknown_vni",
-	DropNotMember:    "not_member",
-	DropMTU:          "mtu",
-	DropBadSource:    "bad_source",
-	DropHairpin:      "hairpin",
-	DropWriteError:   "write_error",
-	DropPolicy:       "flood_policy",
-	DropPortSecurity: "port_security",
-	DropFloodRate:    "flood_rate",
-	DropOffload:      "bad_offload",
+	dropShort:        "short",
+	dropBadHeader:    "bad_header",
+	dropUnknownVNI:   "unknown_vni",
+	dropNotMember:    "not_member",
+	dropMTU:          "mtu",
+	dropBadSource:    "bad_source",
+	dropHairpin:      "hairpin",
+	dropWriteError:   "write_error",
+	dropPolicy:       "flood_policy",
+	dropPortSecurity: "port_security",
+	dropFloodRate:    "flood_rate",
+	dropOffload:      "bad_offload",
 }
 
 // String is the reason's name as ovlsw status prints it.

@@ -87,15 +87,15 @@ func (a *arena) reset() { a.cur, a.off = 0, 0 }
 // port p) into VXLAN datagrams in sc's arena and queues them to every peer
 // in tos. It counts and drops a frame the segmenter refuses, and one whose
 // segments would not fit the port's MTU.
-func (s *Switch) encapSegments(p *port, sc *sendScratch, frame []byte, h *offload.VirtioNetHdr, c *FrameClass, tos []*peer, flow uint32) {
+func (s *Switch) encapSegments(p *port, sc *sendScratch, frame []byte, h *offload.VirtioNetHdr, c *frameClass, tos []*peer, flow uint32) {
 	seg := &sc.seg
 	if err := seg.Reset(frame, h); err != nil {
-		s.drops.add(DropOffload, 1)
+		s.drops.add(dropOffload, 1)
 		return
 	}
 	full := seg.FullLen()
 	if full-c.L2Len > p.mtu {
-		s.drops.add(DropMTU, 1)
+		s.drops.add(dropMTU, 1)
 		return
 	}
 	stride := HeaderLen + full
@@ -163,7 +163,7 @@ func (q *remoteQueue) appendDatagram(a *arena, vni uint32, seg *offload.Segmente
 // picks the outer UDP source port (RFC 7348 section 5), so one flow always
 // leaves from one socket, in order, and different flows spread over the
 // receiver's queues.
-func flowHash(frame []byte, c *FrameClass) uint32 {
+func flowHash(frame []byte, c *frameClass) uint32 {
 	const prime = 16777619
 	h := uint32(2166136261)
 	mix := func(b []byte) {

@@ -86,11 +86,11 @@ func tcpFrame(tb testing.TB, src, dst fdb.MAC, seq uint32, payload []byte, psh b
 // payload and only the pseudo-header sum in the TCP checksum field.
 func superFrame(tb testing.TB, dst fdb.MAC, payload []byte, mss int) []byte {
 	f := tcpFrame(tb, fpA, dst, 1000, payload, true)
-	const l4 = EthHeaderLen + 20
+	const l4 = ethHeaderLen + 20
 	tcpLen := len(f) - l4
-	pseudo := PseudoHeaderSum6(netip.AddrFrom4([4]byte{10, 9, 0, 1}), netip.AddrFrom4([4]byte{10, 9, 0, 2}), uint32(tcpLen), 6)
+	pseudo := pseudoHeaderSum6(netip.AddrFrom4([4]byte{10, 9, 0, 1}), netip.AddrFrom4([4]byte{10, 9, 0, 2}), uint32(tcpLen), 6)
 	f[l4+16], f[l4+17] = 0, 0
-	p := Checksum(nil, pseudo)
+	p := checksum(nil, pseudo)
 	f[l4+16], f[l4+17] = byte(p>>8), byte(p)
 	h := offload.VirtioNetHdr{Flags: offload.FlagNeedsCsum, GSOType: offload.GSOTCPv4, HdrLen: l4 + 20,
 		GSOSize: uint16(mss), CsumStart: l4, CsumOffset: 16}
@@ -110,10 +110,10 @@ func parseTCP(tb testing.TB, frame []byte) *layers.TCP {
 	if tcp == nil || ip == nil {
 		tb.Fatalf("not TCP/IPv4: %v", pkt)
 	}
-	l4 := frame[EthHeaderLen+int(ip.IHL)*4 : EthHeaderLen+int(ip.Length)]
+	l4 := frame[ethHeaderLen+int(ip.IHL)*4 : ethHeaderLen+int(ip.Length)]
 	src, _ := netip.AddrFromSlice(ip.SrcIP.To4())
 	dst, _ := netip.AddrFromSlice(ip.DstIP.To4())
-	if got := Checksum(l4, PseudoHeaderSum6(src, dst, uint32(len(l4)), 6)); got != 0xffff {
+	if got := checksum(l4, pseudoHeaderSum6(src, dst, uint32(len(l4)), 6)); got != 0xffff {
 		tb.Errorf("TCP checksum of segment seq %d does not verify (sum %#x)", tcp.Seq, got)
 	}
 	return tcp
@@ -152,11 +152,11 @@ func TestOffloadSendSegments(t *testing.T) {
 		}
 		for off := 0; off < m.N; off += step {
 			d := m.Buf[off:min(off+step, m.N)]
-			vni, inner, _, ok := Decap(d)
+			vni, inner, _, ok := decap(d)
 			if !ok || vni != 42 {
 				t.Fatalf("datagram %d: not VXLAN VNI 42", segs)
 			}
-			if len(inner)-EthHeaderLen > r.pa.mtu {
+			if len(inner)-ethHeaderLen > r.pa.mtu {
 				t.Fatalf("segment of %d bytes exceeds MTU %d", len(inner), r.pa.mtu)
 			}
 			tcp := parseTCP(t, inner)
@@ -415,7 +415,7 @@ func TestOffloadSmallDatagramsCoalesce(t *testing.T) {
 		t.Fatalf("first message: Segment %d, N %d; want 10 datagrams of %d", m.Segment, m.N, size)
 	}
 	for i := range 10 {
-		_, inner, _, ok := Decap(m.Buf[i*size : (i+1)*size])
+		_, inner, _, ok := decap(m.Buf[i*size : (i+1)*size])
 		if !ok || !bytes.Equal(inner, frames[i][offload.VirtioNetHdrLen:]) {
 			t.Fatalf("datagram %d is not frame %d", i, i)
 		}
@@ -480,7 +480,7 @@ func TestLazyTSO(t *testing.T) {
 	dev.Inject(superFrame(t, fpRemote, payload, 1398))
 	want := initialBatch + (len(payload)+1397)/1398
 	waitFor(t, "the super-frame's segments sent", func() bool { return conn.frames() == want })
-	if d := sw.Drops(DropMTU) + sw.Drops(DropOffload); d != 0 {
+	if d := sw.dropCount(dropMTU) + sw.dropCount(dropOffload); d != 0 {
 		t.Errorf("%d frames dropped as too large or bad offload", d)
 	}
 }

@@ -8,32 +8,32 @@ import (
 
 // Ethernet framing constants.
 const (
-	EthHeaderLen  = 14 // destination MAC, source MAC, EtherType
+	ethHeaderLen  = 14 // destination MAC, source MAC, EtherType
 	vlanTagLen    = 4  // an 802.1Q tag between source MAC and EtherType
 	etherTypeVLAN = 0x8100
 	etherTypeQinQ = 0x88a8
 )
 
-// FrameClass is what the switch needs to know about an Ethernet frame to
-// forward it. Classify fills it by reading fixed offsets; nothing is
+// frameClass is what the switch needs to know about an Ethernet frame to
+// forward it. classify fills it by reading fixed offsets; nothing is
 // allocated.
-type FrameClass struct {
+type frameClass struct {
 	Dst, Src  fdb.MAC
 	EtherType uint16 // after any VLAN tags
 	L2Len     int    // Ethernet header length including VLAN tags
 }
 
-// Classify reads the Ethernet header of frame. It returns DropShort for a
-// frame too short to hold one and DropBadSource for a multicast or zero
+// classify reads the Ethernet header of frame. It returns dropShort for a
+// frame too short to hold one and dropBadSource for a multicast or zero
 // source MAC, which no station may send; ok is false then.
-func Classify(frame []byte, c *FrameClass) (reason DropReason, ok bool) {
-	if len(frame) < EthHeaderLen {
-		return DropShort, false
+func classify(frame []byte, c *frameClass) (reason DropReason, ok bool) {
+	if len(frame) < ethHeaderLen {
+		return dropShort, false
 	}
 	copy(c.Dst[:], frame[0:6])
 	copy(c.Src[:], frame[6:12])
 	if c.Src.IsMulticast() || c.Src.IsZero() {
-		return DropBadSource, false
+		return dropBadSource, false
 	}
 	off := 12
 	et := uint16(frame[off])<<8 | uint16(frame[off+1])
@@ -48,26 +48,26 @@ func Classify(frame []byte, c *FrameClass) (reason DropReason, ok bool) {
 
 // maxFrameLen is the largest Ethernet frame a port with the given MTU
 // carries: the MTU plus the Ethernet header plus one VLAN tag.
-func maxFrameLen(mtu int) int { return mtu + EthHeaderLen + vlanTagLen }
+func maxFrameLen(mtu int) int { return mtu + ethHeaderLen + vlanTagLen }
 
 // fitsMTU reports whether frame fits a port's MTU. An untagged frame may be
 // MTU+14 bytes; a tagged one 4 more.
-func fitsMTU(frame []byte, c *FrameClass, mtu int) bool {
+func fitsMTU(frame []byte, c *frameClass, mtu int) bool {
 	return len(frame)-c.L2Len <= mtu
 }
 
-// Decap checks a VXLAN datagram and returns its VNI and inner frame. On
-// failure it returns the reason to count: DropShort, DropBadHeader.
-func Decap(b []byte) (vni uint32, inner []byte, reason DropReason, ok bool) {
-	if len(b) < HeaderLen+EthHeaderLen {
-		return 0, nil, DropShort, false
+// decap checks a VXLAN datagram and returns its VNI and inner frame. On
+// failure it returns the reason to count: dropShort, dropBadHeader.
+func decap(b []byte) (vni uint32, inner []byte, reason DropReason, ok bool) {
+	if len(b) < HeaderLen+ethHeaderLen {
+		return 0, nil, dropShort, false
 	}
 	var h Header
 	if err := h.Decode(b); err != nil {
 		if errors.Is(err, ErrNoIFlag) {
-			return 0, nil, DropBadHeader, false
+			return 0, nil, dropBadHeader, false
 		}
-		return 0, nil, DropShort, false
+		return 0, nil, dropShort, false
 	}
 	return h.VNI, b[HeaderLen:], 0, true
 }

@@ -3,6 +3,8 @@ package vtep
 import (
 	"bytes"
 	"testing"
+
+	"github.com/ovlsw/ovlsw/fdb"
 )
 
 // FuzzDecap feeds arbitrary datagrams to the decapsulation and frame
@@ -12,50 +14,50 @@ import (
 func FuzzDecap(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		orig := bytes.Clone(b)
-		vni, inner, reason, ok := Decap(b)
+		vni, inner, reason, ok := decap(b)
 		if !bytes.Equal(b, orig) {
-			t.Fatal("Decap modified its input")
+			t.Fatal("decap modified its input")
 		}
 		if !ok {
-			if reason != DropShort && reason != DropBadHeader {
-				t.Fatalf("Decap dropped with reason %v", reason)
+			if reason != dropShort && reason != dropBadHeader {
+				t.Fatalf("decap dropped with reason %v", reason)
 			}
 			return
 		}
-		if vni > MaxVNI || len(inner) != len(b)-HeaderLen || len(inner) < EthHeaderLen {
-			t.Fatalf("Decap = vni %d, inner %d bytes of %d", vni, len(inner), len(b))
+		if vni > fdb.MaxVNI || len(inner) != len(b)-HeaderLen || len(inner) < ethHeaderLen {
+			t.Fatalf("decap = vni %d, inner %d bytes of %d", vni, len(inner), len(b))
 		}
 		// Re-encoding the header gives a packet that decodes the same.
 		re := bytes.Clone(b)
 		_ = Header{VNI: vni}.Encode(re)
-		if v2, in2, _, ok := Decap(re); !ok || v2 != vni || !bytes.Equal(in2, inner) {
+		if v2, in2, _, ok := decap(re); !ok || v2 != vni || !bytes.Equal(in2, inner) {
 			t.Fatalf("round trip: vni %d -> %d", vni, v2)
 		}
-		var c FrameClass
-		if _, ok := Classify(inner, &c); ok {
-			if c.L2Len < EthHeaderLen || c.L2Len > len(inner) {
-				t.Fatalf("Classify L2Len %d of a %d-byte frame", c.L2Len, len(inner))
+		var c frameClass
+		if _, ok := classify(inner, &c); ok {
+			if c.L2Len < ethHeaderLen || c.L2Len > len(inner) {
+				t.Fatalf("classify L2Len %d of a %d-byte frame", c.L2Len, len(inner))
 			}
 			if c.Src.IsMulticast() || c.Src.IsZero() {
-				t.Fatalf("Classify accepted source %v", c.Src)
+				t.Fatalf("classify accepted source %v", c.Src)
 			}
 		}
 	})
 }
 
-// FuzzClassify feeds arbitrary Ethernet frames to Classify, as frames read
+// FuzzClassify feeds arbitrary Ethernet frames to classify, as frames read
 // from a TAP port.
 func FuzzClassify(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		var c FrameClass
-		reason, ok := Classify(frame, &c)
+		var c frameClass
+		reason, ok := classify(frame, &c)
 		if !ok {
-			if reason != DropShort && reason != DropBadSource {
+			if reason != dropShort && reason != dropBadSource {
 				t.Fatalf("reason %v", reason)
 			}
 			return
 		}
-		if c.L2Len < EthHeaderLen || c.L2Len > len(frame) {
+		if c.L2Len < ethHeaderLen || c.L2Len > len(frame) {
 			t.Fatalf("L2Len %d of %d", c.L2Len, len(frame))
 		}
 		_ = fitsMTU(frame, &c, 1450)

@@ -21,10 +21,6 @@ const Overhead = 50
 // DefaultPort is the IANA-assigned VXLAN UDP port.
 const DefaultPort = 4789
 
-// MaxVNI is the largest 24-bit VXLAN network identifier, fdb.MaxVNI. It
-// stays here for the callers that still name it in this package.
-const MaxVNI = fdb.MaxVNI
-
 // flagI is the "VNI valid" flag in the first header byte.
 const flagI = 0x08
 

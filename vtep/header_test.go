@@ -10,6 +10,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/ovlsw/ovlsw/fdb"
 )
 
 func TestHeaderEncodeDecode(t *testing.T) {
@@ -21,7 +23,7 @@ func TestHeaderEncodeDecode(t *testing.T) {
 	}{
 		{"vni 1", 1, []byte{0x08, 0, 0, 0, 0, 0, 1, 0}, 1},
 		{"vni 42", 42, []byte{0x08, 0, 0, 0, 0, 0, 42, 0}, 42},
-		{"vni max", MaxVNI, []byte{0x08, 0, 0, 0, 0xff, 0xff, 0xff, 0}, MaxVNI},
+		{"vni max", fdb.MaxVNI, []byte{0x08, 0, 0, 0, 0xff, 0xff, 0xff, 0}, fdb.MaxVNI},
 		{"vni 0x123456", 0x123456, []byte{0x08, 0, 0, 0, 0x12, 0x34, 0x56, 0}, 0x123456},
 		{"high bits ignored", 1<<24 | 7, []byte{0x08, 0, 0, 0, 0, 0, 7, 0}, 7},
 	}
@@ -105,12 +107,12 @@ func kernelPayloads(tb testing.TB) [][]byte {
 	return out
 }
 
-// TestDecapKernelCapture checks Decap against bytes the Linux kernel wrote,
+// TestDecapKernelCapture checks decap against bytes the Linux kernel wrote,
 // cross-checked with gopacket's VXLAN decoder, and that our Encode writes
 // the same header the kernel does.
 func TestDecapKernelCapture(t *testing.T) {
 	for i, payload := range kernelPayloads(t) {
-		vni, inner, reason, ok := Decap(payload)
+		vni, inner, reason, ok := decap(payload)
 		if !ok {
 			t.Fatalf("packet %d: dropped as %v", i, reason)
 		}
@@ -119,15 +121,15 @@ func TestDecapKernelCapture(t *testing.T) {
 			t.Fatalf("packet %d: gopacket: %v", i, err)
 		}
 		if vni != 42 || vni != vx.VNI || !bytes.Equal(inner, vx.Payload) {
-			t.Errorf("packet %d: Decap vni %d (gopacket %d), inner %d bytes (gopacket %d)", i, vni, vx.VNI, len(inner), len(vx.Payload))
+			t.Errorf("packet %d: decap vni %d (gopacket %d), inner %d bytes (gopacket %d)", i, vni, vx.VNI, len(inner), len(vx.Payload))
 		}
-		var c FrameClass
-		if reason, ok := Classify(inner, &c); !ok {
-			t.Errorf("packet %d: Classify dropped as %v", i, reason)
+		var c frameClass
+		if reason, ok := classify(inner, &c); !ok {
+			t.Errorf("packet %d: classify dropped as %v", i, reason)
 		}
 		eth := gopacket.NewPacket(inner, layers.LayerTypeEthernet, gopacket.Default).Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
 		if c.Dst.String() != eth.DstMAC.String() || c.Src.String() != eth.SrcMAC.String() || c.EtherType != uint16(eth.EthernetType) {
-			t.Errorf("packet %d: Classify %+v, gopacket dst %v src %v type %v", i, c, eth.DstMAC, eth.SrcMAC, eth.EthernetType)
+			t.Errorf("packet %d: classify %+v, gopacket dst %v src %v type %v", i, c, eth.DstMAC, eth.SrcMAC, eth.EthernetType)
 		}
 		ours := make([]byte, HeaderLen)
 		_ = Header{VNI: vni}.Encode(ours)
@@ -148,20 +150,20 @@ func TestClassify(t *testing.T) {
 		et     uint16
 		l2     int
 	}{
-		{"short", make([]byte, 13), false, DropShort, 0, 0},
+		{"short", make([]byte, 13), false, dropShort, 0, 0},
 		{"ipv4", cat(bcast, src, []byte{0x08, 0x00}), true, 0, 0x0800, 14},
 		{"vlan", cat(bcast, src, []byte{0x81, 0x00, 0, 5, 0x86, 0xdd}), true, 0, 0x86dd, 18},
 		{"qinq", cat(bcast, src, []byte{0x88, 0xa8, 0, 5, 0x81, 0x00, 0, 6, 0x08, 0x06}), true, 0, 0x0806, 22},
 		{"truncated tag", cat(bcast, src, []byte{0x81, 0x00, 0, 5}), true, 0, 0x8100, 14},
-		{"multicast source", cat(src, bcast, []byte{0x08, 0x00}), false, DropBadSource, 0, 0},
-		{"zero source", cat(bcast, make([]byte, 6), []byte{0x08, 0x00}), false, DropBadSource, 0, 0},
+		{"multicast source", cat(src, bcast, []byte{0x08, 0x00}), false, dropBadSource, 0, 0},
+		{"zero source", cat(bcast, make([]byte, 6), []byte{0x08, 0x00}), false, dropBadSource, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var c FrameClass
-			reason, ok := Classify(tt.frame, &c)
+			var c frameClass
+			reason, ok := classify(tt.frame, &c)
 			if ok != tt.ok || reason != tt.reason || (ok && (c.EtherType != tt.et || c.L2Len != tt.l2)) {
-				t.Errorf("Classify = %v %v %+v; want %v %v type %#x l2 %d", reason, ok, c, tt.reason, tt.ok, tt.et, tt.l2)
+				t.Errorf("classify = %v %v %+v; want %v %v type %#x l2 %d", reason, ok, c, tt.reason, tt.ok, tt.et, tt.l2)
 			}
 		})
 	}
@@ -182,15 +184,15 @@ func TestDecapDrops(t *testing.T) {
 		in     []byte
 		reason DropReason
 	}{
-		{"empty", nil, DropShort},
-		{"header only", []byte{8, 0, 0, 0, 0, 0, 42, 0}, DropShort},
-		{"header and 13 bytes", cat([]byte{8, 0, 0, 0, 0, 0, 42, 0}, frame[:13]), DropShort},
-		{"I flag clear", cat([]byte{0, 0, 0, 0, 0, 0, 42, 0}, frame), DropBadHeader},
+		{"empty", nil, dropShort},
+		{"header only", []byte{8, 0, 0, 0, 0, 0, 42, 0}, dropShort},
+		{"header and 13 bytes", cat([]byte{8, 0, 0, 0, 0, 0, 42, 0}, frame[:13]), dropShort},
+		{"I flag clear", cat([]byte{0, 0, 0, 0, 0, 0, 42, 0}, frame), dropBadHeader},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, _, reason, ok := Decap(tt.in); ok || reason != tt.reason {
-				t.Errorf("Decap = %v %v, want drop %v", reason, ok, tt.reason)
+			if _, _, reason, ok := decap(tt.in); ok || reason != tt.reason {
+				t.Errorf("decap = %v %v, want drop %v", reason, ok, tt.reason)
 			}
 		})
 	}
@@ -206,12 +208,12 @@ func TestHotPathAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, func() {
 		for _, p := range payloads {
-			_, inner, _, _ := Decap(p)
-			var c FrameClass
-			Classify(inner, &c)
+			_, inner, _, _ := decap(p)
+			var c frameClass
+			classify(inner, &c)
 		}
 	}); n != 0 {
-		t.Errorf("Decap+Classify allocs = %v", n)
+		t.Errorf("decap+classify allocs = %v", n)
 	}
 }
 
@@ -220,8 +222,8 @@ func BenchmarkEncap(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(buf)))
 	for b.Loop() {
-		var c FrameClass
-		Classify(buf[HeaderLen:], &c)
+		var c frameClass
+		classify(buf[HeaderLen:], &c)
 		_ = Header{VNI: 42}.Encode(buf)
 	}
 }
@@ -231,8 +233,8 @@ func BenchmarkDecap(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(p)))
 	for b.Loop() {
-		_, inner, _, _ := Decap(p)
-		var c FrameClass
-		Classify(inner, &c)
+		_, inner, _, _ := decap(p)
+		var c frameClass
+		classify(inner, &c)
 	}
 }

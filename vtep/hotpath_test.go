@@ -160,7 +160,7 @@ func TestSendAllocs(t *testing.T) {
 	n := 0
 	for _, payload := range kernelPayloads(t) {
 		inner := payload[HeaderLen:]
-		if n == len(sc.bufs) || len(inner) > p.mtu+EthHeaderLen {
+		if n == len(sc.bufs) || len(inner) > p.mtu+ethHeaderLen {
 			break
 		}
 		sc.sizes[n] = copy(sc.bufs[n][HeaderLen:], inner)

@@ -36,11 +36,11 @@ import (
 
 // Neighbour discovery constants.
 const (
-	// NALen is the length of the untagged neighbour advertisement frames
-	// BuildNA and BuildUnsolicitedNA write: Ethernet header (14), IPv6 header
+	// naLen is the length of the untagged neighbour advertisement frames
+	// buildNA and buildUnsolicitedNA write: Ethernet header (14), IPv6 header
 	// (40), ICMPv6 header, flags and target (24), Target Link-Layer Address
 	// option (8). A reply to a tagged solicitation is 4 bytes longer per tag.
-	NALen = EthHeaderLen + ndIPv6Len + ndMsgLen + ndLLAOptLen
+	naLen = ethHeaderLen + ndIPv6Len + ndMsgLen + ndLLAOptLen
 
 	ndEtherType    = 0x86dd
 	ndIPv6Len      = 40 // the fixed IPv6 header
@@ -57,9 +57,9 @@ const (
 	ndFlagOverride = 0x20
 )
 
-// NeighborSolicitation is an IPv6 neighbour solicitation (ICMPv6 type 135)
-// as ParseNS returns it.
-type NeighborSolicitation struct {
+// neighborSolicitation is an IPv6 neighbour solicitation (ICMPv6 type 135)
+// as parseNS returns it.
+type neighborSolicitation struct {
 	// SrcMAC is the Ethernet source address of the frame. Replies go to it.
 	SrcMAC fdb.MAC
 	// Src is the IPv6 source address, :: for duplicate address detection.
@@ -73,13 +73,13 @@ type NeighborSolicitation struct {
 	HasSourceLLA bool
 	// DAD reports Src == ::, a duplicate address detection probe (RFC 4862
 	// section 5.4.2). The sender has no address yet, so nothing may be
-	// learned from it and the switch never answers it: BuildNA refuses.
+	// learned from it and the switch never answers it: buildNA refuses.
 	DAD bool
 }
 
-// NeighborAdvertisement is an IPv6 neighbour advertisement (ICMPv6 type
-// 136) as ParseNA returns it.
-type NeighborAdvertisement struct {
+// neighborAdvertisement is an IPv6 neighbour advertisement (ICMPv6 type
+// 136) as parseNA returns it.
+type neighborAdvertisement struct {
 	// SrcMAC is the Ethernet source address of the frame.
 	SrcMAC fdb.MAC
 	// Src and Dst are the IPv6 source and destination addresses.
@@ -93,13 +93,13 @@ type NeighborAdvertisement struct {
 	HasTargetLLA bool
 	// Router, Solicited and Override are the advertisement's R, S and O
 	// flags. The switch should remember Router with the binding and pass
-	// it to BuildNA. Override=0 means the advertisement must not replace a
+	// it to buildNA. Override=0 means the advertisement must not replace a
 	// different binding already known (RFC 4861 section 7.2.5).
 	Router, Solicited, Override bool
 }
 
-// ParseNS parses the neighbour solicitation in frame, whose Ethernet
-// header Classify described in c (c.EtherType must be 0x86dd; the IPv6
+// parseNS parses the neighbour solicitation in frame, whose Ethernet
+// header classify described in c (c.EtherType must be 0x86dd; the IPv6
 // header starts at c.L2Len). It checks what RFC 4861 section 7.1.1 asks:
 // next header 58 directly (no extension headers), hop limit 255, ICMPv6
 // type 135 code 0, at least 24 bytes, a valid ICMPv6 checksum, a target that
@@ -110,29 +110,29 @@ type NeighborAdvertisement struct {
 // carries that option or is not sent to a solicited-node multicast address.
 // Bytes beyond the IPv6 payload length (Ethernet padding) are ignored.
 //
-// ParseNS does not allocate and does not modify frame.
-func ParseNS(frame []byte, c *FrameClass) (ns NeighborSolicitation, ok bool) {
+// parseNS does not allocate and does not modify frame.
+func parseNS(frame []byte, c *frameClass) (ns neighborSolicitation, ok bool) {
 	ip, icmp, ok := ndMessage(frame, c, ndTypeNS)
 	if !ok {
-		return NeighborSolicitation{}, false
+		return neighborSolicitation{}, false
 	}
 	ns.Src = netip.AddrFrom16([16]byte(ip[8:24]))
 	dst := netip.AddrFrom16([16]byte(ip[24:40]))
 	ns.Target = netip.AddrFrom16([16]byte(icmp[8:24]))
 	ns.SourceLLA, ns.HasSourceLLA, ok = ndLLAOption(icmp[ndMsgLen:], ndOptSLLA)
 	if !ok || badNDTarget(ns.Target) || ns.Src.IsMulticast() || ns.Src.IsLoopback() {
-		return NeighborSolicitation{}, false
+		return neighborSolicitation{}, false
 	}
 	ns.DAD = ns.Src.IsUnspecified()
 	if ns.DAD && (ns.HasSourceLLA || !isSolicitedNode(dst)) {
-		return NeighborSolicitation{}, false
+		return neighborSolicitation{}, false
 	}
 	copy(ns.SrcMAC[:], frame[6:12])
 	return ns, true
 }
 
-// ParseNA parses the neighbour advertisement in frame, classified as for
-// ParseNS. It checks what RFC 4861 section 7.1.2 asks: next header 58
+// parseNA parses the neighbour advertisement in frame, classified as for
+// parseNS. It checks what RFC 4861 section 7.1.2 asks: next header 58
 // directly, hop limit 255, ICMPv6 type 136 code 0, at least 24 bytes, a
 // valid ICMPv6 checksum, a target that is not multicast, Solicited clear
 // when sent to a multicast address, and options that are neither
@@ -141,11 +141,11 @@ func ParseNS(frame []byte, c *FrameClass) (ns NeighborSolicitation, ok bool) {
 // Link-Layer Address option that is not 8 bytes or holds a multicast or zero
 // MAC.
 //
-// ParseNA does not allocate and does not modify frame.
-func ParseNA(frame []byte, c *FrameClass) (na NeighborAdvertisement, ok bool) {
+// parseNA does not allocate and does not modify frame.
+func parseNA(frame []byte, c *frameClass) (na neighborAdvertisement, ok bool) {
 	ip, icmp, ok := ndMessage(frame, c, ndTypeNA)
 	if !ok {
-		return NeighborAdvertisement{}, false
+		return neighborAdvertisement{}, false
 	}
 	na.Src = netip.AddrFrom16([16]byte(ip[8:24]))
 	na.Dst = netip.AddrFrom16([16]byte(ip[24:40]))
@@ -157,7 +157,7 @@ func ParseNA(frame []byte, c *FrameClass) (na NeighborAdvertisement, ok bool) {
 	na.TargetLLA, na.HasTargetLLA, ok = ndLLAOption(icmp[ndMsgLen:], ndOptTLLA)
 	if !ok || badNDTarget(na.Target) || na.Src.IsMulticast() || na.Src.IsUnspecified() || na.Src.IsLoopback() ||
 		(na.Solicited && na.Dst.IsMulticast()) {
-		return NeighborAdvertisement{}, false
+		return neighborAdvertisement{}, false
 	}
 	copy(na.SrcMAC[:], frame[6:12])
 	return na, true
@@ -172,8 +172,8 @@ func badNDTarget(a netip.Addr) bool {
 // ndMessage checks the IPv6 and ICMPv6 headers common to neighbour
 // solicitations and advertisements and returns the IPv6 header and the
 // ICMPv6 message, cut to the IPv6 payload length.
-func ndMessage(frame []byte, c *FrameClass, typ byte) (ip, icmp []byte, ok bool) {
-	if c.EtherType != ndEtherType || c.L2Len < EthHeaderLen || c.L2Len > len(frame) {
+func ndMessage(frame []byte, c *frameClass, typ byte) (ip, icmp []byte, ok bool) {
+	if c.EtherType != ndEtherType || c.L2Len < ethHeaderLen || c.L2Len > len(frame) {
 		return nil, nil, false
 	}
 	ip = frame[c.L2Len:]
@@ -189,8 +189,8 @@ func ndMessage(frame []byte, c *FrameClass, typ byte) (ip, icmp []byte, ok bool)
 		return nil, nil, false
 	}
 	// Pseudo-header: addresses (ip[8:40]), length, next header.
-	sum := Checksum(ip[8:40], uint64(plen)+ndProtoICMPv6)
-	if Checksum(icmp, uint64(sum)) != 0xffff {
+	sum := checksum(ip[8:40], uint64(plen)+ndProtoICMPv6)
+	if checksum(icmp, uint64(sum)) != 0xffff {
 		return nil, nil, false
 	}
 	return ip[:ndIPv6Len], icmp, true
@@ -232,8 +232,8 @@ func isSolicitedNode(a netip.Addr) bool {
 		b[11] == 1 && b[12] == 0xff
 }
 
-// BuildNA writes into dst the solicited neighbour advertisement answering
-// ns, which ParseNS parsed from nsFrame as classified by c, that ns.Target
+// buildNA writes into dst the solicited neighbour advertisement answering
+// ns, which parseNS parsed from nsFrame as classified by c, that ns.Target
 // is at answerMAC:
 //
 //	Ethernet dst = ns.SrcMAC, src = answerMAC, the VLAN tags of nsFrame
@@ -242,16 +242,16 @@ func isSolicitedNode(a netip.Addr) bool {
 //	Target Link-Layer Address option answerMAC, checksum filled in
 //
 // router must be the Router flag the owner of ns.Target advertises (see the
-// design notes at the top of this file for the flags). BuildNA returns the
-// frame length, c.L2Len+72 (NALen untagged), or 0 with nothing written if
+// design notes at the top of this file for the flags). buildNA returns the
+// frame length, c.L2Len+72 (naLen untagged), or 0 with nothing written if
 // dst is too short, c does not fit nsFrame, an address in ns is not IPv6, or
 // ns.DAD is set: a DAD probe is never answered, since the prober would give
 // up its address; the caller should just not forward it where the address is
 // unknown. dst may be nsFrame itself (built in place) but must not otherwise
-// overlap it. BuildNA does not allocate.
-func BuildNA(dst []byte, ns NeighborSolicitation, nsFrame []byte, c *FrameClass, answerMAC fdb.MAC, router bool) int {
+// overlap it. buildNA does not allocate.
+func buildNA(dst []byte, ns neighborSolicitation, nsFrame []byte, c *frameClass, answerMAC fdb.MAC, router bool) int {
 	l2 := c.L2Len
-	if ns.DAD || l2 < EthHeaderLen || l2 > len(nsFrame) || !ns.Src.Is6() || !ns.Target.Is6() {
+	if ns.DAD || l2 < ethHeaderLen || l2 > len(nsFrame) || !ns.Src.Is6() || !ns.Target.Is6() {
 		return 0
 	}
 	n := l2 + ndIPv6Len + ndMsgLen + ndLLAOptLen
@@ -269,16 +269,16 @@ func BuildNA(dst []byte, ns NeighborSolicitation, nsFrame []byte, c *FrameClass,
 	return n
 }
 
-// BuildUnsolicitedNA writes into dst an untagged unsolicited neighbour
+// buildUnsolicitedNA writes into dst an untagged unsolicited neighbour
 // advertisement (RFC 4861 section 7.2.6) that ip is at mac, sent from ip to
 // the all-nodes address ff02::1 (Ethernet 33:33:00:00:00:01) with
 // Solicited=0, Override=1, Router=router and a Target Link-Layer Address
 // option; hosts that have ip in their cache update it to mac. The switch
-// sends it when a binding moves. It returns NALen, or 0 with nothing written
+// sends it when a binding moves. It returns naLen, or 0 with nothing written
 // if dst is shorter or ip is not a unicast IPv6 address. It does not
 // allocate.
-func BuildUnsolicitedNA(dst []byte, mac fdb.MAC, ip netip.Addr, router bool) int {
-	if !ip.Is6() || ip.IsUnspecified() || ip.IsMulticast() || len(dst) < NALen {
+func buildUnsolicitedNA(dst []byte, mac fdb.MAC, ip netip.Addr, router bool) int {
+	if !ip.Is6() || ip.IsUnspecified() || ip.IsMulticast() || len(dst) < naLen {
 		return 0
 	}
 	copy(dst[0:6], allNodesMAC[:])
@@ -287,8 +287,8 @@ func BuildUnsolicitedNA(dst []byte, mac fdb.MAC, ip netip.Addr, router bool) int
 	if router {
 		flags |= ndFlagRouter
 	}
-	putNA(dst[12:NALen], ip, allNodes, flags, mac)
-	return NALen
+	putNA(dst[12:naLen], ip, allNodes, flags, mac)
+	return naLen
 }
 
 // allNodes is ff02::1, the link-local all-nodes multicast address, and
@@ -319,6 +319,6 @@ func putNA(b []byte, target, dst netip.Addr, flags byte, tlla fdb.MAC) {
 	copy(icmp[8:24], s16[:])
 	icmp[24], icmp[25] = ndOptTLLA, 1
 	copy(icmp[26:32], tlla[:])
-	sum := Checksum(ip[8:40], uint64(len(icmp))+ndProtoICMPv6)
-	binary.BigEndian.PutUint16(icmp[2:4], ^Checksum(icmp, uint64(sum)))
+	sum := checksum(ip[8:40], uint64(len(icmp))+ndProtoICMPv6)
+	binary.BigEndian.PutUint16(icmp[2:4], ^checksum(icmp, uint64(sum)))
 }

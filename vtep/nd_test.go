@@ -106,37 +106,37 @@ func TestParseNS(t *testing.T) {
 	tests := []struct {
 		name   string
 		frame  func(f *ndTestFrame)
-		want   NeighborSolicitation
+		want   neighborSolicitation
 		padded bool
 	}{
 		{"multicast with SLLA", func(f *ndTestFrame) {},
-			NeighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
+			neighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
 		{"unicast without SLLA", func(f *ndTestFrame) { f.ethDst, f.dst, f.opts = ndMAC2, ndIP2, nil },
-			NeighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2}, false},
+			neighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2}, false},
 		{"vlan", func(f *ndTestFrame) { f.vlans = []uint16{5} },
-			NeighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
+			neighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
 		{"qinq", func(f *ndTestFrame) { f.vlans = []uint16{100, 5} },
-			NeighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
+			neighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
 		{"link-local", func(f *ndTestFrame) {
 			f.src, f.target, f.dst = ll1, ll2, netip.MustParseAddr("ff02::1:ff00:2")
-		}, NeighborSolicitation{SrcMAC: ndMAC1, Src: ll1, Target: ll2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
+		}, neighborSolicitation{SrcMAC: ndMAC1, Src: ll1, Target: ll2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
 		{"DAD", func(f *ndTestFrame) { f.src, f.opts = netip.IPv6Unspecified(), nil },
-			NeighborSolicitation{SrcMAC: ndMAC1, Src: netip.IPv6Unspecified(), Target: ndIP2, DAD: true}, false},
+			neighborSolicitation{SrcMAC: ndMAC1, Src: netip.IPv6Unspecified(), Target: ndIP2, DAD: true}, false},
 		{"DAD with nonce", func(f *ndTestFrame) { f.src, f.opts = netip.IPv6Unspecified(), layers.ICMPv6Options{nonce} },
-			NeighborSolicitation{SrcMAC: ndMAC1, Src: netip.IPv6Unspecified(), Target: ndIP2, DAD: true}, false},
+			neighborSolicitation{SrcMAC: ndMAC1, Src: netip.IPv6Unspecified(), Target: ndIP2, DAD: true}, false},
 		{"SLLA after another option", func(f *ndTestFrame) { f.opts = layers.ICMPv6Options{nonce, slla} },
-			NeighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
+			neighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
 		{"first of two SLLAs", func(f *ndTestFrame) {
 			f.opts = layers.ICMPv6Options{slla, ndOpt(layers.ICMPv6OptSourceAddress, ndMAC2)}
-		}, NeighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
+		}, neighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
 		{"SLLA differs from Ethernet source", func(f *ndTestFrame) { f.ethSrc = ndMAC2 },
-			NeighborSolicitation{SrcMAC: ndMAC2, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
+			neighborSolicitation{SrcMAC: ndMAC2, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, false},
 		{"TLLA ignored", func(f *ndTestFrame) {
 			f.opts = layers.ICMPv6Options{ndOpt(layers.ICMPv6OptTargetAddress, fdb.Broadcast)}
 		},
-			NeighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2}, false},
+			neighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2}, false},
 		{"Ethernet padding", func(f *ndTestFrame) {},
-			NeighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, true},
+			neighborSolicitation{SrcMAC: ndMAC1, Src: ndIP1, Target: ndIP2, SourceLLA: ndMAC1, HasSourceLLA: true}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,12 +146,12 @@ func TestParseNS(t *testing.T) {
 			if tt.padded {
 				frame = append(frame, 0xde, 0xad, 0xbe, 0xef, 0, 0)
 			}
-			ns, ok := ParseNS(frame, arpTestClassify(t, frame))
+			ns, ok := parseNS(frame, arpTestClassify(t, frame))
 			if !ok || ns != tt.want {
-				t.Errorf("ParseNS = %+v, %v\n                want %+v", ns, ok, tt.want)
+				t.Errorf("parseNS = %+v, %v\n                want %+v", ns, ok, tt.want)
 			}
-			if na, ok := ParseNA(frame, arpTestClassify(t, frame)); ok {
-				t.Errorf("ParseNA accepted a solicitation: %+v", na)
+			if na, ok := parseNA(frame, arpTestClassify(t, frame)); ok {
+				t.Errorf("parseNA accepted a solicitation: %+v", na)
 			}
 		})
 	}
@@ -163,13 +163,13 @@ func TestParseNS(t *testing.T) {
 type ndRejectCase struct {
 	name   string
 	frame  func(f *ndTestFrame)
-	mutate func(b []byte, c *FrameClass) []byte
+	mutate func(b []byte, c *frameClass) []byte
 	fix    bool
 }
 
-const ndIP = EthHeaderLen // offset of the IPv6 header in untagged test frames
+const ndIP = ethHeaderLen // offset of the IPv6 header in untagged test frames
 
-// ndCommonRejects are rejections shared by ParseNS and ParseNA.
+// ndCommonRejects are rejections shared by parseNS and parseNA.
 func ndCommonRejects(typ uint8) []ndRejectCase {
 	other := uint8(136)
 	if typ == 136 {
@@ -177,37 +177,37 @@ func ndCommonRejects(typ uint8) []ndRejectCase {
 	}
 	const m = ndIP + 40 // ICMPv6 message
 	return []ndRejectCase{
-		{name: "Ethernet header only", mutate: func(b []byte, c *FrameClass) []byte { return b[:ndIP] }},
-		{name: "IPv6 header only", mutate: func(b []byte, c *FrameClass) []byte { return b[:m] }},
-		{name: "message one byte short of 24", mutate: func(b []byte, c *FrameClass) []byte { return b[:m+23] }},
-		{name: "payload length beyond frame", mutate: func(b []byte, c *FrameClass) []byte { return b[:len(b)-1] }},
-		{name: "not IPv6 EtherType", mutate: func(b []byte, c *FrameClass) []byte { c.EtherType = 0x0800; return b }},
-		{name: "L2Len beyond frame", mutate: func(b []byte, c *FrameClass) []byte { c.L2Len = len(b) + 1; return b }},
-		{name: "IP version 4", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP] = 0x40; return b }},
-		{name: "hop-by-hop header", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+6] = 0; return b }},
-		{name: "next header UDP", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+6] = 17; return b }},
-		{name: "hop limit 254", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+7] = 254; return b }},
-		{name: "hop limit 64", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+7] = 64; return b }},
+		{name: "Ethernet header only", mutate: func(b []byte, c *frameClass) []byte { return b[:ndIP] }},
+		{name: "IPv6 header only", mutate: func(b []byte, c *frameClass) []byte { return b[:m] }},
+		{name: "message one byte short of 24", mutate: func(b []byte, c *frameClass) []byte { return b[:m+23] }},
+		{name: "payload length beyond frame", mutate: func(b []byte, c *frameClass) []byte { return b[:len(b)-1] }},
+		{name: "not IPv6 EtherType", mutate: func(b []byte, c *frameClass) []byte { c.EtherType = 0x0800; return b }},
+		{name: "L2Len beyond frame", mutate: func(b []byte, c *frameClass) []byte { c.L2Len = len(b) + 1; return b }},
+		{name: "IP version 4", mutate: func(b []byte, c *frameClass) []byte { b[ndIP] = 0x40; return b }},
+		{name: "hop-by-hop header", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+6] = 0; return b }},
+		{name: "next header UDP", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+6] = 17; return b }},
+		{name: "hop limit 254", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+7] = 254; return b }},
+		{name: "hop limit 64", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+7] = 64; return b }},
 		{name: "hop limit 1", frame: func(f *ndTestFrame) { f.hopLimit = 1 }},
-		{name: "bad checksum", mutate: func(b []byte, c *FrameClass) []byte { b[m+2] ^= 0x01; return b }},
-		{name: "bad checksum (target changed)", mutate: func(b []byte, c *FrameClass) []byte { b[m+23] ^= 0x80; return b }},
-		{name: "bad checksum (source changed)", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+8] ^= 0x01; return b }},
-		{name: "zero checksum", mutate: func(b []byte, c *FrameClass) []byte { b[m+2], b[m+3] = 0, 0; return b }},
-		{name: "code 1", mutate: func(b []byte, c *FrameClass) []byte { b[m+1] = 1; return b }, fix: true},
-		{name: "other ND type", mutate: func(b []byte, c *FrameClass) []byte { b[m] = other; return b }, fix: true},
-		{name: "echo request", mutate: func(b []byte, c *FrameClass) []byte { b[m] = 128; return b }, fix: true},
-		{name: "payload length 20", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+5] = 20; return b }, fix: true},
-		{name: "option length 0", mutate: func(b []byte, c *FrameClass) []byte { b[m+25] = 0; return b }, fix: true},
-		{name: "option longer than message", mutate: func(b []byte, c *FrameClass) []byte { b[m+25] = 2; return b }, fix: true},
-		{name: "option cut by payload length", mutate: func(b []byte, c *FrameClass) []byte { b[ndIP+5] = 30; return b }, fix: true},
-		{name: "one stray option byte", mutate: func(b []byte, c *FrameClass) []byte {
+		{name: "bad checksum", mutate: func(b []byte, c *frameClass) []byte { b[m+2] ^= 0x01; return b }},
+		{name: "bad checksum (target changed)", mutate: func(b []byte, c *frameClass) []byte { b[m+23] ^= 0x80; return b }},
+		{name: "bad checksum (source changed)", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+8] ^= 0x01; return b }},
+		{name: "zero checksum", mutate: func(b []byte, c *frameClass) []byte { b[m+2], b[m+3] = 0, 0; return b }},
+		{name: "code 1", mutate: func(b []byte, c *frameClass) []byte { b[m+1] = 1; return b }, fix: true},
+		{name: "other ND type", mutate: func(b []byte, c *frameClass) []byte { b[m] = other; return b }, fix: true},
+		{name: "echo request", mutate: func(b []byte, c *frameClass) []byte { b[m] = 128; return b }, fix: true},
+		{name: "payload length 20", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+5] = 20; return b }, fix: true},
+		{name: "option length 0", mutate: func(b []byte, c *frameClass) []byte { b[m+25] = 0; return b }, fix: true},
+		{name: "option longer than message", mutate: func(b []byte, c *frameClass) []byte { b[m+25] = 2; return b }, fix: true},
+		{name: "option cut by payload length", mutate: func(b []byte, c *frameClass) []byte { b[ndIP+5] = 30; return b }, fix: true},
+		{name: "one stray option byte", mutate: func(b []byte, c *frameClass) []byte {
 			b = append(b, 1)
 			b[ndIP+5]++
 			return b
 		}, fix: true},
 		{name: "zero-length option after a valid one", frame: func(f *ndTestFrame) {
 			f.opts = append(f.opts, layers.ICMPv6Option{Type: 14, Data: make([]byte, 6)})
-		}, mutate: func(b []byte, c *FrameClass) []byte { b[m+33] = 0; return b }, fix: true},
+		}, mutate: func(b []byte, c *frameClass) []byte { b[m+33] = 0; return b }, fix: true},
 		{name: "link-layer option of 16 bytes", frame: func(f *ndTestFrame) { f.opts[0].Data = make([]byte, 14); f.opts[0].Data[0] = 2 }},
 		{name: "multicast link-layer address", frame: func(f *ndTestFrame) { f.opts[0].Data[0] = 0x33 }},
 		{name: "zero link-layer address", frame: func(f *ndTestFrame) { clear(f.opts[0].Data) }},
@@ -219,7 +219,7 @@ func ndCommonRejects(typ uint8) []ndRejectCase {
 	}
 }
 
-func ndCheckRejects(t *testing.T, base func() ndTestFrame, cases []ndRejectCase, parse func([]byte, *FrameClass) (any, bool)) {
+func ndCheckRejects(t *testing.T, base func() ndTestFrame, cases []ndRejectCase, parse func([]byte, *frameClass) (any, bool)) {
 	t.Helper()
 	valid := base().build(t)
 	if _, ok := parse(valid, arpTestClassify(t, valid)); !ok {
@@ -256,7 +256,7 @@ func TestParseNSRejects(t *testing.T) {
 			f.src, f.dst, f.opts = netip.IPv6Unspecified(), netip.MustParseAddr("ff02::1"), nil
 		}},
 	)
-	ndCheckRejects(t, ndTestNS, cases, func(b []byte, c *FrameClass) (any, bool) { return ParseNS(b, c) })
+	ndCheckRejects(t, ndTestNS, cases, func(b []byte, c *frameClass) (any, bool) { return parseNS(b, c) })
 }
 
 func TestParseNA(t *testing.T) {
@@ -264,25 +264,25 @@ func TestParseNA(t *testing.T) {
 	tests := []struct {
 		name  string
 		frame func(f *ndTestFrame)
-		want  NeighborAdvertisement
+		want  neighborAdvertisement
 	}{
-		{"solicited override", func(f *ndTestFrame) {}, NeighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2,
+		{"solicited override", func(f *ndTestFrame) {}, neighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2,
 			TargetLLA: ndMAC2, HasTargetLLA: true, Solicited: true, Override: true}},
-		{"router", func(f *ndTestFrame) { f.flags = 0xe0 }, NeighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2,
+		{"router", func(f *ndTestFrame) { f.flags = 0xe0 }, neighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2,
 			TargetLLA: ndMAC2, HasTargetLLA: true, Router: true, Solicited: true, Override: true}},
 		{"no TLLA, override clear", func(f *ndTestFrame) { f.flags, f.opts = 0x40, nil },
-			NeighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2, Solicited: true}},
+			neighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2, Solicited: true}},
 		{"unsolicited to all-nodes", func(f *ndTestFrame) {
 			f.ethDst, f.dst, f.flags = allNodesMAC, netip.MustParseAddr("ff02::1"), 0x20
-		}, NeighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: netip.MustParseAddr("ff02::1"), Target: ndIP2,
+		}, neighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: netip.MustParseAddr("ff02::1"), Target: ndIP2,
 			TargetLLA: ndMAC2, HasTargetLLA: true, Override: true}},
-		{"vlan", func(f *ndTestFrame) { f.vlans = []uint16{5} }, NeighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2,
+		{"vlan", func(f *ndTestFrame) { f.vlans = []uint16{5} }, neighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2,
 			TargetLLA: ndMAC2, HasTargetLLA: true, Solicited: true, Override: true}},
-		{"proxy: source is not the target", func(f *ndTestFrame) { f.src = ll2 }, NeighborAdvertisement{SrcMAC: ndMAC2, Src: ll2, Dst: ndIP1, Target: ndIP2,
+		{"proxy: source is not the target", func(f *ndTestFrame) { f.src = ll2 }, neighborAdvertisement{SrcMAC: ndMAC2, Src: ll2, Dst: ndIP1, Target: ndIP2,
 			TargetLLA: ndMAC2, HasTargetLLA: true, Solicited: true, Override: true}},
 		{"first of two TLLAs", func(f *ndTestFrame) { f.opts = append(f.opts, ndOpt(layers.ICMPv6OptTargetAddress, ndMAC1)) },
-			NeighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2, TargetLLA: ndMAC2, HasTargetLLA: true, Solicited: true, Override: true}},
-		{"reserved bits ignored", func(f *ndTestFrame) { f.flags = 0x7f }, NeighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2,
+			neighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2, TargetLLA: ndMAC2, HasTargetLLA: true, Solicited: true, Override: true}},
+		{"reserved bits ignored", func(f *ndTestFrame) { f.flags = 0x7f }, neighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: ndIP1, Target: ndIP2,
 			TargetLLA: ndMAC2, HasTargetLLA: true, Solicited: true, Override: true}},
 	}
 	for _, tt := range tests {
@@ -290,12 +290,12 @@ func TestParseNA(t *testing.T) {
 			f := ndTestNA()
 			tt.frame(&f)
 			frame := f.build(t)
-			na, ok := ParseNA(frame, arpTestClassify(t, frame))
+			na, ok := parseNA(frame, arpTestClassify(t, frame))
 			if !ok || na != tt.want {
-				t.Errorf("ParseNA = %+v, %v\n                want %+v", na, ok, tt.want)
+				t.Errorf("parseNA = %+v, %v\n                want %+v", na, ok, tt.want)
 			}
-			if ns, ok := ParseNS(frame, arpTestClassify(t, frame)); ok {
-				t.Errorf("ParseNS accepted an advertisement: %+v", ns)
+			if ns, ok := parseNS(frame, arpTestClassify(t, frame)); ok {
+				t.Errorf("parseNS accepted an advertisement: %+v", ns)
 			}
 		})
 	}
@@ -308,7 +308,7 @@ func TestParseNARejects(t *testing.T) {
 		}},
 		ndRejectCase{name: "unspecified source", frame: func(f *ndTestFrame) { f.src = netip.IPv6Unspecified() }},
 	)
-	ndCheckRejects(t, ndTestNA, cases, func(b []byte, c *FrameClass) (any, bool) { return ParseNA(b, c) })
+	ndCheckRejects(t, ndTestNA, cases, func(b []byte, c *frameClass) (any, bool) { return parseNA(b, c) })
 }
 
 // ndKernelFrames returns the kernel capture's solicitation for fd77::2,
@@ -317,13 +317,13 @@ func TestParseNARejects(t *testing.T) {
 func ndKernelFrames(tb testing.TB) (ns, dad, na []byte) {
 	tb.Helper()
 	for _, f := range arpKernelFrames(tb) {
-		var c FrameClass
-		Classify(f, &c)
-		if s, ok := ParseNS(f, &c); ok && s.DAD {
+		var c frameClass
+		classify(f, &c)
+		if s, ok := parseNS(f, &c); ok && s.DAD {
 			dad = f
 		} else if ok {
 			ns = f
-		} else if _, ok := ParseNA(f, &c); ok {
+		} else if _, ok := parseNA(f, &c); ok {
 			na = f
 		}
 	}
@@ -333,7 +333,7 @@ func ndKernelFrames(tb testing.TB) (ns, dad, na []byte) {
 	return ns, dad, na
 }
 
-// TestParseNDKernelCapture checks that ParseNS and ParseNA read what
+// TestParseNDKernelCapture checks that parseNS and parseNA read what
 // gopacket reads from the solicitations and advertisement the kernel wrote,
 // and reject every other frame of the capture (router solicitations, MLD
 // reports behind a hop-by-hop header, IPv4, ARP).
@@ -341,21 +341,21 @@ func TestParseNDKernelCapture(t *testing.T) {
 	var nNS, nNA int
 	for i, frame := range arpKernelFrames(t) {
 		c := arpTestClassify(t, frame)
-		ns, nsOK := ParseNS(frame, c)
-		na, naOK := ParseNA(frame, c)
+		ns, nsOK := parseNS(frame, c)
+		na, naOK := parseNA(frame, c)
 		p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
 		eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
 		ip, _ := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
 		gns, isNS := p.Layer(layers.LayerTypeICMPv6NeighborSolicitation).(*layers.ICMPv6NeighborSolicitation)
 		gna, isNA := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
 		if nsOK != isNS || naOK != isNA {
-			t.Errorf("packet %d: ParseNS %v ParseNA %v, gopacket NS %v NA %v: %v", i, nsOK, naOK, isNS, isNA, p)
+			t.Errorf("packet %d: parseNS %v parseNA %v, gopacket NS %v NA %v: %v", i, nsOK, naOK, isNS, isNA, p)
 			continue
 		}
 		switch {
 		case isNS:
 			nNS++
-			want := NeighborSolicitation{SrcMAC: fdb.MAC(eth.SrcMAC), Src: ndAddr(ip.SrcIP), Target: ndAddr(gns.TargetAddress)}
+			want := neighborSolicitation{SrcMAC: fdb.MAC(eth.SrcMAC), Src: ndAddr(ip.SrcIP), Target: ndAddr(gns.TargetAddress)}
 			want.DAD = want.Src.IsUnspecified()
 			for _, o := range gns.Options {
 				if o.Type == layers.ICMPv6OptSourceAddress {
@@ -363,11 +363,11 @@ func TestParseNDKernelCapture(t *testing.T) {
 				}
 			}
 			if ns != want {
-				t.Errorf("packet %d: ParseNS = %+v\n                    gopacket %+v", i, ns, want)
+				t.Errorf("packet %d: parseNS = %+v\n                    gopacket %+v", i, ns, want)
 			}
 		case isNA:
 			nNA++
-			want := NeighborAdvertisement{SrcMAC: fdb.MAC(eth.SrcMAC), Src: ndAddr(ip.SrcIP), Dst: ndAddr(ip.DstIP), Target: ndAddr(gna.TargetAddress),
+			want := neighborAdvertisement{SrcMAC: fdb.MAC(eth.SrcMAC), Src: ndAddr(ip.SrcIP), Dst: ndAddr(ip.DstIP), Target: ndAddr(gna.TargetAddress),
 				Router: gna.Router(), Solicited: gna.Solicited(), Override: gna.Override()}
 			for _, o := range gna.Options {
 				if o.Type == layers.ICMPv6OptTargetAddress {
@@ -375,7 +375,7 @@ func TestParseNDKernelCapture(t *testing.T) {
 				}
 			}
 			if na != want {
-				t.Errorf("packet %d: ParseNA = %+v\n                    gopacket %+v", i, na, want)
+				t.Errorf("packet %d: parseNA = %+v\n                    gopacket %+v", i, na, want)
 			}
 		}
 	}
@@ -395,9 +395,9 @@ func ndAddr(ip []byte) netip.Addr {
 func TestBuildNAKernel(t *testing.T) {
 	nsFrame, dadFrame, naFrame := ndKernelFrames(t)
 	c := arpTestClassify(t, nsFrame)
-	ns, _ := ParseNS(nsFrame, c)
+	ns, _ := parseNS(nsFrame, c)
 	dst := bytes.Repeat([]byte{0xee}, 128)
-	n := BuildNA(dst, ns, nsFrame, c, fdb.MAC(naFrame[6:12]), false)
+	n := buildNA(dst, ns, nsFrame, c, fdb.MAC(naFrame[6:12]), false)
 	if !bytes.Equal(dst[:n], naFrame) {
 		t.Errorf("advertisement differs from the kernel's:\n ours   % x\n kernel % x", dst[:n], naFrame)
 	}
@@ -406,9 +406,9 @@ func TestBuildNAKernel(t *testing.T) {
 	}
 
 	c = arpTestClassify(t, dadFrame)
-	dad, _ := ParseNS(dadFrame, c)
-	if n := BuildNA(dst, dad, dadFrame, c, ndMAC2, false); n != 0 {
-		t.Errorf("BuildNA answered a DAD probe: %d bytes", n)
+	dad, _ := parseNS(dadFrame, c)
+	if n := buildNA(dst, dad, dadFrame, c, ndMAC2, false); n != 0 {
+		t.Errorf("buildNA answered a DAD probe: %d bytes", n)
 	}
 }
 
@@ -462,14 +462,14 @@ func TestBuildNA(t *testing.T) {
 			tt.ns(&nf)
 			nsFrame := nf.build(t)
 			c := arpTestClassify(t, nsFrame)
-			ns, ok := ParseNS(nsFrame, c)
+			ns, ok := parseNS(nsFrame, c)
 			if !ok {
-				t.Fatal("ParseNS rejected the solicitation")
+				t.Fatal("parseNS rejected the solicitation")
 			}
 			dst := bytes.Repeat([]byte{0xee}, 256)
-			n := BuildNA(dst, ns, nsFrame, c, ndMAC2, tt.router)
+			n := buildNA(dst, ns, nsFrame, c, ndMAC2, tt.router)
 			if want := c.L2Len + 72; n != want {
-				t.Fatalf("BuildNA = %d, want %d", n, want)
+				t.Fatalf("buildNA = %d, want %d", n, want)
 			}
 			flags := uint8(0x60)
 			if tt.router {
@@ -484,17 +484,17 @@ func TestBuildNA(t *testing.T) {
 			}
 
 			rc := arpTestClassify(t, dst[:n])
-			na, ok := ParseNA(dst[:n], rc)
-			wantNA := NeighborAdvertisement{SrcMAC: ndMAC2, Src: nf.target, Dst: nf.src, Target: nf.target,
+			na, ok := parseNA(dst[:n], rc)
+			wantNA := neighborAdvertisement{SrcMAC: ndMAC2, Src: nf.target, Dst: nf.src, Target: nf.target,
 				TargetLLA: ndMAC2, HasTargetLLA: true, Router: tt.router, Solicited: true, Override: true}
 			if !ok || na != wantNA {
-				t.Errorf("ParseNA(reply) = %+v, %v\n                      want %+v", na, ok, wantNA)
+				t.Errorf("parseNA(reply) = %+v, %v\n                      want %+v", na, ok, wantNA)
 			}
 
 			// Built in place, in the solicitation's own buffer, as the switch does.
 			buf := make([]byte, 256)
 			copy(buf, nsFrame)
-			if n2 := BuildNA(buf, ns, buf[:len(nsFrame)], c, ndMAC2, tt.router); n2 != n || !bytes.Equal(buf[:n2], dst[:n]) {
+			if n2 := buildNA(buf, ns, buf[:len(nsFrame)], c, ndMAC2, tt.router); n2 != n || !bytes.Equal(buf[:n2], dst[:n]) {
 				t.Errorf("in place: %d bytes % x, want % x", n2, buf[:n2], dst[:n])
 			}
 		})
@@ -504,7 +504,7 @@ func TestBuildNA(t *testing.T) {
 func TestBuildNARefuses(t *testing.T) {
 	nsFrame := ndTestNS().build(t)
 	c := arpTestClassify(t, nsFrame)
-	ns, _ := ParseNS(nsFrame, c)
+	ns, _ := parseNS(nsFrame, c)
 	dad := ns
 	dad.Src, dad.DAD = netip.IPv6Unspecified(), true
 	v4 := ns
@@ -516,11 +516,11 @@ func TestBuildNARefuses(t *testing.T) {
 	tests := []struct {
 		name string
 		dst  int
-		ns   NeighborSolicitation
-		c    *FrameClass
+		ns   neighborSolicitation
+		c    *frameClass
 	}{
 		{"DAD", 128, dad, c},
-		{"dst one byte short", NALen - 1, ns, c},
+		{"dst one byte short", naLen - 1, ns, c},
 		{"IPv4 source", 128, v4, c},
 		{"no target", 128, noTarget, c},
 		{"L2Len too small", 128, ns, &badL2},
@@ -528,8 +528,8 @@ func TestBuildNARefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dst := bytes.Repeat([]byte{0xee}, tt.dst)
-			if n := BuildNA(dst, tt.ns, nsFrame, tt.c, ndMAC2, false); n != 0 {
-				t.Errorf("BuildNA = %d, want 0", n)
+			if n := buildNA(dst, tt.ns, nsFrame, tt.c, ndMAC2, false); n != 0 {
+				t.Errorf("buildNA = %d, want 0", n)
 			}
 			if !bytes.Equal(dst, bytes.Repeat([]byte{0xee}, tt.dst)) {
 				t.Errorf("wrote to dst")
@@ -542,9 +542,9 @@ func TestBuildUnsolicitedNA(t *testing.T) {
 	allNodes := netip.MustParseAddr("ff02::1")
 	for _, router := range []bool{false, true} {
 		dst := bytes.Repeat([]byte{0xee}, 128)
-		n := BuildUnsolicitedNA(dst, ndMAC2, ndIP2, router)
-		if n != NALen {
-			t.Fatalf("BuildUnsolicitedNA = %d, want %d", n, NALen)
+		n := buildUnsolicitedNA(dst, ndMAC2, ndIP2, router)
+		if n != naLen {
+			t.Fatalf("buildUnsolicitedNA = %d, want %d", n, naLen)
 		}
 		flags := uint8(0x20)
 		if router {
@@ -552,11 +552,11 @@ func TestBuildUnsolicitedNA(t *testing.T) {
 		}
 		ndCheckNA(t, dst[:n], ndTestFrame{fdb.MAC{0x33, 0x33, 0, 0, 0, 1}, ndMAC2, nil, 255, ndIP2, allNodes, 136, flags, ndIP2,
 			layers.ICMPv6Options{ndOpt(layers.ICMPv6OptTargetAddress, ndMAC2)}})
-		na, ok := ParseNA(dst[:n], arpTestClassify(t, dst[:n]))
-		want := NeighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: allNodes, Target: ndIP2,
+		na, ok := parseNA(dst[:n], arpTestClassify(t, dst[:n]))
+		want := neighborAdvertisement{SrcMAC: ndMAC2, Src: ndIP2, Dst: allNodes, Target: ndIP2,
 			TargetLLA: ndMAC2, HasTargetLLA: true, Router: router, Override: true}
 		if !ok || na != want {
-			t.Errorf("ParseNA = %+v, %v\n           want %+v", na, ok, want)
+			t.Errorf("parseNA = %+v, %v\n           want %+v", na, ok, want)
 		}
 	}
 	for _, tt := range []struct {
@@ -564,15 +564,15 @@ func TestBuildUnsolicitedNA(t *testing.T) {
 		dst  int
 		ip   netip.Addr
 	}{
-		{"dst short", NALen - 1, ndIP2},
+		{"dst short", naLen - 1, ndIP2},
 		{"IPv4", 128, netip.MustParseAddr("10.0.0.1")},
 		{"unspecified", 128, netip.IPv6Unspecified()},
 		{"multicast", 128, allNodes},
 		{"zero Addr", 128, netip.Addr{}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if n := BuildUnsolicitedNA(make([]byte, tt.dst), ndMAC2, tt.ip, false); n != 0 {
-				t.Errorf("BuildUnsolicitedNA = %d, want 0", n)
+			if n := buildUnsolicitedNA(make([]byte, tt.dst), ndMAC2, tt.ip, false); n != 0 {
+				t.Errorf("buildUnsolicitedNA = %d, want 0", n)
 			}
 		})
 	}
@@ -582,7 +582,7 @@ func TestNDAllocs(t *testing.T) {
 	nsFrame := ndTestFrame{ndSolMAC2, ndMAC1, []uint16{5}, 255, ndIP1, ndSolNode2, 135, 0, ndIP2,
 		layers.ICMPv6Options{ndOpt(layers.ICMPv6OptSourceAddress, ndMAC1)}}.build(t)
 	c := arpTestClassify(t, nsFrame)
-	ns, _ := ParseNS(nsFrame, c)
+	ns, _ := parseNS(nsFrame, c)
 	naFrame := ndTestNA().build(t)
 	nc := arpTestClassify(t, naFrame)
 	dst := make([]byte, 128)
@@ -590,10 +590,10 @@ func TestNDAllocs(t *testing.T) {
 		name string
 		fn   func()
 	}{
-		{"ParseNS", func() { ParseNS(nsFrame, c) }},
-		{"ParseNA", func() { ParseNA(naFrame, nc) }},
-		{"BuildNA", func() { BuildNA(dst, ns, nsFrame, c, ndMAC2, false) }},
-		{"BuildUnsolicitedNA", func() { BuildUnsolicitedNA(dst, ndMAC2, ndIP2, false) }},
+		{"parseNS", func() { parseNS(nsFrame, c) }},
+		{"parseNA", func() { parseNA(naFrame, nc) }},
+		{"buildNA", func() { buildNA(dst, ns, nsFrame, c, ndMAC2, false) }},
+		{"buildUnsolicitedNA", func() { buildUnsolicitedNA(dst, ndMAC2, ndIP2, false) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -606,36 +606,36 @@ func TestNDAllocs(t *testing.T) {
 
 func BenchmarkParseNSBuildNA(b *testing.B) {
 	nsFrame := ndTestNS().build(b)
-	var c FrameClass
-	Classify(nsFrame, &c)
+	var c frameClass
+	classify(nsFrame, &c)
 	dst := make([]byte, 128)
 	b.ReportAllocs()
 	for b.Loop() {
-		ns, _ := ParseNS(nsFrame, &c)
-		BuildNA(dst, ns, nsFrame, &c, ndMAC2, false)
+		ns, _ := parseNS(nsFrame, &c)
+		buildNA(dst, ns, nsFrame, &c, ndMAC2, false)
 	}
 }
 
-// FuzzParseND feeds arbitrary Ethernet frames to ParseNS and ParseNA,
+// FuzzParseND feeds arbitrary Ethernet frames to parseNS and parseNA,
 // cross-checks what they accept with gopacket, and answers each accepted
 // solicitation into a 128-byte buffer, which must give an advertisement
-// gopacket decodes and ParseNA accepts. Seeds: testdata/fuzz/FuzzParseND
+// gopacket decodes and parseNA accepts. Seeds: testdata/fuzz/FuzzParseND
 // (the kernel's captured solicitations and advertisement, tagged and
 // malformed frames).
 func FuzzParseND(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		var c FrameClass
-		if _, ok := Classify(frame, &c); !ok {
+		var c frameClass
+		if _, ok := classify(frame, &c); !ok {
 			return
 		}
 		orig := bytes.Clone(frame)
-		ns, nsOK := ParseNS(frame, &c)
-		na, naOK := ParseNA(frame, &c)
+		ns, nsOK := parseNS(frame, &c)
+		na, naOK := parseNA(frame, &c)
 		if !bytes.Equal(frame, orig) {
 			t.Fatal("a parser modified its input")
 		}
 		if nsOK && naOK {
-			t.Fatal("both ParseNS and ParseNA accepted the frame")
+			t.Fatal("both parseNS and parseNA accepted the frame")
 		}
 		if !nsOK && !naOK {
 			return
@@ -652,16 +652,16 @@ func FuzzParseND(f *testing.F) {
 		if nsOK {
 			var g layers.ICMPv6NeighborSolicitation
 			if err := g.DecodeFromBytes(msg, gopacket.NilDecodeFeedback); err != nil {
-				t.Fatalf("gopacket rejects what ParseNS accepts: %v", err)
+				t.Fatalf("gopacket rejects what parseNS accepts: %v", err)
 			}
 			if ns.Target != ndAddr(g.TargetAddress) || ns.Src != ndAddr(g6.SrcIP) || ns.DAD != ns.Src.IsUnspecified() ||
 				ns.SrcMAC != fdb.MAC(frame[6:12]) {
-				t.Fatalf("ParseNS %+v, gopacket target %v source %v", ns, g.TargetAddress, g6.SrcIP)
+				t.Fatalf("parseNS %+v, gopacket target %v source %v", ns, g.TargetAddress, g6.SrcIP)
 			}
 			for _, o := range g.Options {
 				if o.Type == layers.ICMPv6OptSourceAddress {
 					if !ns.HasSourceLLA || ns.SourceLLA != fdb.MAC(o.Data) {
-						t.Fatalf("ParseNS %+v, gopacket SLLA % x", ns, o.Data)
+						t.Fatalf("parseNS %+v, gopacket SLLA % x", ns, o.Data)
 					}
 					break
 				}
@@ -671,16 +671,16 @@ func FuzzParseND(f *testing.F) {
 		if naOK {
 			var g layers.ICMPv6NeighborAdvertisement
 			if err := g.DecodeFromBytes(msg, gopacket.NilDecodeFeedback); err != nil {
-				t.Fatalf("gopacket rejects what ParseNA accepts: %v", err)
+				t.Fatalf("gopacket rejects what parseNA accepts: %v", err)
 			}
 			if na.Target != ndAddr(g.TargetAddress) || na.Src != ndAddr(g6.SrcIP) || na.Dst != ndAddr(g6.DstIP) ||
 				na.Router != g.Router() || na.Solicited != g.Solicited() || na.Override != g.Override() {
-				t.Fatalf("ParseNA %+v, gopacket %+v", na, g)
+				t.Fatalf("parseNA %+v, gopacket %+v", na, g)
 			}
 			for _, o := range g.Options {
 				if o.Type == layers.ICMPv6OptTargetAddress {
 					if !na.HasTargetLLA || na.TargetLLA != fdb.MAC(o.Data) {
-						t.Fatalf("ParseNA %+v, gopacket TLLA % x", na, o.Data)
+						t.Fatalf("parseNA %+v, gopacket TLLA % x", na, o.Data)
 					}
 					break
 				}
@@ -690,18 +690,18 @@ func FuzzParseND(f *testing.F) {
 }
 
 // fuzzBuildNA answers ns, parsed from frame, into a 128-byte buffer and
-// checks the advertisement with gopacket and ParseNA.
-func fuzzBuildNA(t *testing.T, frame []byte, c *FrameClass, ns NeighborSolicitation) {
+// checks the advertisement with gopacket and parseNA.
+func fuzzBuildNA(t *testing.T, frame []byte, c *frameClass, ns neighborSolicitation) {
 	dst := make([]byte, 128)
-	n := BuildNA(dst, ns, frame, c, ndMAC2, false)
+	n := buildNA(dst, ns, frame, c, ndMAC2, false)
 	if n == 0 {
 		if !ns.DAD && c.L2Len+72 <= len(dst) {
-			t.Fatalf("BuildNA refused %+v with a %d-byte L2 header", ns, c.L2Len)
+			t.Fatalf("buildNA refused %+v with a %d-byte L2 header", ns, c.L2Len)
 		}
 		return
 	}
 	if ns.DAD {
-		t.Fatal("BuildNA answered a DAD probe")
+		t.Fatal("buildNA answered a DAD probe")
 	}
 	p := gopacket.NewPacket(dst[:n], layers.LayerTypeEthernet, gopacket.Default)
 	if el := p.ErrorLayer(); el != nil {
@@ -711,14 +711,14 @@ func fuzzBuildNA(t *testing.T, frame []byte, c *FrameClass, ns NeighborSolicitat
 	if !ok || ndAddr(g.TargetAddress) != ns.Target || !g.Solicited() || !g.Override() || g.Router() {
 		t.Fatalf("gopacket decodes the reply as %v", p)
 	}
-	var rc FrameClass
-	if _, ok := Classify(dst[:n], &rc); !ok || rc.L2Len != c.L2Len {
+	var rc frameClass
+	if _, ok := classify(dst[:n], &rc); !ok || rc.L2Len != c.L2Len {
 		t.Fatalf("reply classifies as %+v, solicitation as %+v", rc, c)
 	}
 	if ndRefSum(dst[rc.L2Len:n]) != 0xffff {
 		t.Fatal("reply checksum does not verify")
 	}
-	na, ok := ParseNA(dst[:n], &rc)
+	na, ok := parseNA(dst[:n], &rc)
 	if !ok || na.Target != ns.Target || na.Src != ns.Target || na.Dst != ns.Src || na.TargetLLA != ndMAC2 || !na.Solicited {
 		t.Fatalf("reply to %+v parses as %+v, %v", ns, na, ok)
 	}

@@ -172,7 +172,7 @@ func TestAcceptFromMembers(t *testing.T) {
 	member := ptD
 	msgs := kernelBatch(t, member)
 	var q recvScratch
-	notMember := func() uint64 { return sw.Drops(DropNotMember) }
+	notMember := func() uint64 { return sw.dropCount(dropNotMember) }
 
 	sw.receiveBatch(msgs, &q)
 	if got := notMember(); got != uint64(len(msgs)) {
@@ -205,7 +205,7 @@ func TestAcceptFromMembers(t *testing.T) {
 	// A VNI without local ports stays unknown, whoever sends it.
 	other := vxlanFor(t, 43, msgs[0])
 	sw.receiveBatch([]Message{{Buf: other, N: len(other), Addr: member}}, &q)
-	if got := sw.Drops(DropUnknownVNI); got != 1 {
+	if got := sw.dropCount(dropUnknownVNI); got != 1 {
 		t.Errorf("unknown_vni drops = %d, want 1", got)
 	}
 	// An address that is neither peer nor member is refused.

@@ -144,7 +144,7 @@ func (s *Switch) policy(vni uint32) FloodPolicy {
 
 // ndType returns the ICMPv6 type of an IPv6 frame without extension
 // headers, or 0.
-func ndType(frame []byte, c *FrameClass) uint8 {
+func ndType(frame []byte, c *frameClass) uint8 {
 	const ipv6Len = 40
 	if c.EtherType != 0x86dd || len(frame) < c.L2Len+ipv6Len+4 || frame[c.L2Len+6] != 58 {
 		return 0
@@ -172,11 +172,11 @@ func (p *port) owns(ip netip.Addr) bool {
 // read from port p, and answers it in place if it asks about an address the
 // FDB vouches for (fdb.Table.LookupIPVouched). It returns the reply's length
 // when answered.
-func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (question, int) {
+func (s *Switch) proxy(p *port, buf []byte, off, size int, c *frameClass) (question, int) {
 	frame := buf[off : off+size]
 	switch c.EtherType {
 	case 0x0806:
-		req, op, ok := ParseARP(frame, c)
+		req, op, ok := parseARP(frame, c)
 		if !ok {
 			return notQuestion, 0
 		}
@@ -186,7 +186,7 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (quest
 			}
 			s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: req.SenderMAC}, req.SenderIP)
 		}
-		if op != ARPOpRequest || req.Gratuitous {
+		if op != arpOpRequest || req.Gratuitous {
 			return notQuestion, 0
 		}
 		mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: req.TargetIP})
@@ -196,7 +196,7 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (quest
 		if mac == req.SenderMAC {
 			return notQuestion, 0 // someone asking about itself: let the owner answer
 		}
-		n := BuildARPReply(buf[off:], req, frame, c, mac)
+		n := buildARPReply(buf[off:], req, frame, c, mac)
 		if n == 0 {
 			return notQuestion, 0
 		}
@@ -205,7 +205,7 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (quest
 	case 0x86dd:
 		switch ndType(frame, c) {
 		case 135:
-			ns, ok := ParseNS(frame, c)
+			ns, ok := parseNS(frame, c)
 			if !ok {
 				return notQuestion, 0
 			}
@@ -222,7 +222,7 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (quest
 			if mac == ns.SrcMAC {
 				return notQuestion, 0
 			}
-			n := BuildNA(buf[off:], ns, frame, c, mac, false)
+			n := buildNA(buf[off:], ns, frame, c, mac, false)
 			if n == 0 {
 				return notQuestion, 0
 			}
@@ -230,7 +230,7 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (quest
 			return answered, n
 		case 136:
 			if p.secure {
-				if na, ok := ParseNA(frame, c); ok && (!p.owns(na.Target) || (na.HasTargetLLA && na.TargetLLA != p.mac)) {
+				if na, ok := parseNA(frame, c); ok && (!p.owns(na.Target) || (na.HasTargetLLA && na.TargetLLA != p.mac)) {
 					return spoofed, 0
 				}
 			}
@@ -242,10 +242,10 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *FrameClass) (quest
 
 // learnFromWire learns bindings from ARP and NA frames decapsulated from a
 // VTEP. It never answers: questions from afar are the remote proxy's.
-func (s *Switch) learnFromWire(vni uint32, frame []byte, c *FrameClass) {
+func (s *Switch) learnFromWire(vni uint32, frame []byte, c *frameClass) {
 	switch c.EtherType {
 	case 0x0806:
-		if req, _, ok := ParseARP(frame, c); ok && !req.Probe {
+		if req, _, ok := parseARP(frame, c); ok && !req.Probe {
 			s.fdb.BindIP(fdb.Key{VNI: vni, MAC: req.SenderMAC}, req.SenderIP)
 		}
 	case 0x86dd:
@@ -260,8 +260,8 @@ func (s *Switch) learnFromWire(vni uint32, frame []byte, c *FrameClass) {
 // with R=0, which would drop the router from hosts' default-router lists;
 // so routers answer for themselves), and one with Override clear that
 // disagrees with a binding already known.
-func (s *Switch) learnNA(vni uint32, frame []byte, c *FrameClass) {
-	na, ok := ParseNA(frame, c)
+func (s *Switch) learnNA(vni uint32, frame []byte, c *frameClass) {
+	na, ok := parseNA(frame, c)
 	if !ok || !na.HasTargetLLA || na.Router {
 		return
 	}
@@ -283,12 +283,12 @@ func (s *Switch) AnnounceIP(vni uint32, ip netip.Addr, mac fdb.MAC) {
 	// Room for either layout's header in front: a zero virtio-net header
 	// asks nothing of the kernel.
 	const off = offload.VirtioNetHdrLen
-	buf := make([]byte, off+max(NALen, EthMinFrameLen))
+	buf := make([]byte, off+max(naLen, ethMinFrameLen))
 	var n int
 	if ip.Unmap().Is4() {
-		n = BuildGratuitousARP(buf[off:], mac, ip)
+		n = buildGratuitousARP(buf[off:], mac, ip)
 	} else {
-		n = BuildUnsolicitedNA(buf[off:], mac, ip, false)
+		n = buildUnsolicitedNA(buf[off:], mac, ip, false)
 	}
 	if n == 0 {
 		return
@@ -318,7 +318,7 @@ const maxSourceIPs = 4
 // (static neighbour entries) still gets its address known and announced.
 // An address bound already is left to ARP, ND and gossip. Known addresses
 // cost one read-locked lookup and no allocation.
-func (s *Switch) learnSourceIP(vni uint32, frame []byte, c *FrameClass) {
+func (s *Switch) learnSourceIP(vni uint32, frame []byte, c *frameClass) {
 	var ip netip.Addr
 	l3 := frame[c.L2Len:]
 	switch {

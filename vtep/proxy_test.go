@@ -287,7 +287,7 @@ func TestPortSecurity(t *testing.T) {
 	r.expectDatagram(r.toB, "B", 42, ok)
 	r.expectDatagram(r.toC, "C", 42, ok)
 	r.expectQuiet(r.p1, r.p2, r.p3)
-	if got := r.sw.Drops(vtep.DropPortSecurity); got != 3 {
+	if got := drops(r.sw, "port_security"); got != 3 {
 		t.Errorf("port_security drops = %d, want 3", got)
 	}
 	if _, ok := r.fdb.LookupIP(fdb.IPKey{VNI: 42, IP: netip.MustParseAddr("10.0.9.45")}); ok {

@@ -110,23 +110,23 @@ func (s *Switch) receiveBatch(msgs []Message, rs *recvScratch) {
 // receiveOne handles one datagram pkt from the VTEP from (nil if it is
 // neither a peer nor a member).
 func (s *Switch) receiveOne(pkt []byte, from *peer, ports *portSet, now int64, rs *recvScratch) {
-	vni, frame, reason, ok := Decap(pkt)
+	vni, frame, reason, ok := decap(pkt)
 	if !ok {
 		s.drops.add(reason, 1)
 		return
 	}
 	vports := ports.byVNI[vni]
 	if len(vports) == 0 {
-		s.drops.add(DropUnknownVNI, 1)
+		s.drops.add(dropUnknownVNI, 1)
 		return
 	}
 	if from == nil || !from.accepts(vni) {
-		s.drops.add(DropNotMember, 1)
+		s.drops.add(dropNotMember, 1)
 		return
 	}
 	from.traffic.rx(1, len(frame))
-	var c FrameClass
-	if reason, ok := Classify(frame, &c); !ok {
+	var c frameClass
+	if reason, ok := classify(frame, &c); !ok {
 		s.drops.add(reason, 1)
 		return
 	}
@@ -160,9 +160,9 @@ func (s *Switch) receiveOne(pkt []byte, from *peer, ports *portSet, now int64, r
 
 // deliver queues frame (decapsulated from pkt) for port dp: in place, or
 // through GRO into a buffer with a virtio-net header for a vnet port.
-func (s *Switch) deliver(rs *recvScratch, ports *portSet, dp *port, pkt, frame []byte, c *FrameClass) {
+func (s *Switch) deliver(rs *recvScratch, ports *portSet, dp *port, pkt, frame []byte, c *frameClass) {
 	if !fitsMTU(frame, c, dp.mtu) {
-		s.drops.add(DropMTU, 1)
+		s.drops.add(dropMTU, 1)
 		return
 	}
 	if !ports.lay.vnet {
@@ -172,7 +172,7 @@ func (s *Switch) deliver(rs *recvScratch, ports *portSet, dp *port, pkt, frame [
 	if !rs.gro.Add(dp.id, frame) {
 		s.flushGRO(rs, ports)
 		if !rs.gro.Add(dp.id, frame) { // an empty GRO refuses only a frame larger than its buffers
-			s.drops.add(DropMTU, 1)
+			s.drops.add(dropMTU, 1)
 		}
 	}
 }

@@ -58,7 +58,7 @@ func (s *Switch) flushLocal(q *localQueue) {
 			bytes += len(b) - q.lay.frameOff
 		}
 		o.p.traffic.tx(n, bytes)
-		s.drops.add(DropWriteError, uint64(len(o.bufs)-n))
+		s.drops.add(dropWriteError, uint64(len(o.bufs)-n))
 		clear(o.bufs)
 		o.p, o.bufs = nil, o.bufs[:0]
 	}
@@ -96,7 +96,7 @@ func (s *Switch) flushRemote(q *remoteQueue) {
 		}
 		q.ctrs[i].tx(q.frames[i], m.N-q.frames[i]*HeaderLen)
 	}
-	s.drops.add(DropWriteError, uint64(lost))
+	s.drops.add(dropWriteError, uint64(lost))
 	clear(q.msgs)
 	clear(q.ctrs)
 	q.msgs, q.ctrs, q.frames = q.msgs[:0], q.ctrs[:0], q.frames[:0]
@@ -232,7 +232,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		buf := bufs[i]
 		end := lay.ioOff + sizes[i]
 		if end < lay.frameOff {
-			s.drops.add(DropShort, 1)
+			s.drops.add(dropShort, 1)
 			continue
 		}
 		frame := buf[lay.frameOff:end]
@@ -241,18 +241,18 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		if lay.vnet {
 			_ = h.Decode(buf)
 		}
-		var c FrameClass
-		if reason, ok := Classify(frame, &c); !ok {
+		var c frameClass
+		if reason, ok := classify(frame, &c); !ok {
 			s.drops.add(reason, 1)
 			continue
 		}
 		super := lay.vnet && h.GSOType != offload.GSONone
 		if end == len(buf) || (!super && !fitsMTU(frame, &c, p.mtu)) {
-			s.drops.add(DropMTU, 1)
+			s.drops.add(dropMTU, 1)
 			continue
 		}
 		if p.secure && c.Src != p.mac {
-			s.drops.add(DropPortSecurity, 1)
+			s.drops.add(dropPortSecurity, 1)
 			continue
 		}
 		s.fdb.Learn(fdb.Key{VNI: p.vni, MAC: c.Src}, fdb.Location{Port: p.id}, fdb.OriginLocal, now)
@@ -265,7 +265,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 				continue
 			}
 			if q == spoofed {
-				s.drops.add(DropPortSecurity, 1)
+				s.drops.add(dropPortSecurity, 1)
 				continue
 			}
 		}
@@ -293,7 +293,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 					continue
 				}
 				if loc.Port == p.id {
-					s.drops.add(DropHairpin, 1)
+					s.drops.add(dropHairpin, 1)
 					continue
 				}
 				if dp := ports.byID[loc.Port]; dp != nil {
@@ -324,7 +324,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 // toPeers queues frame, read from port p, for every peer in tos from the
 // source port its inner flow picks: segmented into VXLAN datagrams in the
 // arena (vnet layout), or as pkt, the datagram built in place (plain).
-func (s *Switch) toPeers(p *port, sc *sendScratch, pkt, frame []byte, h *offload.VirtioNetHdr, c *FrameClass, tos []*peer) {
+func (s *Switch) toPeers(p *port, sc *sendScratch, pkt, frame []byte, h *offload.VirtioNetHdr, c *frameClass, tos []*peer) {
 	if len(tos) == 0 {
 		return
 	}
@@ -340,7 +340,7 @@ func (s *Switch) toPeers(p *port, sc *sendScratch, pkt, frame []byte, h *offload
 
 // mayFlood applies the VNI's flood policy to a frame the FDB cannot place,
 // counting what it drops. Multicast other than ARP and ND always floods.
-func (s *Switch) mayFlood(vni uint32, c *FrameClass, q question) bool {
+func (s *Switch) mayFlood(vni uint32, c *frameClass, q question) bool {
 	pol := s.policy(vni)
 	var act FloodAction
 	switch {
@@ -359,7 +359,7 @@ func (s *Switch) mayFlood(vni uint32, c *FrameClass, q question) bool {
 		act = pol.UnknownUnicast
 	}
 	if act == Drop {
-		s.drops.add(DropPolicy, 1)
+		s.drops.add(dropPolicy, 1)
 		return false
 	}
 	return true
@@ -381,7 +381,7 @@ func (p *port) floodToken(now int64) bool {
 	p.floodTokens = min(float64(p.floodRate), p.floodTokens+float64(now-p.floodAt)*float64(p.floodRate)/1e9)
 	p.floodAt = now
 	if p.floodTokens < 1 {
-		p.drops.add(DropFloodRate, 1)
+		p.drops.add(dropFloodRate, 1)
 		return false
 	}
 	p.floodTokens--

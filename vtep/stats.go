@@ -14,10 +14,6 @@ type PortStats struct {
 	VNI   uint32 `json:"vni"`
 	MTU   int    `json:"mtu"`
 	Error string `json:"error,omitempty"` // why the port stopped reading, if it did
-	// QueueDrops counts frames the kernel dropped on the port's TAP queue
-	// before ovlsw read them (the sender outran ovlsw); the switch leaves
-	// it zero, the daemon fills it from the link's statistics.
-	QueueDrops uint64 `json:"queue_drops"`
 	Traffic
 }
 
@@ -92,8 +88,8 @@ func (s *Switch) Stats() Stats {
 	return st
 }
 
-// Drops returns the drop counter for one reason.
-func (s *Switch) Drops(r DropReason) uint64 { return s.drops[r].Load() }
+// dropCount returns the drop counter for one reason.
+func (s *Switch) dropCount(r DropReason) uint64 { return s.drops[r].Load() }
 
 // PortName returns the name of port id, or "" if there is none.
 func (s *Switch) PortName(id int) string {

@@ -82,6 +82,10 @@ func checkGoroutines(t *testing.T) {
 	})
 }
 
+// drops returns the switch's drop counter for a reason, by the name ovlsw
+// status shows (DropReason.String).
+func drops(sw *vtep.Switch, reason string) uint64 { return sw.Stats().Drops[reason] }
+
 func frame(dst, src fdb.MAC, payload string) []byte {
 	f := append(append(append([]byte{}, dst[:]...), src[:]...), 0x08, 0x00)
 	return append(f, payload...)
@@ -270,14 +274,15 @@ func TestDropsByReason(t *testing.T) {
 	r.p1.Inject(frame(fdb.Broadcast, fdb.MAC{}, "zero source"))
 	r.barrierFromPort()
 
-	want := map[vtep.DropReason]uint64{
-		vtep.DropShort: 2, vtep.DropBadHeader: 1, vtep.DropUnknownVNI: 1, vtep.DropNotMember: 2,
-		vtep.DropMTU:       2, // one per port of the VNI it would have gone to
-		vtep.DropBadSource: 2, vtep.DropHairpin: 1,
+	want := map[string]uint64{
+		"short": 2, "bad_header": 1, "unknown_vni": 1, "not_member": 2,
+		"mtu":        2, // one per port of the VNI it would have gone to
+		"bad_source": 2, "hairpin": 1,
 	}
+	got := r.sw.Stats().Drops
 	for _, reason := range vtep.DropReasons() {
-		if got := r.sw.Drops(reason); got != want[reason] {
-			t.Errorf("drops[%v] = %d, want %d", reason, got, want[reason])
+		if name := reason.String(); got[name] != want[name] {
+			t.Errorf("drops[%v] = %d, want %d", reason, got[name], want[name])
 		}
 	}
 	// Nothing dropped was learned.
@@ -366,8 +371,8 @@ func TestFloodRate(t *testing.T) {
 		}
 		got++
 	}
-	if got != 5 || sw.Drops(vtep.DropFloodRate) != 15 {
-		t.Errorf("flooded %d, dropped %d; want 5 and 15", got, sw.Drops(vtep.DropFloodRate))
+	if got != 5 || drops(sw, "flood_rate") != 15 {
+		t.Errorf("flooded %d, dropped %d; want 5 and 15", got, drops(sw, "flood_rate"))
 	}
 }
 
@@ -391,10 +396,10 @@ func TestPeerCountersSkipFailedSend(t *testing.T) {
 		return m
 	}
 	deadline := time.Now().Add(wait)
-	for r.sw.Drops(vtep.DropWriteError) == 0 && time.Now().Before(deadline) {
+	for drops(r.sw, "write_error") == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond) // polling interval, not synchronisation
 	}
-	if got := r.sw.Drops(vtep.DropWriteError); got != 1 {
+	if got := drops(r.sw, "write_error"); got != 1 {
 		t.Fatalf("write_error drops = %d, want 1", got)
 	}
 	if got := tx(); got[peerB] != 1 || got[peerC] != 1 || got[bad] != 0 {
@@ -471,7 +476,7 @@ func TestStaticPeers(t *testing.T) {
 	if got := p1.Expect(t, wait); !bytes.Equal(got, fromB) {
 		t.Fatalf("p1: got % x", got)
 	}
-	if got := sw.Drops(vtep.DropNotMember); got != 1 {
+	if got := drops(sw, "not_member"); got != 1 {
 		t.Errorf("not_member drops = %d, want 1 (the frame for VNI 43)", got)
 	}
 

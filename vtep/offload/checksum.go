@@ -23,7 +23,7 @@ import (
 
 // Checksum returns the 16-bit one's-complement sum of b, taken as big-endian
 // 16-bit words with a trailing odd byte padded with a zero byte, added to
-// initial, a partial sum such as PseudoHeaderSum4 or PseudoHeaderSum6 returns
+// initial, a partial sum such as pseudoHeaderSum4 or PseudoHeaderSum6 returns
 // or the result of an earlier Checksum over the preceding bytes (chaining is
 // only correct when those preceding bytes were of even length).
 //
@@ -86,19 +86,19 @@ func fold64(s uint64) uint16 {
 	return uint16(s)
 }
 
-// PseudoHeaderSum4 returns the partial one's-complement sum of the IPv4
+// pseudoHeaderSum4 returns the partial one's-complement sum of the IPv4
 // pseudo-header (RFC 793 section 3.1, RFC 768): source and destination
 // addresses, the protocol proto (6 for TCP, 17 for UDP) and the upper-layer
 // length. Pass it as Checksum's initial value over the upper-layer packet.
 // IPv4-mapped IPv6 addresses are taken in their IPv4 form; any other IPv6
 // address makes it panic, as netip.Addr.As4 does. Zones are ignored.
-func PseudoHeaderSum4(src, dst netip.Addr, length uint32, proto uint8) uint64 {
+func pseudoHeaderSum4(src, dst netip.Addr, length uint32, proto uint8) uint64 {
 	s := src.Unmap().As4()
 	d := dst.Unmap().As4()
 	return pseudo4(s[:], d[:], length, proto)
 }
 
-// pseudo4 is PseudoHeaderSum4 on address bytes, as they sit in a packet.
+// pseudo4 is pseudoHeaderSum4 on address bytes, as they sit in a packet.
 func pseudo4(src, dst []byte, length uint32, proto uint8) uint64 {
 	// Three 32-bit words and a 33-bit length cannot overflow 64 bits.
 	return uint64(binary.BigEndian.Uint32(src)) + uint64(binary.BigEndian.Uint32(dst)) +

@@ -215,9 +215,9 @@ func TestPseudoHeaderSum4(t *testing.T) {
 			copy(ph[4:8], d4[:])
 			ph[9] = tt.proto
 			binary.BigEndian.PutUint16(ph[10:12], uint16(tt.length))
-			got := Checksum(nil, PseudoHeaderSum4(src, dst, tt.length, tt.proto))
+			got := Checksum(nil, pseudoHeaderSum4(src, dst, tt.length, tt.proto))
 			if want := csumref.Sum(ph[:], 0); got != want {
-				t.Errorf("PseudoHeaderSum4 folds to %#04x, reference %#04x", got, want)
+				t.Errorf("pseudoHeaderSum4 folds to %#04x, reference %#04x", got, want)
 			}
 		})
 	}

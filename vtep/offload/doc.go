@@ -7,7 +7,7 @@
 // goroutine.
 //
 // Files: checksum.go (RFC 1071 sum, pseudo-headers), virtio.go (the header,
-// CompleteChecksum), segment.go (Segmenter), gro.go (GRO), frame.go (the
+// completeChecksum), segment.go (Segmenter), gro.go (GRO), frame.go (the
 // Ethernet/IP/TCP offsets both directions parse), errors.go (the error
 // kinds: ErrShort, ErrMalformed, ErrUnsupported).
 package offload

@@ -14,7 +14,7 @@ import (
 
 // The seed corpora are committed under testdata/fuzz/<FuzzName>/.
 
-// FuzzVirtioNetHdr: Decode and Encode round-trip, and CompleteChecksum with
+// FuzzVirtioNetHdr: Decode and Encode round-trip, and completeChecksum with
 // any header either fails cleanly or leaves a checksum that verifies.
 func FuzzVirtioNetHdr(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -40,7 +40,7 @@ func FuzzVirtioNetHdr(f *testing.F) {
 		if field+2 <= len(frame) {
 			partial = binary.BigEndian.Uint16(frame[field:])
 		}
-		err = CompleteChecksum(frame, &h)
+		err = completeChecksum(frame, &h)
 		switch {
 		case h.Flags&FlagNeedsCsum == 0:
 			if err != nil || !bytes.Equal(frame, b[VirtioNetHdrLen:]) {
@@ -280,7 +280,7 @@ func FuzzGRO(f *testing.F) {
 				continue
 			}
 			done := bytes.Clone(fr)
-			if err := CompleteChecksum(done, &h); err != nil || !tcpChecksumOK(done, 14) {
+			if err := completeChecksum(done, &h); err != nil || !tcpChecksumOK(done, 14) {
 				t.Fatalf("output %d: merged frame's checksum does not complete: %v", i, err)
 			}
 			if err := seg.Reset(fr, &h); err != nil {

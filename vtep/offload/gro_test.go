@@ -38,7 +38,7 @@ type groIn struct {
 // output, the indices of the inputs it should hold, in order. A one-input
 // output must be that input's frame, byte for byte; a merged one must be the
 // frame gopacket builds from the first input with all the payloads, once
-// CompleteChecksum has run on it.
+// completeChecksum has run on it.
 func groOutputs(t *testing.T, ins []groIn, want [][]int) {
 	t.Helper()
 	frames := make([][]byte, len(ins))
@@ -109,7 +109,7 @@ func groOutputs(t *testing.T, ins []groIn, want [][]int) {
 			t.Errorf("output %d: TCP checksum field %#04x, pseudo-header sum %#04x", i, got, fold64(ps))
 		}
 		done := bytes.Clone(frame)
-		if err := CompleteChecksum(done, &h); err != nil {
+		if err := completeChecksum(done, &h); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(done, wantFrame) {
@@ -357,7 +357,7 @@ func TestGRORoundTrip(t *testing.T) {
 			var gh VirtioNetHdr
 			_ = gh.Decode(buf)
 			merged := bytes.Clone(buf[VirtioNetHdrLen:])
-			if err := CompleteChecksum(merged, &gh); err != nil {
+			if err := completeChecksum(merged, &gh); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(merged, super) {

@@ -1,7 +1,7 @@
 package offload
 
 // This file holds the virtio_net_hdr that a TAP opened with IFF_VNET_HDR
-// reads and writes before every frame, and CompleteChecksum, which does what
+// reads and writes before every frame, and completeChecksum, which does what
 // the header's NEEDS_CSUM asks of a device.
 //
 // Design notes: tun uses the legacy (pre-virtio-1.0) header, 10 bytes in host
@@ -96,7 +96,7 @@ func (h *VirtioNetHdr) Encode(b []byte) {
 	binary.NativeEndian.PutUint16(b[8:10], h.CsumOffset)
 }
 
-// CompleteChecksum finishes the checksum of frame in place as h asks: with
+// completeChecksum finishes the checksum of frame in place as h asks: with
 // FlagNeedsCsum it sums frame[CsumStart:] (the checksum field already holds
 // the pseudo-header sum) and stores the complement at CsumStart+CsumOffset,
 // as 0xffff rather than 0 like the kernel's skb_checksum_help, so that a UDP
@@ -104,7 +104,7 @@ func (h *VirtioNetHdr) Encode(b []byte) {
 // nothing. It leaves h unchanged. It returns an error wrapping ErrShort,
 // changing nothing, if the checksum field is not inside frame. It does not
 // look at the protocols, and it does not allocate.
-func CompleteChecksum(frame []byte, h *VirtioNetHdr) error {
+func completeChecksum(frame []byte, h *VirtioNetHdr) error {
 	if h.Flags&FlagNeedsCsum == 0 {
 		return nil
 	}
@@ -116,7 +116,7 @@ func CompleteChecksum(frame []byte, h *VirtioNetHdr) error {
 	return nil
 }
 
-// completeAt is CompleteChecksum once the offsets are known to be inside frame.
+// completeAt is completeChecksum once the offsets are known to be inside frame.
 func completeAt(frame []byte, start, field int) {
 	c := ^Checksum(frame[start:], 0)
 	if c == 0 {

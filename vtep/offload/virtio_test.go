@@ -76,7 +76,7 @@ func TestCompleteChecksum(t *testing.T) {
 				}
 				frame := bytes.Clone(want)
 				h := partialize(frame, l3, l4, tt.csumOff, p.v6, proto)
-				if err := CompleteChecksum(frame, &h); err != nil {
+				if err := completeChecksum(frame, &h); err != nil {
 					t.Fatal(err)
 				}
 				if !bytes.Equal(frame, want) {
@@ -105,9 +105,9 @@ func TestCompleteChecksumErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := bytes.Clone(frame)
-			err := CompleteChecksum(b, &tt.h)
+			err := completeChecksum(b, &tt.h)
 			if !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
-				t.Fatalf("CompleteChecksum = %v, want %v", err, tt.err)
+				t.Fatalf("completeChecksum = %v, want %v", err, tt.err)
 			}
 			if err != nil || tt.h.Flags&FlagNeedsCsum == 0 {
 				if !bytes.Equal(b, frame) {
@@ -126,7 +126,7 @@ func TestCompleteChecksumZero(t *testing.T) {
 	frame := []byte{0x12, 0x34, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}
 	binary.BigEndian.PutUint16(frame[4:], ^Checksum(frame, 0))
 	h := VirtioNetHdr{Flags: FlagNeedsCsum, CsumStart: 0, CsumOffset: 6}
-	if err := CompleteChecksum(frame, &h); err != nil {
+	if err := completeChecksum(frame, &h); err != nil {
 		t.Fatal(err)
 	}
 	if got := binary.BigEndian.Uint16(frame[6:]); got != 0xffff {
@@ -147,8 +147,8 @@ func TestCompleteChecksumAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() {
 		h.Encode(hb[:])
 		_ = h.Decode(hb[:])
-		_ = CompleteChecksum(frame, &h)
-		_ = CompleteChecksum(frame[:10], &h) // error path
+		_ = completeChecksum(frame, &h)
+		_ = completeChecksum(frame[:10], &h) // error path
 	}); n != 0 {
 		t.Errorf("allocs = %v, want 0", n)
 	}

@@ -10,8 +10,9 @@
 //
 // Offloads are modelled where a switch sees them: a message with Segment > 0
 // is cut into its datagrams on the way, as the kernel does for a receiver
-// without GRO, and a Conn with SetGRO coalesces datagrams from one sender
-// into one message with Segment set, as the kernel does with UDP_GRO.
+// without GRO. A Conn can also coalesce datagrams from one sender into one
+// message with Segment set, as the kernel does with UDP_GRO, but only this
+// package's tests turn that on (setGRO); otherwise a Conn reports GRO off.
 // Message.Flow is ignored: a Conn has one address.
 package vteptest
 
@@ -27,13 +28,13 @@ import (
 )
 
 const (
-	// BatchSize is the largest batch a Conn's ReadBatch returns, as in
+	// batchSize is the largest batch a Conn's ReadBatch returns, as in
 	// vtep.DefaultConnConfig.
-	BatchSize = 64
+	batchSize = 64
 
-	// QueueLen is how many datagrams wait for a Conn (or a Tap) before
+	// queueLen is how many datagrams wait for a Conn (or a Tap) before
 	// more are dropped: four batches, like a small socket buffer.
-	QueueLen = 4 * BatchSize
+	queueLen = 4 * batchSize
 
 	// firstPort is where ports for Listen with port 0 start (the IANA
 	// dynamic range).
@@ -47,8 +48,8 @@ type Datagram struct {
 	Data     []byte
 }
 
-// Drops counts datagrams the network dropped, by reason.
-type Drops struct {
+// dropCounts counts datagrams the network dropped, by reason.
+type dropCounts struct {
 	NoListener uint64 // no Conn or Tap at the destination, or an invalid one
 	QueueFull  uint64 // the receiver's queue was full
 }
@@ -97,7 +98,7 @@ func (n *Network) Listen(addr netip.AddrPort) *Conn {
 	c := &Conn{
 		net:   n,
 		addr:  addr,
-		queue: make(chan Datagram, QueueLen),
+		queue: make(chan Datagram, queueLen),
 		done:  make(chan struct{}),
 	}
 	n.conns[addr] = c
@@ -106,7 +107,7 @@ func (n *Network) Listen(addr netip.AddrPort) *Conn {
 
 // Tap returns a channel that receives every datagram sent to addr, for a
 // test to check what a switch sends to a VTEP that is not a Conn. Up to
-// QueueLen datagrams wait in the channel; more are dropped as QueueFull.
+// queueLen datagrams wait in the channel; more are dropped as QueueFull.
 // Calling Tap again for the same address returns the same channel. It
 // panics if a Conn is bound to addr.
 func (n *Network) Tap(addr netip.AddrPort) <-chan Datagram {
@@ -119,7 +120,7 @@ func (n *Network) Tap(addr netip.AddrPort) <-chan Datagram {
 	if n.conns[addr] != nil {
 		panic(fmt.Sprintf("vteptest: Tap on %v, where a Conn is bound", addr))
 	}
-	ch := make(chan Datagram, QueueLen)
+	ch := make(chan Datagram, queueLen)
 	n.taps[addr] = ch
 	return ch
 }
@@ -131,9 +132,9 @@ func (n *Network) Send(from, to netip.AddrPort, b []byte) bool {
 	return n.deliver(unmap(from), unmap(to), b)
 }
 
-// Drops returns how many datagrams the network has dropped so far.
-func (n *Network) Drops() Drops {
-	return Drops{NoListener: n.noListener.Load(), QueueFull: n.queueFull.Load()}
+// drops returns how many datagrams the network has dropped so far.
+func (n *Network) drops() dropCounts {
+	return dropCounts{NoListener: n.noListener.Load(), QueueFull: n.queueFull.Load()}
 }
 
 func (n *Network) boundLocked(addr netip.AddrPort) bool {
@@ -175,7 +176,7 @@ type Conn struct {
 	net   *Network
 	addr  netip.AddrPort
 	queue chan Datagram // datagrams for this Conn; never closed
-	gro   atomic.Bool   // coalesce on read (SetGRO)
+	gro   atomic.Bool   // coalesce on read (setGRO)
 
 	// Read side, used only by the single ReadBatch caller: a datagram
 	// taken from queue that did not fit the message being coalesced.
@@ -195,13 +196,13 @@ var (
 
 // ReadBatch implements vtep.Conn: it blocks until a datagram is queued or
 // the Conn is closed, then also takes whatever else is queued, up to
-// len(msgs) and BatchSize. A datagram longer than its buffer is truncated.
-// With SetGRO, consecutive datagrams from one sender are coalesced as
+// len(msgs) and batchSize. A datagram longer than its buffer is truncated.
+// With setGRO, consecutive datagrams from one sender are coalesced as
 // vtep.Message.Segment describes: all of one size but a shorter last, at
 // most vtep.MaxSegments of them and what fits in Buf. After Close it
 // returns an error that errors.Is net.ErrClosed.
 func (c *Conn) ReadBatch(msgs []vtep.Message) (int, error) {
-	msgs = msgs[:min(len(msgs), BatchSize)]
+	msgs = msgs[:min(len(msgs), batchSize)]
 	if len(msgs) == 0 {
 		return 0, nil
 	}
@@ -285,7 +286,7 @@ func (c *Conn) coalesce(m *vtep.Message, size int) {
 // WriteBatch implements vtep.Conn: it delivers a copy of each
 // msgs[i].Buf[:msgs[i].N] to msgs[i].Addr, cut into datagrams of Segment
 // bytes if Segment > 0, and never blocks. As with UDP, a datagram is sent
-// even if nobody receives it (it is dropped and counted in Network.Drops).
+// even if nobody receives it (it is dropped and counted in Network.drops).
 // A message with an invalid address, port 0, N outside Buf, a negative
 // Segment, or more than vtep.MaxSegments segments or
 // vtep.MaxSegmentedPayload bytes is not sent. n counts messages, and each
@@ -333,22 +334,23 @@ func (c *Conn) WriteBatch(msgs []vtep.Message) (int, error) {
 func (c *Conn) LocalAddr() netip.AddrPort { return c.addr }
 
 // BatchSize implements vtep.Conn.
-func (c *Conn) BatchSize() int { return BatchSize }
+func (c *Conn) BatchSize() int { return batchSize }
 
 // Readers implements vtep.Conn: a Conn has one receive queue, itself.
 func (c *Conn) Readers() []vtep.BatchReader { return []vtep.BatchReader{c} }
 
 // Offloads implements vtep.Conn. GSO is on: a Conn takes segmented
 // messages whole, as a conn with GSO does (the receiver sees datagrams
-// either way). GRO is as SetGRO left it. There is no source-port pool.
+// either way). GRO is as setGRO left it. There is no source-port pool.
 func (c *Conn) Offloads() vtep.ConnOffloads {
 	return vtep.ConnOffloads{GSO: true, GRO: c.gro.Load()}
 }
 
-// SetGRO turns coalescing of received datagrams on or off (see ReadBatch),
-// for tests of code that splits coalesced messages. It takes effect at the
-// next ReadBatch.
-func (c *Conn) SetGRO(on bool) { c.gro.Store(on) }
+// setGRO turns coalescing of received datagrams on or off (see ReadBatch).
+// It takes effect at the next ReadBatch. Only this package's tests use it;
+// export it again when a test of code that splits coalesced messages needs
+// it.
+func (c *Conn) setGRO(on bool) { c.gro.Store(on) }
 
 // Close implements vtep.Conn: it unbinds the address (later datagrams to it
 // are dropped as NoListener) and unblocks a pending ReadBatch.

@@ -37,7 +37,7 @@ func readAll(t *testing.T, c *Conn, want int) []string {
 	timer := time.AfterFunc(10*time.Second, func() { c.Close() })
 	defer timer.Stop()
 	var got []string
-	msgs := bufs(BatchSize, 2048)
+	msgs := bufs(batchSize, 2048)
 	for len(got) < want {
 		n, err := c.ReadBatch(msgs)
 		if err != nil {
@@ -66,8 +66,8 @@ func TestExchange(t *testing.T) {
 	if got := readAll(t, c, 1); got[0] != addrA.String()+":ac" {
 		t.Errorf("c got %q", got)
 	}
-	if d := nw.Drops(); d != (Drops{}) {
-		t.Errorf("Drops = %+v, want none", d)
+	if d := nw.drops(); d != (dropCounts{}) {
+		t.Errorf("drops = %+v, want none", d)
 	}
 }
 
@@ -91,7 +91,7 @@ func TestReadBatch(t *testing.T) {
 		{"one", 1, 8, 1},
 		{"what is queued", 5, 8, 5},
 		{"up to len(msgs)", 10, 4, 4},
-		{"up to BatchSize", BatchSize + 10, BatchSize + 10, BatchSize},
+		{"up to batchSize", batchSize + 10, batchSize + 10, batchSize},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			nw := NewNetwork()
@@ -124,7 +124,7 @@ func TestDrops(t *testing.T) {
 		t.Errorf("WriteBatch to nobody = %d, %v; want 1, nil", n, err)
 	}
 	// Overfill b's queue: WriteBatch must not block.
-	batch := make([]vtep.Message, QueueLen+3)
+	batch := make([]vtep.Message, queueLen+3)
 	for i := range batch {
 		batch[i] = msg("y", addrB)
 	}
@@ -143,11 +143,11 @@ func TestDrops(t *testing.T) {
 	if ok := nw.Send(addrC, addrB, []byte("z")); ok {
 		t.Error("Send to a full queue reported success")
 	}
-	if got, want := nw.Drops(), (Drops{NoListener: 1, QueueFull: 4}); got != want {
-		t.Errorf("Drops = %+v, want %+v", got, want)
+	if got, want := nw.drops(), (dropCounts{NoListener: 1, QueueFull: 4}); got != want {
+		t.Errorf("drops = %+v, want %+v", got, want)
 	}
-	if got := len(readAll(t, b, QueueLen)); got != QueueLen {
-		t.Errorf("read %d, want %d", got, QueueLen)
+	if got := len(readAll(t, b, queueLen)); got != queueLen {
+		t.Errorf("read %d, want %d", got, queueLen)
 	}
 }
 
@@ -203,8 +203,8 @@ func TestListen(t *testing.T) {
 	if c1.LocalAddr().Port() == 0 || c1.LocalAddr() == c2.LocalAddr() {
 		t.Errorf("port 0 gave %v and %v, want two distinct ports", c1.LocalAddr(), c2.LocalAddr())
 	}
-	if c1.BatchSize() != BatchSize {
-		t.Errorf("BatchSize = %d, want %d", c1.BatchSize(), BatchSize)
+	if c1.BatchSize() != batchSize {
+		t.Errorf("BatchSize = %d, want %d", c1.BatchSize(), batchSize)
 	}
 	for _, tt := range []struct {
 		name string
@@ -252,7 +252,7 @@ func TestClose(t *testing.T) {
 		t.Errorf("WriteBatch after Close: %v, want net.ErrClosed", err)
 	}
 	a.WriteBatch([]vtep.Message{msg("x", addrB)})
-	if got := nw.Drops().NoListener; got != 1 {
+	if got := nw.drops().NoListener; got != 1 {
 		t.Errorf("NoListener drops = %d after writing to a closed Conn, want 1", got)
 	}
 }
@@ -369,9 +369,9 @@ func TestGRO(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			nw := NewNetwork()
 			a := nw.Listen(addrA)
-			a.SetGRO(true)
+			a.setGRO(true)
 			if !a.Offloads().GRO {
-				t.Error("Offloads().GRO off after SetGRO(true)")
+				t.Error("Offloads().GRO off after setGRO(true)")
 			}
 			for _, d := range tt.sent {
 				nw.Send(d.From, addrA, d.Data)
@@ -391,7 +391,7 @@ func TestGRO(t *testing.T) {
 			for _, d := range tt.sent {
 				nw.Send(d.From, addrA, d.Data)
 			}
-			msgs = bufs(BatchSize, tt.buf)
+			msgs = bufs(batchSize, tt.buf)
 			n, err := a.ReadBatch(msgs)
 			if err != nil {
 				t.Fatal(err)
@@ -408,8 +408,8 @@ func TestGRO(t *testing.T) {
 	// Off again: one datagram a message.
 	nw := NewNetwork()
 	a := nw.Listen(addrA)
-	a.SetGRO(true)
-	a.SetGRO(false)
+	a.setGRO(true)
+	a.setGRO(false)
 	nw.Send(addrB, addrA, []byte("aa"))
 	nw.Send(addrB, addrA, []byte("bb"))
 	if got, want := readAll(t, a, 2), []string{addrB.String() + ":aa", addrB.String() + ":bb"}; !slices.Equal(got, want) {
