@@ -104,7 +104,8 @@ func request(j *secret.Secret, nonceC []byte) []byte {
 // readResponse reads a member's answer to the request with nonce nonceC
 // under join key j, and returns the secret it seals. It reads at most one
 // status byte and the answer's fixed size. Errors other than r's own
-// (timeouts) wrap ErrRefused, ErrNotJoinService or ErrProtocolVersion.
+// (timeouts) wrap ErrRefused, ErrNotJoinService or ErrProtocolVersion,
+// except in Go's FIPS 140-only mode, where nothing opens.
 func readResponse(r io.Reader, j *secret.Secret, nonceC []byte) (secret.Secret, error) {
 	var status [1]byte
 	if _, err := io.ReadFull(r, status[:]); err != nil {
@@ -130,7 +131,10 @@ func readResponse(r io.Reader, j *secret.Secret, nonceC []byte) (secret.Secret, 
 		return secret.Secret{}, fmt.Errorf("%w: its answer was cut short (%v)", ErrNotJoinService, closeReason(err))
 	}
 	nonceS, sealed := answer[:nonceSize], answer[nonceSize:]
-	aead, ad := sealer(j, nonceC, nonceS)
+	aead, ad, err := sealer(j, nonceC, nonceS)
+	if err != nil {
+		return secret.Secret{}, fmt.Errorf("join: cannot open the answer: %w", err)
+	}
 	var sec secret.Secret
 	if _, err := aead.Open(sec[:0], zeroNonce[:], sealed, ad); err != nil {
 		return secret.Secret{}, fmt.Errorf("%w: its answer does not open with the token's key (not the node that printed the token, or tampered with on the way)", ErrNotJoinService)

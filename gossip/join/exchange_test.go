@@ -302,7 +302,10 @@ func validRequest(nonceC []byte) []byte { return request(&testKey, nonceC) }
 // validResponse is the test member's answer sealing the test secret for a
 // request with nonce nonceC, with its nonce nonceS.
 func validResponse(nonceC []byte, nonceS secret.Secret) []byte {
-	aead, ad := sealer(&testKey, nonceC, nonceS[:])
+	aead, ad, err := sealer(&testKey, nonceC, nonceS[:])
+	if err != nil {
+		panic(err)
+	}
 	b := append([]byte{statusOK}, nonceS[:]...)
 	return aead.Seal(b, zeroNonce[:], testSecret[:], ad)
 }

@@ -127,21 +127,22 @@ func requestMAC(j *secret.Secret, v byte, nonceC []byte) []byte {
 }
 
 // sealer returns the AEAD sealing this exchange's answer, and its
-// additional data.
-func sealer(j *secret.Secret, nonceC, nonceS []byte) (cipher.AEAD, []byte) {
+// additional data. It fails only where GCM with a caller's nonce is
+// forbidden: in Go's FIPS 140-only mode (GODEBUG=fips140=only).
+func sealer(j *secret.Secret, nonceC, nonceS []byte) (cipher.AEAD, []byte, error) {
 	salt := make([]byte, 0, 2*nonceSize)
 	salt = append(append(salt, nonceC...), nonceS...)
 	block, err := aes.NewCipher(derive(j, salt, sealInfo))
 	if err != nil {
-		panic(err) // unreachable: the key is 32 bytes
+		return nil, nil, err // unreachable: the key is 32 bytes
 	}
 	aead, err := cipher.NewGCM(block)
 	if err != nil {
-		panic(err) // unreachable: AES has a 16-byte block
+		return nil, nil, err // only in FIPS 140-only mode
 	}
 	ad := make([]byte, 0, adSize)
 	ad = append(append(append(ad, Magic, Version), nonceC...), nonceS...)
-	return aead, ad
+	return aead, ad, nil
 }
 
 // derive is HKDF-SHA256 of j with salt and info, 32 bytes.

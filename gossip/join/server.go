@@ -101,7 +101,11 @@ func (s *Server) serve(c net.Conn) string {
 	answer[0] = statusOK
 	nonceS := answer[1 : 1+nonceSize]
 	rand.Read(nonceS) // never fails (crypto/rand panics rather)
-	aead, ad := sealer(&j, nonceC, nonceS)
+	aead, ad, err := sealer(&j, nonceC, nonceS)
+	if err != nil {
+		s.reply(c, timeout, statusRefused)
+		return "cannot seal the secret: " + err.Error()
+	}
 	aead.Seal(answer[1+nonceSize:1+nonceSize], zeroNonce[:], sec[:], ad)
 	c.SetWriteDeadline(time.Now().Add(timeout))
 	c.Write(answer[:]) // a joiner gone away is not a refusal
