@@ -250,6 +250,9 @@ func New(cfg Config, table Table, members Members) (*Agent, error) {
 	a.keyring = mc.Keyring
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		if t, ok := mc.Transport.(*muxTransport); ok {
+			t.Shutdown() // ours: memberlist shuts it down only if it got as far as starting
+		}
 		return nil, fmt.Errorf("gossip: start memberlist on %v:%d: %w", cfg.BindAddr, cfg.GossipPort, err)
 	}
 	a.mu.Lock()

@@ -1,5 +1,6 @@
 // Configuration: the Config, its defaults and validation, and the memberlist
 // configuration built from it (timers, keyring, transport, log routing).
+// transport.go builds the transport itself.
 
 package gossip
 
@@ -10,6 +11,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -46,8 +48,17 @@ type Config struct {
 	// level. Nil discards them.
 	Logger *slog.Logger
 	// Transport, if set, replaces memberlist's UDP/TCP transport (tests
-	// use memberlist.MockNetwork). BindAddr and GossipPort are then unused.
+	// use memberlist.MockNetwork). BindAddr, GossipPort and JoinServer are
+	// then unused.
 	Transport memberlist.Transport
+	// JoinServer, if set, serves the join protocol (gossip/join) on the
+	// gossip TCP port: it is called with every incoming stream whose first
+	// byte is join.Magic, that byte still unread, each in a goroutine of
+	// its own (join.Server.Serve fits). The stream is closed when it
+	// returns. Close closes the streams it is serving and waits for it, so
+	// it must return once its stream is closed. Nil closes join streams at
+	// once. Streams with any other first byte go to memberlist.
+	JoinServer func(net.Conn)
 	// Tune, if set, is called last on the memberlist configuration, to
 	// override timers (ProbeInterval, GossipInterval, PushPullInterval,
 	// SuspicionMult, ...). It must not replace the delegates, the name or
@@ -163,6 +174,16 @@ func (c *Config) memberlistConfig(d *delegate, logger *slog.Logger) (*memberlist
 	}
 	if c.Tune != nil {
 		c.Tune(mc)
+	}
+	// Last, so that it binds what Tune left, and nothing can fail after
+	// it has bound the port. The caller shuts it down if memberlist does
+	// not start.
+	if mc.Transport == nil {
+		t, err := newTransport(mc, c.JoinServer)
+		if err != nil {
+			return nil, fmt.Errorf("gossip: start memberlist on %v:%d: %w", c.BindAddr, c.GossipPort, err)
+		}
+		mc.Transport = t
 	}
 	return mc, nil
 }
