@@ -48,7 +48,10 @@
 // Files: agent.go the Agent's lifecycle, queries and keys; config.go the
 // Config; store.go the binding state; claims.go the IP index; network.go
 // the network records; delegate.go memberlist's callbacks; worker.go the
-// goroutines; wire.go and netwire.go the encodings.
+// goroutines; wire.go and netwire.go the encodings; keyring.go the keyring
+// kept on the key schedule; transport.go the gossip port shared with the
+// join service (package join). Package secret holds the cluster secret,
+// its file and the key schedule.
 package gossip
 
 import (

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -378,5 +379,30 @@ func TestSetVNIs(t *testing.T) {
 	waitFor(t, settle, "peers after SetVNIs", func() error { return converged(nodes, nil) })
 	if err := n.agent.SetVNIs([]uint32{1 << 24}, time.Second); err == nil {
 		t.Fatal("SetVNIs accepted a 25-bit VNI")
+	}
+}
+
+// TestLogRefusedEncryption: memberlist's lines about gossip refused for its
+// encryption become one warning per refusedEvery, counting the rest; other
+// lines stay debug records.
+func TestLogRefusedEncryption(t *testing.T) {
+	var buf bytes.Buffer
+	w := &logWriter{l: slog.New(slog.NewTextHandler(&buf, nil))}
+	for range 3 {
+		fmt.Fprintf(w, "[ERR] memberlist: Decrypt packet failed: No installed keys could decrypt the message from=192.168.93.4:7946\n")
+	}
+	fmt.Fprintf(w, "[DEBUG] memberlist: Stream connection from=192.168.93.2:41000\n")
+	fmt.Fprintf(w, "[DEBUG] memberlist: Failed to join 192.168.93.1:7946: No installed keys could decrypt the message\n")
+	out := buf.String()
+	if n := strings.Count(out, "level=WARN"); n != 1 || !strings.Contains(out, "refused gossip") || !strings.Contains(out, "192.168.93.4") {
+		t.Errorf("%d warnings, want 1 naming the sender:\n%s", n, out)
+	}
+	if strings.Contains(out, "Stream connection") || strings.Contains(out, "Failed to join") {
+		t.Errorf("a debug line was logged at the default level:\n%s", out)
+	}
+	w.lastWarn = time.Time{} // refusedEvery has passed
+	fmt.Fprintf(w, "[ERR] memberlist: failed to receive: encryption is configured but remote state is not encrypted from=192.168.93.4:40000\n")
+	if !strings.Contains(buf.String(), "refused_since_last_warning=2") {
+		t.Errorf("the next warning does not count the 2 suppressed:\n%s", buf.String())
 	}
 }

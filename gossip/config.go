@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -164,7 +165,7 @@ func (c *Config) memberlistConfig(d *delegate, logger *slog.Logger) (*memberlist
 	mc.Transport = c.Transport
 	mc.Delegate = d
 	mc.Events = d
-	mc.Logger = log.New(&logWriter{logger}, "", 0)
+	mc.Logger = log.New(&logWriter{l: logger}, "", 0)
 	if len(c.SecretKey) > 0 {
 		kr, err := memberlist.NewKeyring(nil, bytes.Clone(c.SecretKey))
 		if err != nil {
@@ -190,7 +191,20 @@ func (c *Config) memberlistConfig(d *delegate, logger *slog.Logger) (*memberlist
 
 // logWriter routes memberlist's log lines ("[DEBUG] memberlist: ...") to
 // slog at debug level, keeping memberlist's own level as an attribute.
-type logWriter struct{ l *slog.Logger }
+// logWriter turns memberlist's log lines into debug records, except
+// gossip refused for its encryption, which an operator must hear of: a
+// warning at most every refusedEvery, counting the refusals in between.
+type logWriter struct {
+	l *slog.Logger
+
+	mu         sync.Mutex
+	lastWarn   time.Time
+	suppressed int
+}
+
+// refusedEvery rate-limits the warning about refused gossip: a host
+// without the key may send many packets a second.
+const refusedEvery = 10 * time.Second
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
@@ -200,8 +214,37 @@ func (w *logWriter) Write(p []byte) (int, error) {
 			level, line = line[1:i], strings.TrimSpace(line[i+1:])
 		}
 	}
+	if refusedEncryption(line) {
+		w.mu.Lock()
+		now := time.Now()
+		if now.Sub(w.lastWarn) < refusedEvery {
+			w.suppressed++
+			w.mu.Unlock()
+			return len(p), nil
+		}
+		n := w.suppressed
+		w.lastWarn, w.suppressed = now, 0
+		w.mu.Unlock()
+		w.l.Warn("refused gossip not encrypted with this cluster's key: a host without the join token, or a member whose clock is off by more than the key rotation interval",
+			"memberlist", line, "refused_since_last_warning", n)
+		return len(p), nil
+	}
 	w.l.Debug(line, "memberlist_level", level)
 	return len(p), nil
+}
+
+// refusedEncryption reports whether a memberlist log line says a packet or
+// stream that arrived was refused for its encryption: "Decrypt packet
+// failed", or "failed to receive: No installed keys could decrypt the
+// message" or "...: encryption is configured but remote state is not
+// encrypted". A failed join of our own is the caller's error, not this.
+func refusedEncryption(line string) bool {
+	l := strings.ToLower(line)
+	if strings.Contains(l, "decrypt packet failed") {
+		return true
+	}
+	return strings.Contains(l, "failed to receive") &&
+		(strings.Contains(l, "decrypt") || strings.Contains(l, "remote state is not encrypted"))
 }
 
 var _ io.Writer = (*logWriter)(nil)
