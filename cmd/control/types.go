@@ -95,6 +95,29 @@ type Gossip struct {
 	MessagesOut    uint64         `json:"messages_out"`
 	Malformed      uint64         `json:"malformed"`
 	Encrypted      bool           `json:"encrypted"`
+	// Cluster is the fingerprint of the cluster secret (also at the end of
+	// every join token); empty with --insecure.
+	Cluster string `json:"cluster,omitempty"`
+	// KeyEpoch is the epoch of the gossip key in use: members whose
+	// epochs differ by more than one cannot talk (a clock off by more than
+	// the rotation interval).
+	KeyEpoch uint64 `json:"key_epoch,omitempty"`
+	// KeyRotation is how long each gossip key is primary, in seconds.
+	KeyRotation float64 `json:"key_rotation_seconds,omitempty"`
+}
+
+// Token is the answer to GET /v1/token and POST /v1/token: this node's
+// join token and the cluster's fingerprint.
+type Token struct {
+	Token   string `json:"token"`
+	Cluster string `json:"cluster"`
+}
+
+// TokenRequest is the body of POST /v1/token.
+type TokenRequest struct {
+	// Rotate replaces this node's join key: tokens printed before are
+	// refused from then on.
+	Rotate bool `json:"rotate"`
 }
 
 // Stats is the data plane's part of GET /v1/status: offloads, ports,

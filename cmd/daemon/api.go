@@ -109,6 +109,18 @@ func (d *Daemon) handler() http.Handler {
 	handlePost(mux, "/v1/keys", func(req control.KeyRequest) (any, error) {
 		return struct{}{}, d.cluster.Load().keyOp(req.Op, req.Key)
 	})
+	mux.HandleFunc("GET /v1/token", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, d.token(), d.tokenErr())
+	})
+	handlePost(mux, "/v1/token", func(req control.TokenRequest) (any, error) {
+		if err := d.tokenErr(); err != nil || !req.Rotate {
+			return d.token(), err
+		}
+		if _, err := d.trust.rotateToken(); err != nil {
+			return nil, err
+		}
+		return d.token(), nil
+	})
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, r *http.Request) {
 		control.WriteJSON(w, http.StatusOK, d.listEndpoints(""))
 	})
@@ -228,12 +240,30 @@ func (d *Daemon) status() control.Status {
 	return st
 }
 
+// token returns this node's join token.
+func (d *Daemon) token() control.Token {
+	return control.Token{Token: d.trust.token(), Cluster: d.trust.secret.Fingerprint()}
+}
+
+// tokenErr says why this node has no token, if it has none.
+func (d *Daemon) tokenErr() error {
+	if !d.trust.secure() {
+		return errInsecure
+	}
+	return nil
+}
+
 func (d *Daemon) gossipStatus() *control.Gossip {
 	c := d.cluster.Load()
 	if c == nil {
 		return nil
 	}
-	g := toControlGossip(c.agent.Stats(), c.agent.Addr(), c.cfg.Key != nil)
+	g := toControlGossip(c.agent.Stats(), c.agent.Addr(), c.encrypted())
+	if d.trust.secure() {
+		g.Cluster = d.trust.secret.Fingerprint()
+		g.KeyEpoch = c.rotator.epoch.Load()
+		g.KeyRotation = c.cfg.Schedule.Interval.Seconds()
+	}
 	for _, m := range c.agent.Members() {
 		if m.State == "alive" || m.State == "suspect" {
 			g.Members++

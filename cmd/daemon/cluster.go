@@ -23,6 +23,7 @@ import (
 
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/gossip"
+	"github.com/ovlsw/ovlsw/gossip/secret"
 	"github.com/ovlsw/ovlsw/vtep"
 )
 
@@ -35,18 +36,20 @@ type clusterConfig struct {
 	Name       string
 	Bind       netip.Addr
 	VTEP       netip.AddrPort
-	GossipPort int      // 0: gossip's default
-	Key        []byte   // gossip encryption key; nil: plain
-	Join       []string // members to join; none founds a cluster
+	GossipPort int             // 0: gossip's default
+	Trust      *trust          // the cluster secret and join key, or a static key, or none
+	Schedule   secret.Schedule // the gossip keys' rotation, with the cluster secret
+	Join       []string        // members to join; none founds a cluster
 	Log        *slog.Logger
 }
 
 // cluster is this node's membership of the gossip cluster.
 type cluster struct {
-	cfg   clusterConfig
-	log   *slog.Logger
-	agent *gossip.Agent
-	unsub func() // the agent's FDB subscription
+	cfg     clusterConfig
+	log     *slog.Logger
+	agent   *gossip.Agent
+	unsub   func()      // the agent's FDB subscription
+	rotator *keyRotator // nil without a cluster secret
 
 	// The VNI advertiser: requests, the VNIs to publish, its stop signal,
 	// its exit.
@@ -66,7 +69,14 @@ func startCluster(cfg clusterConfig, t *fdb.Table, sw *vtep.Switch, onNetworks f
 	if cfg.GossipPort != 0 {
 		gc.GossipPort = cfg.GossipPort
 	}
-	gc.SecretKey = cfg.Key
+	tr := cfg.Trust
+	switch {
+	case tr.secure():
+		gc.SecretKey, _ = cfg.Schedule.Keys(tr.secret, time.Now())
+		gc.JoinServer = tr.joinServer()
+	case tr.static != nil:
+		gc.SecretKey = tr.static
+	}
 	gc.OnNetworks = onNetworks
 	a, err := gossip.New(gc, t, sw)
 	if err != nil {
@@ -77,6 +87,15 @@ func startCluster(cfg clusterConfig, t *fdb.Table, sw *vtep.Switch, onNetworks f
 	}
 	c := &cluster{cfg: cfg, log: cfg.Log, agent: a, advert: make(chan struct{}, 1), vnis: vnis, advertStop: make(chan struct{})}
 	c.unsub = t.Subscribe(a.OnFDBEvent)
+	if tr.secure() {
+		// The whole ring before the join: a member whose clock is in the
+		// next epoch already encrypts with the next key.
+		c.rotator = newKeyRotator(a, tr.secret, cfg.Schedule, cfg.Log)
+		if err := c.rotator.start(); err != nil {
+			c.close(false)
+			return nil, err
+		}
+	}
 	c.advertDone.Add(1)
 	go c.advertiser()
 	if len(cfg.Join) > 0 {
@@ -95,11 +114,25 @@ func (c *cluster) join(port int) error {
 	}
 	if _, err := c.agent.Join(join); err != nil {
 		if errors.Is(err, gossip.ErrKeyMismatch) {
-			return fmt.Errorf("cannot join %s: the cluster refused our gossip: the key does not match (check the gossip key file on both sides)", strings.Join(c.cfg.Join, ","))
+			return fmt.Errorf("cannot join %s: the cluster refused our gossip: the key does not match: %s", strings.Join(c.cfg.Join, ","), c.keyAdvice())
 		}
 		return fmt.Errorf("cannot join %s: %w (is ovlsw up there, with the same gossip port?)", strings.Join(c.cfg.Join, ","), err)
 	}
 	return nil
+}
+
+// keyAdvice says what to check when the cluster refuses this node's keys.
+func (c *cluster) keyAdvice() string {
+	tr := c.cfg.Trust
+	switch {
+	case tr.cfg.Key != nil:
+		return "check the gossip key file on both sides"
+	case tr.secure():
+		return fmt.Sprintf("this node holds the secret of cluster %s (%s): if the cluster there is another, remove that file and join with a token from one of its members (`ovlsw token`); if not, check that the clocks agree within the key rotation interval and that both sides use the same interval",
+			tr.secret.Fingerprint(), tr.cfg.SecretFile)
+	default:
+		return "this node runs with --insecure and the cluster encrypts its gossip: join with a token from a member (`ovlsw token`) instead"
+	}
 }
 
 // joinAddrs gives every join address a port (memberlist would otherwise
@@ -157,6 +190,9 @@ func (c *cluster) close(leave bool) error {
 	c.closeOnce.Do(func() {
 		close(c.advertStop)
 		c.unsub()
+		if c.rotator != nil {
+			c.rotator.close()
+		}
 		if leave {
 			if lerr := c.agent.Leave(leaveTimeout); lerr != nil {
 				c.log.Warn("leave", "err", lerr)
@@ -191,11 +227,14 @@ func DecodeKey(s string) ([]byte, error) {
 }
 
 // errNotEncrypted answers key operations on a node without a gossip key.
-var errNotEncrypted = userErrorf("gossip is not encrypted on this node: start it with a gossip key file")
+var errNotEncrypted = userErrorf("gossip is not encrypted on this node: it runs with --insecure and no gossip key file")
+
+// encrypted reports whether gossip is encrypted.
+func (c *cluster) encrypted() bool { return c.cfg.Trust.secure() || c.cfg.Trust.static != nil }
 
 // listKeys returns the key ring, base64.
 func (c *cluster) listKeys() ([]string, error) {
-	if c.cfg.Key == nil {
+	if !c.encrypted() {
 		return nil, errNotEncrypted
 	}
 	var out []string

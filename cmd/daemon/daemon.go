@@ -4,12 +4,15 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/gossip"
+	"github.com/ovlsw/ovlsw/gossip/secret"
 	"github.com/ovlsw/ovlsw/vtep"
 )
 
@@ -52,22 +56,39 @@ type Config struct {
 
 	Join          []string      // gossip members to join; none founds a cluster
 	GossipPort    int           // gossip TCP and UDP port
-	GossipKeyFile string        // base64 32-byte key encrypting gossip; empty: plain
+	GossipKeyFile string        // base64 32-byte key: the cluster secret (with Insecure: a static gossip key)
 	ClaimSettle   time.Duration // how long an allocated address's claim waits for conflicts
-	Logger        *slog.Logger  // nil discards
+	// Token is a join token from a member (`ovlsw token`), with which the
+	// node obtains the cluster secret from the member it joins. TokenFile
+	// names a file holding one instead.
+	Token, TokenFile string
+	// Insecure keeps gossip open (or on the static GossipKeyFile key): no
+	// cluster secret, no join token, no key rotation. For labs only.
+	Insecure bool
+	// KeyRotation is how long each gossip key is primary before the next,
+	// the same on every member (gossip/secret.Schedule).
+	KeyRotation time.Duration
+	// SecretFile and JoinKeyFile keep the cluster secret and this node's
+	// join key, mode 0600; empty means beside the state file.
+	SecretFile, JoinKeyFile string
+	// Out receives what the node prints once for its operator: the join
+	// token of a cluster it founds. Nil discards.
+	Out    io.Writer
+	Logger *slog.Logger // nil discards
 }
 
 // DefaultConfig returns the defaults `ovlsw up` starts from.
 func DefaultConfig() Config {
 	return Config{
-		Port:           vtep.DefaultPort,      // IANA VXLAN port (the Linux driver needs `dstport 4789` to match)
-		Ageing:         300 * time.Second,     // as the Linux bridge
-		MaxMACsPerPort: 4096,                  // a container has one MAC; a host port bridging a LAN segment may have many
-		MaxMACsPerVNI:  65536,                 // ~10 MB of FDB per VNI at most
-		Socket:         control.DefaultSocket, // one daemon per host; namespaces pass their own
-		GossipPort:     7946,                  // memberlist's and Serf's usual port
-		ClaimSettle:    time.Second,           // a few gossip rounds (200 ms each) on a LAN
-		Offload:        true,                  // each offload is probed; off only to compare
+		Port:           vtep.DefaultPort,       // IANA VXLAN port (the Linux driver needs `dstport 4789` to match)
+		Ageing:         300 * time.Second,      // as the Linux bridge
+		MaxMACsPerPort: 4096,                   // a container has one MAC; a host port bridging a LAN segment may have many
+		MaxMACsPerVNI:  65536,                  // ~10 MB of FDB per VNI at most
+		Socket:         control.DefaultSocket,  // one daemon per host; namespaces pass their own
+		GossipPort:     7946,                   // memberlist's and Serf's usual port
+		ClaimSettle:    time.Second,            // a few gossip rounds (200 ms each) on a LAN
+		Offload:        true,                   // each offload is probed; off only to compare
+		KeyRotation:    secret.DefaultInterval, // as Docker swarm rotates its gossip key
 	}
 }
 
@@ -89,6 +110,7 @@ type Daemon struct {
 	alloc   *allocator
 	eps     *endpoints
 	host    *hostPort               // nil without a default network; set once in New
+	trust   *trust                  // the cluster secret and join key; set once in New
 	cluster atomic.Pointer[cluster] // nil until gossip runs
 	ctl     *control.Server
 }
@@ -168,6 +190,21 @@ func (c *Config) Validate() error {
 	if c.State == "" {
 		c.State = DefaultStatePath(c.Socket)
 	}
+	if c.SecretFile == "" {
+		c.SecretFile = DefaultSecretPath(c.State)
+	}
+	if c.JoinKeyFile == "" {
+		c.JoinKeyFile = DefaultJoinKeyPath(c.State)
+	}
+	if err := (secret.Schedule{Interval: c.KeyRotation}).Validate(); err != nil {
+		return configErrorf("%v", err)
+	}
+	if c.Token != "" && c.TokenFile != "" {
+		return configErrorf("join token and join token file: give one")
+	}
+	if c.Insecure && (c.Token != "" || c.TokenFile != "") {
+		return configErrorf("insecure mode has no join token: drop one of them")
+	}
 	return nil
 }
 
@@ -196,6 +233,16 @@ func New(cfg Config) (d *Daemon, reterr error) {
 			return nil, err
 		}
 	}
+	if cfg.TokenFile != "" {
+		b, err := os.ReadFile(cfg.TokenFile)
+		if err != nil {
+			return nil, configErrorf("join token file: %v", err)
+		}
+		cfg.Token = strings.TrimSpace(string(b))
+	}
+	if cfg.KeyRotation < secret.RecommendedMinInterval && !cfg.Insecure {
+		cfg.Logger.Warn("key rotation interval below ten minutes: clocks of the members must agree within it", "interval", cfg.KeyRotation)
+	}
 	mtu, ifname, err := interfaceMTU(cfg.Bind)
 	if err != nil {
 		return nil, err
@@ -220,6 +267,15 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	if d.ctl, err = control.Listen(cfg.Socket); err != nil {
 		return d, err
 	}
+	gossipPort := cfg.GossipPort
+	if gossipPort == 0 {
+		gossipPort = gossip.DefaultConfig().GossipPort
+	}
+	if d.trust, err = loadTrust(context.Background(), trustConfig{SecretFile: cfg.SecretFile, JoinKeyFile: cfg.JoinKeyFile,
+		Insecure: cfg.Insecure, Key: key, Token: cfg.Token, Join: cfg.Join, Self: netip.AddrPortFrom(cfg.Bind, uint16(gossipPort)),
+		Out: cfg.Out, Log: d.log}); err != nil {
+		return d, err
+	}
 	connCfg := vtep.DefaultConnConfig()
 	connCfg.Addr = d.vtep
 	if !cfg.Offload {
@@ -239,7 +295,7 @@ func New(cfg Config) (d *Daemon, reterr error) {
 		return d, err
 	}
 	readopted := d.eps.readopt() // before gossip: see restart.go
-	if err := d.startCluster(key); err != nil {
+	if err := d.startCluster(); err != nil {
 		return d, err
 	}
 	if cfg.VNI != 0 {
@@ -253,6 +309,7 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	d.eps.readoptSettle(readopted, d.cluster.Load().agent)
 	d.eps.watch()
 	d.ctl.Serve(d.handler(), d.log)
+	d.trust.announce()
 	d.log.Info("ovlsw up", "node", cfg.Name, "vtep", d.vtep, "vni", cfg.VNI, "tap", cfg.TAP,
 		"mtu", cfg.MTU, "peers", len(cfg.Peers), "socket", cfg.Socket)
 	return d, nil
@@ -283,9 +340,10 @@ func (d *Daemon) wire(conn vtep.Conn) error {
 
 // startCluster starts gossip and hands it to the owners that read the
 // cluster.
-func (d *Daemon) startCluster(key []byte) error {
+func (d *Daemon) startCluster() error {
 	c, err := startCluster(clusterConfig{Name: d.cfg.Name, Bind: d.cfg.Bind, VTEP: d.vtep, GossipPort: d.cfg.GossipPort,
-		Key: key, Join: d.cfg.Join, Log: d.log}, d.fdb, d.sw, func(l []gossip.Network) { d.networksChanged(l) }, d.nets.served)
+		Trust: d.trust, Schedule: secret.Schedule{Interval: d.cfg.KeyRotation}, Join: d.cfg.Join, Log: d.log},
+		d.fdb, d.sw, func(l []gossip.Network) { d.networksChanged(l) }, d.nets.served)
 	if err != nil {
 		return err
 	}
@@ -321,8 +379,9 @@ func (d *Daemon) holder(vni uint32, addr netip.Addr) string {
 
 // Close leaves the cluster (withdrawing this node's bindings everywhere),
 // stops the switch, removes every TAP port (the endpoints' in their
-// namespaces too), the state file and the control socket. It is
-// idempotent.
+// namespaces too), the state file and the control socket. The cluster
+// secret and join key stay: the node rejoins with them when started again.
+// It is idempotent.
 func (d *Daemon) Close() error { return d.close(false) }
 
 // CloseForRestart stops the node so that the next New with the same state

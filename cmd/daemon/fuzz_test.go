@@ -32,7 +32,8 @@ func testDaemon(tb testing.TB) *Daemon {
 	if err := d.wire(vteptest.NewNetwork().Listen(d.vtep)); err != nil {
 		tb.Fatal(err)
 	}
-	if err := d.startCluster(nil); err != nil {
+	d.trust = &trust{log: d.log} // plain gossip, as with --insecure
+	if err := d.startCluster(); err != nil {
 		d.Close()
 		tb.Fatal(err)
 	}

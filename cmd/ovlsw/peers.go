@@ -82,3 +82,39 @@ func newKeys() *cobra.Command {
 	c.AddCommand(list)
 	return c
 }
+
+func newToken() *cobra.Command {
+	var cf clientFlags
+	var rotate bool
+	c := &cobra.Command{
+		Use:   "token [--rotate]",
+		Short: "Print this node's join token (ovlsw up --join THIS_NODE --token TOKEN); --rotate replaces it",
+		Long: `Print this node's join token. A host holding it can join the cluster
+through this node: ovlsw up --join <this node's address> --token TOKEN.
+
+--rotate replaces the token: tokens this node printed before are refused
+from then on (other members' tokens are their own). Members already in
+the cluster are not affected; they hold the cluster secret.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var tok control.Token
+			var err error
+			if rotate {
+				err = cf.call(http.MethodPost, "/v1/token", control.TokenRequest{Rotate: true}, &tok)
+			} else {
+				err = cf.get("/v1/token", &tok)
+			}
+			if err != nil {
+				return err
+			}
+			if cf.json {
+				return printJSON(os.Stdout, tok)
+			}
+			fmt.Println(tok.Token)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&rotate, "rotate", false, "replace this node's join token; tokens printed before are refused from now on")
+	cf.add(c)
+	return c
+}

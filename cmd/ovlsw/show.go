@@ -72,6 +72,11 @@ func writeStatus(out io.Writer, st control.Status) {
 	fmt.Fprintf(w, "fdb\t%d entries, %d MACs refused at the learning limits\n", st.FDB.Entries, st.FDB.Refused)
 	if g := st.Gossip; g != nil {
 		fmt.Fprintf(w, "gossip\t%s, %d members alive, encrypted: %v\n", g.Addr, g.Members, g.Encrypted)
+		if g.Cluster != "" {
+			fmt.Fprintf(w, "cluster\t%s, gossip key epoch %d, rotated every %v\n", g.Cluster, g.KeyEpoch, time.Duration(g.KeyRotation*float64(time.Second)))
+		} else {
+			fmt.Fprintf(w, "cluster\tnone: --insecure (any host reaching the gossip port can join)\n")
+		}
 		fmt.Fprintf(w, "bindings\t%d local, %d remote\n", g.LocalBindings, g.RemoteBindings)
 		fmt.Fprintf(w, "gossip messages\t%d in, %d out, %d malformed\n", g.MessagesIn, g.MessagesOut, g.Malformed)
 	}

@@ -90,6 +90,7 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.Out = c.OutOrStdout()
 
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2)
@@ -124,7 +125,11 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 	f.StringVar(&cfg.Flood, "flood", "flood", "flood policy for traffic the FDB cannot place: flood, drop, or arp=,unicast=,broadcast= with flood|drop (multicast always floods)")
 	f.StringArrayVar(&cfg.Join, "join", nil, "gossip member `HOST[:PORT]` to join (repeatable); without it the node founds a cluster")
 	f.IntVar(&cfg.GossipPort, "gossip-port", cfg.GossipPort, "gossip TCP and UDP port")
-	f.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "`FILE` holding a base64 32-byte key that encrypts gossip (AES-GCM)")
+	f.StringVar(&cfg.Token, "token", "", "join `TOKEN` printed by `ovlsw token` on the member given with --join (needed once: the node keeps the cluster secret)")
+	f.StringVar(&cfg.TokenFile, "token-file", "", "`FILE` holding the join token, instead of --token (keeps it out of the process list)")
+	f.BoolVar(&cfg.Insecure, "insecure", false, "labs only: gossip without the cluster secret (plain, or with --gossip-key-file's static key), no join token, no key rotation; any host reaching the gossip port can join")
+	f.DurationVar(&cfg.KeyRotation, "key-rotation", cfg.KeyRotation, "how long each gossip key is used before the next, the same on every member (keys derive from the cluster secret and the time)")
+	f.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "`FILE` holding a base64 32-byte cluster secret (with --insecure: a static gossip key) instead of one made by the founding node")
 	f.StringVar(&cfg.Socket, "socket", cfg.Socket, "control socket path")
 	f.StringVar(&cfg.State, "state", "", "`FILE` recording the attached containers, for a restart to take back (default: beside --socket, <socket without .sock>.state.json)")
 	f.StringVar(&cfg.Name, "name", "", "node name (default: the host name)")
@@ -152,6 +157,11 @@ func parsePeer(s string, defPort uint16) (netip.AddrPort, error) {
 // that "MAC limit per VNI" is not read as "VNI".
 var flagNames = []struct{ value, flag string }{
 	{"own bind address", "own --bind address"},
+	{"join token file", "--token-file"},
+	{"join token", "--token"},
+	{"member to join", "--join"},
+	{"insecure mode", "--insecure"},
+	{"key rotation interval", "--key-rotation"},
 	{"host port addresses", "--address"},
 	{"MAC limit per port", "--max-macs-per-port"},
 	{"MAC limit per VNI", "--max-macs-per-vni"},
