@@ -22,6 +22,9 @@ cleanup() {
 	for p in $p1 $p2; do wait "$p" 2>/dev/null || true; done
 	ip netns del "$h1" 2>/dev/null || true
 	ip netns del "$h2" 2>/dev/null || true
+	# The nodes keep the cluster secret and their join keys for a restart;
+	# the demo's cluster is gone.
+	for s in "$s1" "$s2"; do rm -f "${s%.sock}.secret" "${s%.sock}.joinkey"; done
 	echo "demo: torn down"
 }
 trap cleanup EXIT
@@ -51,7 +54,9 @@ ip netns exec "$h1" "$OVLSW" up --vni 42 --bind 192.168.91.1 \
 	--address 10.91.0.1/24 --socket "$s1" --name host1 &
 p1=$!
 wait_socket "$s1"
-ip netns exec "$h2" "$OVLSW" up --vni 42 --bind 192.168.91.2 --join 192.168.91.1 \
+# host1 founded the cluster and printed its join token; host2 joins with it.
+tok=$("$OVLSW" token --socket "$s1")
+ip netns exec "$h2" "$OVLSW" up --vni 42 --bind 192.168.91.2 --join 192.168.91.1 --token "$tok" \
 	--address 10.91.0.2/24 --socket "$s2" --name host2 &
 p2=$!
 wait_socket "$s2"

@@ -71,6 +71,11 @@ type node struct {
 	tap    string
 }
 
+// started maps the --bind address of each running node started by
+// startNode to it, so that a node joining it can ask it for its join
+// token. Tests do not run in parallel.
+var started = map[string]*node{}
+
 // socketDir is where this test process's nodes have their sockets.
 func socketDir() string {
 	return filepath.Join(os.TempDir(), fmt.Sprintf("ovlsw-e2e-%d", os.Getpid()))
@@ -87,8 +92,16 @@ func socketPath(t *testing.T, name string) string {
 }
 
 // startNode runs `ovlsw up ARGS --socket S --tap T` in ns and waits for its
-// control socket to answer.
+// control socket to answer. A node that joins one this test started gets
+// that node's join token.
 func startNode(t *testing.T, ns *testbed.Netns, name string, args ...string) *node {
+	t.Helper()
+	return startNodeToken(t, ns, name, true, args...)
+}
+
+// startNodeToken is startNode, with the join token passed only if
+// autoToken.
+func startNodeToken(t *testing.T, ns *testbed.Netns, name string, autoToken bool, args ...string) *node {
 	t.Helper()
 	n := &node{t: t, ns: ns, socket: socketPath(t, name), tap: "ovl" + name}
 	argv := []string{ovlswBinary(t), "up", "--name", name, "--socket", n.socket, "--log-level", "debug"}
@@ -96,6 +109,19 @@ func startNode(t *testing.T, ns *testbed.Netns, name string, args ...string) *no
 		argv = append(argv, "--tap", n.tap) // the host port of the default network
 	}
 	argv = append(argv, args...)
+	if autoToken && testbed.NeedsToken(args) {
+		// A node joins with the token of the node it joins, if this test
+		// started that one.
+		if to := started[args[slices.Index(args, "--join")+1]]; to != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			tok, err := testbed.JoinToken(ctx, to.socket)
+			cancel()
+			if err != nil {
+				t.Fatalf("join token of the node at %s: %v", args[slices.Index(args, "--join")+1], err)
+			}
+			argv = append(argv, "--token", tok)
+		}
+	}
 	if off := os.Getenv("OVLSW_E2E_OFFLOAD"); off != "" {
 		// The offload matrix: make test runs the end-to-end tests again
 		// with OVLSW_E2E_OFFLOAD=off.
@@ -111,6 +137,15 @@ func startNode(t *testing.T, ns *testbed.Netns, name string, args ...string) *no
 	for {
 		var st control.Status
 		if err := n.get("/v1/status", &st); err == nil {
+			if i := slices.Index(args, "--bind"); i >= 0 && i+1 < len(args) {
+				bind := args[i+1]
+				started[bind] = n
+				t.Cleanup(func() {
+					if started[bind] == n {
+						delete(started, bind)
+					}
+				})
+			}
 			return n
 		}
 		select {

@@ -12,7 +12,10 @@ package main
 //   - one binding: from running `ovlsw attach` for a container on the first
 //     node until every other node's table lists the container's MAC.
 //
-// Both are read by polling every node's /v1/fdb every gossipPoll, so they
+// and, after both, the bytes each node sends on its underlay a second at
+// rest (all of it gossip then).
+//
+// Both times are read by polling every node's /v1/fdb every gossipPoll, so they
 // are late by up to one poll round. There is no kernel or underlay
 // counterpart: those columns read n/a.
 
@@ -139,7 +142,53 @@ func (h *harness) gossipRun(ctx context.Context, run int) error {
 		return ctx.Err()
 	}
 	h.record("gossip_bind", b, took.Seconds(), run)
+	bps, err := gossipBytes(ctx, hosts)
+	if err != nil {
+		h.fail(ctx, b, "gossip: bytes at rest", err)
+		return ctx.Err()
+	}
+	h.record("gossip_bytes", b, bps, run)
 	return ctx.Err()
+}
+
+// gossipRest is the window over which gossip traffic at rest is measured:
+// several probe rounds (1 s) and gossip rounds (200 ms) of every node.
+const gossipRest = 5 * time.Second
+
+// gossipBytes returns the bytes a node sends on its underlay a second at
+// rest, averaged over the nodes: with no overlay traffic, that is gossip
+// (probes, acks, gossip rounds, push/pull), encrypted or not.
+func gossipBytes(ctx context.Context, hosts []*testbed.Netns) (float64, error) {
+	sent := func() (uint64, error) {
+		var sum uint64
+		for _, h := range hosts {
+			out, err := h.Run(ctx, "cat", "/sys/class/net/ul0/statistics/tx_bytes")
+			if err != nil {
+				return 0, err
+			}
+			n, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("ul0 tx_bytes %q: %w", out, err)
+			}
+			sum += n
+		}
+		return sum, nil
+	}
+	before, err := sent()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(gossipRest):
+	}
+	after, err := sent()
+	if err != nil {
+		return 0, err
+	}
+	return float64(after-before) / float64(len(hosts)) / time.Since(start).Seconds(), nil
 }
 
 // startCluster starts a node in each host, the first founding the cluster
@@ -155,6 +204,7 @@ func (h *harness) startCluster(ctx context.Context, bed *testbed.Bed, hosts []*t
 		argv := []string{h.opts.Ovlsw, "up", "--name", nd.name, "--bind", ul[i].String(),
 			"--vni", strconv.Itoa(vni), "--address", nd.address.String(), "--socket", nd.socket,
 			"--tap", nd.tap, "--log-level", "warn"}
+		argv = append(argv, h.opts.UpArgs...)
 		nodes[i] = nd
 		if i == 0 {
 			// The others join it, so it must be up first: its control
@@ -166,6 +216,13 @@ func (h *harness) startCluster(ctx context.Context, bed *testbed.Bed, hosts []*t
 			continue
 		}
 		argv = append(argv, "--join", ul[0].String())
+		if testbed.NeedsToken(argv) && hasFlag(ctx, h.opts.Ovlsw, "--token", "up") {
+			tok, err := testbed.JoinToken(ctx, nodes[0].socket)
+			if err != nil {
+				return nil, 0, fmt.Errorf("join token of %s: %w", nodes[0].name, err)
+			}
+			argv = append(argv, "--token", tok)
+		}
 		proc, err := host.Start(ctx, argv...)
 		if err != nil {
 			return nil, 0, err

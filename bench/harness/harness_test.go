@@ -29,7 +29,7 @@ func TestQuickRun(t *testing.T) {
 		"tcp1": all, "tcp4": all, "udp_pps": all, "udp_loss": all, "ping_p50": all, "ping_p99": all,
 		"tcp_rr": all, "cpu_gb_tcp1": all, "cpu_gb_tcp4": all, "ovlsw_cpu_tcp1": ovlsw, "rss": ovlsw,
 		"fdb_empty": overlays, "fdb_full": overlays, "fdb_entries": overlays, "fdb_rss": ovlsw,
-		"gossip_join": ovlsw, "gossip_bind": ovlsw,
+		"gossip_join": ovlsw, "gossip_bind": ovlsw, "gossip_bytes": ovlsw,
 	}
 	for _, n := range opts.ScalePairs {
 		want[scaleID(n)] = all
@@ -67,7 +67,7 @@ func TestQuickRun(t *testing.T) {
 	if rw := got["tcp1"]; rw != nil && rw.Ratios[buildOvlsw+"/"+buildKernel] == 0 {
 		t.Errorf("no ovlsw/kernel ratio for TCP 1 stream: %+v", rw.Ratios)
 	}
-	for _, id := range []string{"gossip_join", "gossip_bind"} {
+	for _, id := range []string{"gossip_join", "gossip_bind", "gossip_bytes"} {
 		if rw := got[id]; rw != nil && (rw.TODO != "" || len(rw.Values) != 1 ||
 			!slices.Equal(rw.NotApplicable, []string{buildUnderlay, buildKernel}) || len(rw.Ratios) != 0) {
 			t.Errorf("%s: want an ovlsw value only, kernel and underlay n/a, no ratios; got %+v", id, rw)

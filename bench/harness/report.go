@@ -27,7 +27,7 @@ type rowDef struct {
 
 // onlyBuild names, by row id, the one build a row applies to; the others
 // read n/a.
-var onlyBuild = map[string]string{"gossip_join": buildOvlsw, "gossip_bind": buildOvlsw}
+var onlyBuild = map[string]string{"gossip_join": buildOvlsw, "gossip_bind": buildOvlsw, "gossip_bytes": buildOvlsw}
 
 // rowDefs returns the rows in report order.
 func rowDefs(opts options) []rowDef {
@@ -55,6 +55,7 @@ func rowDefs(opts options) []rowDef {
 		rowDef{"fdb_rss", scenarioFDB, "ovlsw peak RSS after the fill, before any FDB listing", "MiB"},
 		rowDef{"gossip_join", scenarioGossip, gossipLabel(opts) + ": join, until every FDB holds every node's host port", "s"},
 		rowDef{"gossip_bind", scenarioGossip, gossipLabel(opts) + ": one new binding (attach) reaches every node", "s"},
+		rowDef{"gossip_bytes", scenarioGossip, gossipLabel(opts) + ": gossip sent per node at rest", "B/s"},
 	)
 }
 

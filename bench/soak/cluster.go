@@ -171,6 +171,11 @@ func (s *soak) build(ctx context.Context) error {
 		n.argv = []string{s.opts.Ovlsw, "up", "--name", n.name, "--bind", ul[i].String(), "--socket", n.socket}
 		if i > 0 {
 			n.argv = append(n.argv, "--join", ul[0].String())
+			tok, err := testbed.JoinToken(ctx, s.nodes[0].socket)
+			if err != nil {
+				return fmt.Errorf("join token of %s: %w", s.nodes[0].name, err)
+			}
+			n.argv = append(n.argv, "--token", tok)
 		}
 		if err := s.startNode(ctx, n); err != nil {
 			return err
