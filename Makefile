@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
 
-.PHONY: scale deps help build test unit race lint fuzz bench bench-go integ tidy-check demo install clean
+.PHONY: join-times scale deps help build test unit race lint fuzz bench bench-go integ tidy-check demo install clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ SOAKFLAGS ?=
 .PHONY: soak
 soak: build ## 3 nodes under faults with traffic, 10 min by default: gaps, leaks, FDB, RSS (root; SOAKFLAGS=--quick, --duration 30m, --json)
 	$(GO) run ./bench/soak --ovlsw $(BIN)/ovlsw $(SOAKFLAGS)
+
+join-times: ## join time with the token exchange, with the secret kept, and --insecure: medians of 10 (root)
+	OVLSW_JOIN_TIMES=$${OVLSW_JOIN_TIMES:-10} $(GO) test -count=1 -v -run TestJoinTime -timeout 10m ./bench/e2e/
 
 integ: ## end-to-end tests only (root)
 	$(GO) test -count=1 -v -run 'E2E' ./bench/...
