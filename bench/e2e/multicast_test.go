@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -150,4 +151,41 @@ func floodOnce(t *testing.T, h *testbed.Netns, n *node, addr netip.Addr) []netip
 		dsts = append(dsts, d)
 	}
 	return dsts
+}
+
+// TestFloodFigure measures, for the closing note of issue 19, how many
+// underlay datagrams one broadcast costs its sender with N ovlsw nodes
+// (OVLSW_FLOOD_NODES=N, e.g. 10), head-end replication against multicast
+// mode. It asserts only that the broadcast left.
+func TestFloodFigure(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("OVLSW_FLOOD_NODES"))
+	if n < 2 {
+		t.Skip("set OVLSW_FLOOD_NODES=N to count the datagrams of one broadcast among N nodes")
+	}
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{{"head-end", nil}, {"multicast", []string{"--group", mcastGroup}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			hosts, ul, nodes := mcastLAN(t, n, 0, append(mode.args, "--log-level", "warn")...)
+			// Every node's VNI membership has reached the sender.
+			if !poll(60*time.Second, func() bool {
+				peers := 0
+				for _, p := range nodes[0].status().Peers {
+					if p.Addr.Addr().IsMulticast() {
+						continue
+					}
+					peers++
+				}
+				return peers == n-1
+			}) {
+				t.Fatalf("the sender does not see %d peers: %s", n-1, jsonString(nodes[0].status()))
+			}
+			to := floodOnce(t, hosts[0], nodes[0], ul[0])
+			if len(to) == 0 {
+				t.Fatal("the broadcast did not leave")
+			}
+			t.Logf("FIGURE %s, %d nodes: one broadcast = %d underlay datagrams from its sender", mode.name, n, len(to))
+		})
+	}
 }
