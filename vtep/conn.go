@@ -228,6 +228,18 @@ type ConnConfig struct {
 	// so its order is kept. Every reader must then be read. At most 64
 	// (maxReaders).
 	Readers int
+	// Group, if valid, is a multicast group of Addr's family that the
+	// conn joins (group.go): one more receive socket, bound to the group
+	// and Addr's port and read through Conn.Readers, takes what is sent
+	// to it, and every socket sends to multicast destinations out of
+	// GroupInterface with TTL GroupTTL, without looping them back.
+	Group netip.Addr
+	// GroupInterface is the index of the interface Group is joined on
+	// and sent to through; 0 lets the kernel pick by route.
+	GroupInterface int
+	// GroupTTL is the TTL (IPv6: hop limit) of datagrams sent to a group;
+	// 0 means 1, the local segment, as for the kernel's vxlan device.
+	GroupTTL int
 }
 
 // DefaultConnConfig returns the configuration ovlsw uses unless told

@@ -242,6 +242,13 @@ func Listen(cfg ConnConfig) (_ Conn, reterr error) {
 	}
 	c.gso.Store(gso)
 	c.gsoBug = gsoBug
+	if cfg.Group.IsValid() {
+		f, err := c.joinGroup(cfg) // group_linux.go
+		if err != nil {
+			return nil, fail("", fmt.Errorf("group %v: %w", cfg.Group, err))
+		}
+		files = append(files, f)
+	}
 	return c, nil
 }
 

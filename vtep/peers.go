@@ -35,14 +35,18 @@ type peer struct {
 	addr    netip.AddrPort
 	vnis    []uint32 // sorted; empty for a member that is no VNI's peer
 	member  bool     // an alive gossip member: may send frames of any VNI
+	open    []uint32 // the VNIs in multicast mode (group.go): anyone may send their frames
 	traffic *trafficCounters
 }
 
 func (p *peer) serves(vni uint32) bool { return slices.Contains(p.vnis, vni) }
 
 // accepts reports whether frames of vni (a VNI with local ports) are taken
-// from p: it is a peer of the VNI or an alive member.
-func (p *peer) accepts(vni uint32) bool { return p.member || p.serves(vni) }
+// from p: it is a peer of the VNI or an alive member, or the VNI is in
+// multicast mode.
+func (p *peer) accepts(vni uint32) bool {
+	return p.member || p.serves(vni) || slices.Contains(p.open, vni)
+}
 
 // peerSet is a snapshot of the peers and members, by underlay address (the
 // key frames from the wire are looked up by) and of the peers by VNI (the
@@ -50,6 +54,12 @@ func (p *peer) accepts(vni uint32) bool { return p.member || p.serves(vni) }
 type peerSet struct {
 	byAddr map[netip.Addr]*peer
 	byVNI  map[uint32][]*peer
+
+	// Multicast mode (group.go): the flood list of each VNI in it (its
+	// group), those VNIs sorted, and the template of a stranger.
+	flood    map[uint32][]*peer
+	open     []uint32
+	stranger peer
 }
 
 // SetPeers sets the member VTEPs the control plane reports for vni (not
@@ -145,6 +155,7 @@ func (s *Switch) rebuildPeersLocked() {
 		}
 		p.member = true
 	}
+	s.addGroupsLocked(next)
 	for _, p := range next.byAddr {
 		slices.Sort(p.vnis)
 	}

@@ -27,6 +27,9 @@ type recvScratch struct {
 	local localQueue
 	gro   *offload.GRO // made on first use by a vnet-layout switch
 	memo  rxMemo       // the last frame's table work, for this batch
+	// stranger stands in for a sender that is neither a peer nor a
+	// member, for VNIs in multicast mode (group.go).
+	stranger peer
 }
 
 // rxMemo is what the table said for the last frame received in a batch:
@@ -95,6 +98,9 @@ func (s *Switch) receiveBatch(msgs []Message, rs *recvScratch) {
 			seg = len(b)
 		}
 		from := peers.byAddr[m.Addr.Addr()]
+		if from == nil {
+			from = rs.strangerAt(m.Addr.Addr(), peers)
+		}
 		for len(b) > 0 {
 			d := b[:min(seg, len(b))]
 			b = b[len(d):]

@@ -304,8 +304,8 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			}
 		}
 		// Broadcast, multicast, unknown unicast: every other port of the
-		// VNI and every member VTEP (head-end replication), as the VNI's
-		// flood policy allows.
+		// VNI and every member VTEP (head-end replication) or the VNI's
+		// group (group.go), as the VNI's flood policy allows.
 		if !s.mayFlood(p.vni, &c, q) || !p.floodToken(now) {
 			continue
 		}
@@ -314,7 +314,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 				local.add(dp, pkt)
 			}
 		}
-		s.toPeers(p, sc, pkt, frame, h, &c, peers.byVNI[p.vni])
+		s.toPeers(p, sc, pkt, frame, h, &c, peers.floodList(p.vni))
 	}
 	p.traffic.rx(n, rxBytes)
 	s.flushLocal(local)

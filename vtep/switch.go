@@ -130,6 +130,7 @@ type Switch struct {
 	gossipPeers map[uint32][]netip.AddrPort     // per-VNI member VTEPs, as SetPeers set them
 	members     []netip.AddrPort                // alive members' VTEPs, as SetMembers set them
 	counters    map[netip.Addr]*trafficCounters // per-peer counters, kept across changes
+	groups      map[uint32]netip.AddrPort       // VNIs in multicast mode, as SetGroup set them (group.go)
 
 	policies atomic.Pointer[map[uint32]FloodPolicy] // copy-on-write under mu
 

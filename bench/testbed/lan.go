@@ -21,6 +21,12 @@ func (b *Bed) LAN(subnet netip.Prefix, hosts ...*Netns) ([]netip.Addr, error) {
 	if _, err := sw.Run(ctx, "ip", "link", "add", "br0", "type", "bridge"); err != nil {
 		return nil, err
 	}
+	// A plain switch: multicast floods to every port. IGMP snooping would
+	// forward a group only to ports that reported it, and without a
+	// querier on the segment that depends on timing.
+	if _, err := sw.Run(ctx, "ip", "link", "set", "br0", "type", "bridge", "mcast_snooping", "0"); err != nil {
+		return nil, err
+	}
 	if _, err := sw.Run(ctx, "ip", "link", "set", "br0", "up"); err != nil {
 		return nil, err
 	}

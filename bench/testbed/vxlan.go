@@ -52,6 +52,11 @@ type VXLANOpts struct {
 	MTU int
 	// Port is the UDP port, source and destination. 0 means 4789.
 	Port int
+	// Group, if valid, puts the device in group mode (`group GROUP dev
+	// Dev`): broadcast and unknown traffic go to the multicast group, and
+	// it takes what is sent there. Dev is the underlay interface.
+	Group netip.Addr
+	Dev   string
 }
 
 // withDefaults validates o and fills in MTU and Port.
@@ -111,6 +116,9 @@ func KernelVXLAN(ns *Netns, opts VXLANOpts) error {
 	argv := []string{"ip", "-n", ns.Name, "link", "add", o.Name, "type", "vxlan",
 		"id", strconv.FormatUint(uint64(o.VNI), 10), "dstport", strconv.Itoa(o.Port),
 		"local", o.Local.String()}
+	if o.Group.IsValid() {
+		argv = append(argv, "group", o.Group.String(), "dev", o.Dev)
+	}
 	if !o.Learning {
 		argv = append(argv, "nolearning")
 	}

@@ -44,6 +44,14 @@ type Config struct {
 	// FloodRate limits each port's broadcast, multicast and unknown-unicast
 	// frames a second (vtep.PortConfig.FloodRate); 0 means no limit.
 	FloodRate int
+	// Group puts the default network in multicast mode (group.go): its
+	// floods go to this underlay multicast group, joined on GroupDev
+	// (empty: the interface holding Bind) and sent with TTL GroupTTL (0:
+	// 1), and its datagrams are accepted from any sender. Zero: head-end
+	// replication.
+	Group    netip.Addr
+	GroupDev string
+	GroupTTL int
 	// Offload turns on the fast path's offloads where the kernel has them:
 	// virtio-net headers with TSO and checksum offload on the TAPs, UDP
 	// GSO and GRO and a pool of source ports on the VXLAN socket.
@@ -158,6 +166,9 @@ func (c *Config) Validate() error {
 		if p.Addr().Is4() != c.Bind.Is4() {
 			return configErrorf("peer %v and bind address %v are of different IP families", p, c.Bind)
 		}
+	}
+	if err := c.validateGroup(); err != nil {
+		return err
 	}
 	if c.TAP == "" && c.VNI != 0 {
 		c.TAP = fmt.Sprintf("ovl%d", c.VNI)
@@ -281,6 +292,9 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	if !cfg.Offload {
 		connCfg.GSO, connCfg.GRO, connCfg.SourcePorts, connCfg.Readers = false, false, 0, 1
 	}
+	if err := cfg.groupConn(ifname, &connCfg); err != nil {
+		return d, err
+	}
 	conn, err := vtep.Listen(connCfg)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -300,6 +314,9 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	}
 	if cfg.VNI != 0 {
 		if err := d.nets.create(gossip.Network{Name: DefaultNetwork, VNI: cfg.VNI, Subnet: cfg.Subnet, Gateway: cfg.Gateway}); err != nil {
+			return d, err
+		}
+		if err := d.setGroup(); err != nil {
 			return d, err
 		}
 		if d.host, err = addHostPort(cfg, d.mtu, d.sw, d.fdb); err != nil {

@@ -19,7 +19,7 @@ import (
 
 func newUp() *cobra.Command {
 	cfg := daemon.DefaultConfig()
-	var bind, logLevel, subnet, gateway, offload string
+	var bind, logLevel, subnet, gateway, offload, group string
 	var peers, addrs []string
 	var vni uint32
 	var port uint16
@@ -63,6 +63,11 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 				}
 			}
 			cfg.VNI, cfg.Port = vni, port
+			if group != "" {
+				if cfg.Group, err = netip.ParseAddr(group); err != nil {
+					return fmt.Errorf("--group %q is not an IP address", group)
+				}
+			}
 			for _, p := range peers {
 				ap, err := parsePeer(p, port)
 				if err != nil {
@@ -113,6 +118,9 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 	f.StringVar(&subnet, "subnet", "", "`CIDR` of the default network, from which attach allocates addresses")
 	f.StringVar(&gateway, "gateway", "", "gateway `IP` of the default network (attached containers get a default route via it)")
 	f.Uint16Var(&port, "port", cfg.Port, "VXLAN UDP port")
+	f.StringVar(&group, "group", "", "underlay multicast `GROUP` for the default network (--vni): broadcast and unknown traffic go to it once instead of to every peer, and datagrams of the VNI are accepted from any sender on the underlay (as a kernel vxlan device in group mode)")
+	f.StringVar(&cfg.GroupDev, "group-dev", "", "`IFNAME` to join --group on and send to it through (default: the interface holding --bind)")
+	f.IntVar(&cfg.GroupTTL, "group-ttl", 0, "TTL of datagrams sent to --group (default 1: the local segment)")
 	f.StringArrayVar(&peers, "peer", nil, "static remote VTEP `IP[:PORT]` (repeatable); broadcast and unknown traffic is replicated to each")
 	f.StringVar(&cfg.TAP, "tap", "", "host TAP port name (default ovl<VNI>)")
 	f.IntVar(&cfg.MTU, "mtu", 0, "overlay MTU (default: MTU of the --bind interface minus 50)")
@@ -157,6 +165,9 @@ func parsePeer(s string, defPort uint16) (netip.AddrPort, error) {
 // that "MAC limit per VNI" is not read as "VNI".
 var flagNames = []struct{ value, flag string }{
 	{"own bind address", "own --bind address"},
+	{"multicast interface", "--group-dev"},
+	{"multicast group", "--group"},
+	{"multicast TTL", "--group-ttl"},
 	{"join token file", "--token-file"},
 	{"join token", "--token"},
 	{"member to join", "--join"},

@@ -1,0 +1,131 @@
+//go:build linux
+
+package vtep
+
+// This file holds the Linux conn's side of multicast mode (group.go): the
+// socket that joins the group and receives what is sent to it, and the
+// multicast options of the sending sockets.
+//
+// Design notes: the conn's receive sockets are bound to the node's unicast
+// address, so the kernel never hands them datagrams sent to a group (a
+// bound address must match the destination). The group gets a socket of
+// its own, bound to the group address and the VXLAN port: it takes only
+// what is sent to the group, and IP_MULTICAST_ALL off keeps other groups
+// that other sockets of the host joined away from it. Binding to the
+// wildcard address instead would clash with the unicast sockets' port and
+// hand every datagram to both.
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// joinGroup opens the group's receive socket, joined on cfg.GroupInterface,
+// adds it to the conn's readers, and sets the multicast options of every
+// sending socket. On failure it returns the operation and errno; the
+// socket, if opened, is closed.
+func (c *linuxConn) joinGroup(cfg ConnConfig) (*os.File, error) {
+	g := cfg.Group.Unmap()
+	switch {
+	case !g.IsMulticast():
+		return nil, fmt.Errorf("group %v is not a multicast address", g)
+	case g.Is6() != c.v6:
+		return nil, fmt.Errorf("group %v and bound address %v are of different IP families", g, c.local.Addr())
+	case cfg.GroupTTL < 0 || cfg.GroupTTL > 255:
+		return nil, fmt.Errorf("group TTL %d out of range [0, 255]", cfg.GroupTTL)
+	}
+	ttl := cfg.GroupTTL
+	if ttl == 0 {
+		ttl = 1
+	}
+	for _, rc := range c.tx {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = setMulticastSend(int(fd), c.v6, cfg.GroupInterface, ttl) }); err != nil {
+			return nil, err
+		}
+		if serr != nil {
+			return nil, serr
+		}
+	}
+	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(c.local.Port()), Addr: g.As4()}
+	if c.v6 {
+		sa = &unix.SockaddrInet6{Port: int(c.local.Port()), ZoneId: uint32(cfg.GroupInterface), Addr: g.As16()}
+	}
+	fd, op, err := udpSocket(sa, c.v6, false, cfg.SocketBuffer, 0, false)
+	if err != nil {
+		return nil, os.NewSyscallError(op, err)
+	}
+	if op, err := joinMembership(fd, g, cfg.GroupInterface); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError(op, err)
+	}
+	gro := c.gro && enableGRO(fd)
+	f := os.NewFile(uintptr(fd), "udp:"+netip.AddrPortFrom(g, c.local.Port()).String())
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r := &connReader{c: c, f: f, rc: rc, rd: newMmsgs(c.batch, false, gro)}
+	c.rx = append(c.rx, r)
+	c.readers = append(c.readers, r)
+	return f, nil
+}
+
+// joinMembership joins group g on interface ifindex (0: the kernel picks
+// by route) and turns IP_MULTICAST_ALL off, so only g is received.
+func joinMembership(fd int, g netip.Addr, ifindex int) (op string, err error) {
+	if g.Is6() {
+		if err := unix.SetsockoptIPv6Mreq(fd, unix.IPPROTO_IPV6, unix.IPV6_JOIN_GROUP,
+			&unix.IPv6Mreq{Multiaddr: g.As16(), Interface: uint32(ifindex)}); err != nil {
+			return "setsockopt IPV6_JOIN_GROUP", err
+		}
+		// Kernel 4.20 and later; older ones deliver as if on, which the
+		// group address bound already narrows to this group's port.
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_ALL, 0)
+		return "", nil
+	}
+	if err := unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP,
+		&unix.IPMreqn{Multiaddr: g.As4(), Ifindex: int32(ifindex)}); err != nil {
+		return "setsockopt IP_ADD_MEMBERSHIP", err
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0); err != nil {
+		return "setsockopt IP_MULTICAST_ALL", err
+	}
+	return "", nil
+}
+
+// setMulticastSend makes a sending socket send to groups out of ifindex (0:
+// by route) with the given TTL (hop limit), and not loop them back to this
+// host: the node's own floods must not come back to it.
+func setMulticastSend(fd int, v6 bool, ifindex, ttl int) error {
+	set := func(level, opt, v int, name string) error {
+		if err := unix.SetsockoptInt(fd, level, opt, v); err != nil {
+			return os.NewSyscallError("setsockopt "+name, err)
+		}
+		return nil
+	}
+	if v6 {
+		if ifindex != 0 {
+			if err := set(unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, ifindex, "IPV6_MULTICAST_IF"); err != nil {
+				return err
+			}
+		}
+		if err := set(unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_LOOP, 0, "IPV6_MULTICAST_LOOP"); err != nil {
+			return err
+		}
+		return set(unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, ttl, "IPV6_MULTICAST_HOPS")
+	}
+	if ifindex != 0 {
+		if err := unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(ifindex)}); err != nil {
+			return os.NewSyscallError("setsockopt IP_MULTICAST_IF", err)
+		}
+	}
+	if err := set(unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0, "IP_MULTICAST_LOOP"); err != nil {
+		return err
+	}
+	return set(unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, ttl, "IP_MULTICAST_TTL")
+}
