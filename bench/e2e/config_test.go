@@ -78,11 +78,14 @@ func TestE2EConfigService(t *testing.T) {
 	}
 	next("RELOADING=1")
 	next("READY=1")
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(proc.Output(), "configuration reloaded") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	waitLog := func(want string) string { // the output pipe may lag the notification
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(proc.Output(), want) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return proc.Output()
 	}
-	log := proc.Output()
+	log := waitLog("configuration reloaded")
 	for _, want := range []string{
 		`msg="not applied: bind changed; restart to apply"`,
 		`changed=flood-rate,log-level`,
@@ -103,7 +106,7 @@ func TestE2EConfigService(t *testing.T) {
 	}
 	next("RELOADING=1")
 	next("READY=1")
-	if log := proc.Output(); !strings.Contains(log, "reload: configuration not changed") {
+	if log := waitLog("reload: configuration not changed"); !strings.Contains(log, "reload: configuration not changed") {
 		t.Errorf("bad file on SIGHUP not logged:\n%s", log)
 	}
 
