@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
 
-.PHONY: join-times scale deps help build test unit race lint fuzz bench bench-go integ tidy-check demo install clean
+.PHONY: join-times scale deps help build test unit race lint fuzz bench bench-go integ tidy-check demo install uninstall clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -73,12 +73,24 @@ demo: deps build ## two nodes in network namespaces, a ping across, torn down (r
 	sh ./bench/demo.sh $(BIN)/ovlsw
 
 CNI_BIN_DIR ?= $(DESTDIR)/opt/cni/bin
-install: build ## install ovlsw, ovlsw-attach, ovlsw-cni into PREFIX/bin, and ovlsw-cni into CNI_BIN_DIR
+UNIT_DIR    ?= $(PREFIX)/lib/systemd/system
+CONF_DIR    ?= /etc/ovlsw
+install: build ## install ovlsw, ovlsw-attach, ovlsw-cni into PREFIX/bin, ovlsw-cni into CNI_BIN_DIR, the systemd unit and a sample /etc/ovlsw/ovlsw.yaml
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ovlsw-cni ./cmd/ovlsw-cni
 	install -D -m 0755 $(BIN)/ovlsw $(DESTDIR)$(PREFIX)/bin/ovlsw
 	install -D -m 0755 $(BIN)/ovlsw-cni $(DESTDIR)$(PREFIX)/bin/ovlsw-cni
 	install -D -m 0755 cmd/ovlsw-attach/ovlsw-attach $(DESTDIR)$(PREFIX)/bin/ovlsw-attach
 	install -D -m 0755 $(BIN)/ovlsw-cni $(CNI_BIN_DIR)/ovlsw-cni
+	install -d $(DESTDIR)$(UNIT_DIR)
+	sed 's|/usr/local/bin/ovlsw|$(PREFIX)/bin/ovlsw|' cmd/ovlsw/ovlsw.service > $(DESTDIR)$(UNIT_DIR)/ovlsw.service
+	chmod 0644 $(DESTDIR)$(UNIT_DIR)/ovlsw.service
+	@# the sample configuration, never over an existing one
+	[ -e $(DESTDIR)$(CONF_DIR)/ovlsw.yaml ] || install -D -m 0644 cmd/ovlsw/ovlsw.yaml $(DESTDIR)$(CONF_DIR)/ovlsw.yaml
+
+uninstall: ## remove what install put in place (the configuration only if unchanged from the sample)
+	rm -f $(DESTDIR)$(PREFIX)/bin/ovlsw $(DESTDIR)$(PREFIX)/bin/ovlsw-cni $(DESTDIR)$(PREFIX)/bin/ovlsw-attach $(CNI_BIN_DIR)/ovlsw-cni
+	rm -f $(DESTDIR)$(UNIT_DIR)/ovlsw.service
+	if cmp -s cmd/ovlsw/ovlsw.yaml $(DESTDIR)$(CONF_DIR)/ovlsw.yaml; then rm -f $(DESTDIR)$(CONF_DIR)/ovlsw.yaml; rmdir $(DESTDIR)$(CONF_DIR) 2>/dev/null || true; fi
 
 clean: ## remove build output
 	rm -rf $(BIN)

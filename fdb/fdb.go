@@ -554,6 +554,16 @@ func (t *Table) mayLearnLocked(vni uint32, loc Location, moved bool) bool {
 	return t.cfg.MaxPerPort <= 0 || !loc.IsLocal() || t.perPort[loc.Port] < t.cfg.MaxPerPort
 }
 
+// SetLimits changes Config.MaxPerPort and MaxPerVNI at run time (a
+// configuration reload). Lowering a limit evicts nothing: entries already
+// learned stay until they age out, and no new MAC is learned until the
+// count is below the new limit. It takes the write lock briefly.
+func (t *Table) SetLimits(perPort, perVNI int) {
+	t.mu.Lock()
+	t.cfg.MaxPerPort, t.cfg.MaxPerVNI = perPort, perVNI
+	t.mu.Unlock()
+}
+
 // Refused returns how many MACs the learning limits kept out.
 func (t *Table) Refused() uint64 { return t.refused.Load() }
 

@@ -404,6 +404,48 @@ func TestLearningLimits(t *testing.T) {
 	}
 }
 
+// TestSetLimits: limits changed at run time apply to the next MAC learned,
+// lowering one evicts nothing, and changing them while the data plane
+// learns is safe (run with -race).
+func TestSetLimits(t *testing.T) {
+	tb := New(Config{MaxPerPort: 2})
+	mac := func(i int) MAC { return MAC{2, 0, 0, 0, byte(i >> 8), byte(i)} }
+	for i := range 4 {
+		tb.Learn(Key{42, mac(i)}, Location{Port: 1}, OriginLocal, 1)
+	}
+	if got := tb.Len(); got != 2 {
+		t.Fatalf("entries at the limit 2: %d", got)
+	}
+	tb.SetLimits(3, 0)
+	if !tb.Learn(Key{42, mac(10)}, Location{Port: 1}, OriginLocal, 1) {
+		t.Error("raised limit: the third MAC was refused")
+	}
+	if tb.Learn(Key{42, mac(11)}, Location{Port: 1}, OriginLocal, 1) {
+		t.Error("the fourth MAC was learned past the raised limit 3")
+	}
+	tb.SetLimits(1, 0)
+	if got := tb.Len(); got != 3 {
+		t.Errorf("lowering the limit evicted: %d entries, want 3", got)
+	}
+	tb.SetLimits(0, 1) // no port limit; one per VNI
+	if tb.Learn(Key{42, mac(12)}, Location{Port: 2}, OriginLocal, 1) {
+		t.Error("learned past the VNI limit")
+	}
+	if !tb.Learn(Key{43, mac(12)}, Location{Port: 2}, OriginLocal, 1) {
+		t.Error("VNI 43 refused under its own limit")
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 1000 {
+			tb.Learn(Key{44, mac(i)}, Location{Port: 5}, OriginLocal, 1)
+		}
+	})
+	for i := range 100 {
+		tb.SetLimits(i, 1000-i)
+	}
+	wg.Wait()
+}
+
 // TestLookupIPVouched: an address is reported only while its MAC's entry
 // was seen locally or installed by the control plane.
 func TestLookupIPVouched(t *testing.T) {

@@ -83,6 +83,11 @@ type Config struct {
 	// token of a cluster it founds. Nil discards.
 	Out    io.Writer
 	Logger *slog.Logger // nil discards
+	// LogLevel is the level of Logger's handler, and LevelVar, if the
+	// handler takes its level from one, lets Reload change it; nil: the
+	// level is fixed.
+	LogLevel slog.Level
+	LevelVar *slog.LevelVar
 }
 
 // DefaultConfig returns the defaults `ovlsw up` starts from.
@@ -121,6 +126,7 @@ type Daemon struct {
 	trust   *trust                  // the cluster secret and join key; set once in New
 	cluster atomic.Pointer[cluster] // nil until gossip runs
 	ctl     *control.Server
+	conf    *reloader // the configuration as given, and Reload (reload.go)
 }
 
 // ConfigError is a Config value that cannot be used. Its message names the
@@ -225,6 +231,7 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	given := cfg // before the defaults below: what a reload compares with
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -266,6 +273,7 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	}
 
 	d = &Daemon{cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, cfg.Port), mtu: cfg.MTU}
+	d.conf = newReloader(given)
 	defer func() {
 		if reterr != nil {
 			// Endpoints taken back from the state file stay for the next
@@ -337,6 +345,11 @@ func New(cfg Config) (d *Daemon, reterr error) {
 // the network registry, address allocation and the endpoints.
 func (d *Daemon) wire(conn vtep.Conn) error {
 	cfg := d.cfg
+	if d.conf == nil { // a node built without New (tests)
+		given := cfg
+		_ = given.Validate() // the defaults it fills in, as New's
+		d.conf = newReloader(given)
+	}
 	d.fdb = fdb.New(fdb.Config{Ageing: cfg.Ageing, MaxPerPort: cfg.MaxMACsPerPort, MaxPerVNI: cfg.MaxMACsPerVNI})
 	var err error
 	if d.sw, err = vtep.New(vtep.Config{Conn: conn, FDB: d.fdb, Logger: cfg.Logger, StaticPeers: cfg.Peers,

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ovlsw/ovlsw/cmd/control"
@@ -76,6 +77,8 @@ type endpoints struct {
 	alloc *allocator
 	nets  *networks
 
+	floodRate atomic.Int64 // cfg.FloodRate, which a reload changes (reload.go)
+
 	// mu guards the endpoints and the state file, which is rewritten under
 	// it on every change.
 	mu          sync.Mutex
@@ -98,8 +101,10 @@ type attached struct {
 }
 
 func newEndpoints(cfg endpointsConfig, sw *vtep.Switch, t *fdb.Table, alloc *allocator, nets *networks) *endpoints {
-	return &endpoints{cfg: cfg, log: cfg.Log, sw: sw, fdb: t, alloc: alloc, nets: nets,
+	e := &endpoints{cfg: cfg, log: cfg.Log, sw: sw, fdb: t, alloc: alloc, nets: nets,
 		byPort: map[int]*attached{}, attaching: map[string]struct{}{}}
+	e.floodRate.Store(int64(cfg.FloodRate))
+	return e
 }
 
 // attach puts a new port of a network into a network namespace. An
@@ -208,7 +213,7 @@ func (e *endpoints) claim(req attachRequest, n gossip.Network, avoid map[netip.A
 		return nil, fmt.Errorf("attach: create TAP: %w", err)
 	}
 	pc := vtep.PortConfig{Name: c.name, VNI: n.VNI, Device: c.dev, MTU: n.MTU,
-		Secure: req.Secure, MAC: mac, IPs: []netip.Addr{addr.Addr()}, FloodRate: e.cfg.FloodRate}
+		Secure: req.Secure, MAC: mac, IPs: []netip.Addr{addr.Addr()}, FloodRate: int(e.floodRate.Load())}
 	if c.port, err = e.sw.AddPort(pc); err != nil {
 		c.dev.Close()
 		return nil, fmt.Errorf("attach: %w", err)

@@ -45,8 +45,8 @@ var _ networkServer = (*vtep.Switch)(nil)
 // advertiser).
 type networks struct {
 	log      *slog.Logger
-	maxMTU   int    // the underlay MTU minus the VXLAN overhead
-	defFlood string // flood policy of networks created without one
+	maxMTU   int                    // the underlay MTU minus the VXLAN overhead
+	defFlood atomic.Pointer[string] // flood policy of networks created without one; a reload changes it
 	sw       networkServer
 	onVNIs   func() // the VNI set changed; must not block
 
@@ -61,7 +61,8 @@ type networks struct {
 }
 
 func newNetworks(log *slog.Logger, maxMTU int, defFlood string, sw networkServer, onVNIs func()) *networks {
-	r := &networks{log: log, maxMTU: maxMTU, defFlood: defFlood, sw: sw, onVNIs: onVNIs, byName: map[string]gossip.Network{}}
+	r := &networks{log: log, maxMTU: maxMTU, sw: sw, onVNIs: onVNIs, byName: map[string]gossip.Network{}}
+	r.defFlood.Store(&defFlood)
 	r.vnis.Store(&[]uint32{})
 	return r
 }
@@ -105,7 +106,7 @@ func checkNetwork(n *gossip.Network, maxMTU int, defFlood string) error {
 // identical network of the same name is accepted as is (ovlsw up --vni on
 // every node of a cluster).
 func (r *networks) create(n gossip.Network) error {
-	if err := checkNetwork(&n, r.maxMTU, r.defFlood); err != nil {
+	if err := checkNetwork(&n, r.maxMTU, *r.defFlood.Load()); err != nil {
 		return err
 	}
 	sp := r.store.Load()

@@ -277,7 +277,7 @@ func (e *endpoints) readoptLocked(se savedEndpoint) (readopted, error) {
 	}
 	addr := se.Address.Addr()
 	id, err := e.sw.AddPort(vtep.PortConfig{Name: se.Name, VNI: se.VNI, Device: dev, MTU: se.MTU,
-		Secure: se.Secure, MAC: mac, IPs: []netip.Addr{addr}, FloodRate: e.cfg.FloodRate})
+		Secure: se.Secure, MAC: mac, IPs: []netip.Addr{addr}, FloodRate: int(e.floodRate.Load())})
 	if err != nil {
 		dev.Close()
 		return readopted{}, fmt.Errorf("add port: %w", err)

@@ -6,10 +6,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/signal"
 	"regexp"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -17,8 +15,14 @@ import (
 	"github.com/ovlsw/ovlsw/fdb"
 )
 
-func newUp() *cobra.Command {
+func newUp() *cobra.Command { return newUpCommand(runUp) }
+
+// newUpCommand is ovlsw up, which parses its flags and its --config file
+// into a daemon.Config and hands it to run (runUp starts the node; a reload
+// only takes the configuration).
+func newUpCommand(run func(*cobra.Command, daemon.Config, *configFile) error) *cobra.Command {
 	cfg := daemon.DefaultConfig()
+	cf := &configFile{}
 	var bind, logLevel, subnet, gateway, offload, group string
 	var peers, addrs []string
 	var vni uint32
@@ -38,8 +42,12 @@ with their MACs, addresses and routes) and the state file (--state). The
 next ovlsw up with the same flags takes them back: ports, addresses and
 bindings are restored and re-announced, with no attach, after a short
 traffic gap. A crash or SIGKILL leaves the same state behind.`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
+		PreRunE: func(c *cobra.Command, _ []string) error { return cf.load(c.Flags()) },
 		RunE: func(c *cobra.Command, _ []string) error {
+			if cf.print {
+				return printConfig(c.OutOrStdout(), c.Flags())
+			}
 			if bind == "" {
 				return fmt.Errorf("--bind is required: the underlay address VXLAN is sent from (one of this host's addresses)")
 			}
@@ -94,25 +102,17 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.LevelVar = new(slog.LevelVar) // SIGHUP may change it
+			cfg.LevelVar.Set(level)
+			cfg.LogLevel = level
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LevelVar}))
 			cfg.Out = c.OutOrStdout()
-
-			sigs := make(chan os.Signal, 1)
-			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2)
-			defer signal.Stop(sigs)
-			d, err := daemon.New(cfg)
-			if err != nil {
-				return flagError(err)
-			}
-			sig := <-sigs
-			cfg.Logger.Info("shutting down", "signal", sig.String())
-			if sig == syscall.SIGUSR2 {
-				return d.CloseForRestart()
-			}
-			return d.Close()
+			return run(c, cfg, cf)
 		},
 	}
+	wrapFileErrors(c, cf)
 	f := c.Flags()
+	cf.addFlags(f)
 	f.StringVar(&bind, "bind", "", "underlay address of this host to send and receive VXLAN on (required)")
 	f.Uint32Var(&vni, "vni", 0, "VNI of the default network and its host TAP port, 1..16777215 (none: the node starts with no network)")
 	f.StringVar(&subnet, "subnet", "", "`CIDR` of the default network, from which attach allocates addresses")
