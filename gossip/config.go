@@ -32,6 +32,11 @@ type Config struct {
 	// GossipPort is the gossip UDP and TCP port; 0 picks a free port
 	// (Agent.Addr reports it).
 	GossipPort int
+	// AdvertiseAddr, if valid, is the gossip address other members are
+	// told to reach this node at (memberlist's AdvertiseAddr and
+	// AdvertisePort), for a host behind NAT or with several addresses;
+	// port 0 means GossipPort. The zero value advertises the bound address.
+	AdvertiseAddr netip.AddrPort
 	// VTEP is this node's VXLAN endpoint, advertised in the node metadata
 	// and used for bindings announced without one.
 	VTEP netip.AddrPort
@@ -134,6 +139,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("gossip: %d VNIs, at most %d fit in the node metadata", len(c.VNIs), MaxVNIs)
 	case c.GossipPort < 0 || c.GossipPort > 65535:
 		return fmt.Errorf("gossip: port %d out of range", c.GossipPort)
+	case c.AdvertiseAddr.IsValid() && (c.AdvertiseAddr.Addr().IsUnspecified() || c.AdvertiseAddr.Addr().IsMulticast()):
+		return fmt.Errorf("gossip: advertise address %v is not a unicast address", c.AdvertiseAddr)
 	case c.RetransmitMult < 0:
 		return errors.New("gossip: negative RetransmitMult")
 	case c.DuplicateMoves < 0 || (c.DuplicateMoves > 0 && c.DuplicateWindow <= 0):
@@ -162,6 +169,12 @@ func (c *Config) memberlistConfig(d *delegate, logger *slog.Logger) (*memberlist
 	}
 	mc.BindPort = c.GossipPort
 	mc.AdvertisePort = c.GossipPort
+	if a := c.AdvertiseAddr; a.IsValid() {
+		mc.AdvertiseAddr = a.Addr().Unmap().String()
+		if a.Port() != 0 {
+			mc.AdvertisePort = int(a.Port())
+		}
+	}
 	mc.Transport = c.Transport
 	mc.Delegate = d
 	mc.Events = d

@@ -63,7 +63,8 @@ var _ memberlist.NodeAwareTransport = (*muxTransport)(nil)
 // newTransport builds the UDP/TCP transport for mc as memberlist.Create
 // would for a Config without a Transport, wrapped in a muxTransport
 // serving join streams with joinServer. If mc.BindPort is 0 it sets
-// mc.BindPort and mc.AdvertisePort to the port picked, as Create does.
+// mc.BindPort, and mc.AdvertisePort unless one is given, to the port
+// picked, as Create does.
 func newTransport(mc *memberlist.Config, joinServer func(net.Conn)) (*muxTransport, error) {
 	logger := mc.Logger
 	if logger == nil {
@@ -98,7 +99,9 @@ func newTransport(mc *memberlist.Config, joinServer func(net.Conn)) (*muxTranspo
 	}
 	if mc.BindPort == 0 {
 		mc.BindPort = nt.GetAutoBindPort()
-		mc.AdvertisePort = mc.BindPort
+		if mc.AdvertisePort == 0 { // not an advertised port of its own
+			mc.AdvertisePort = mc.BindPort
+		}
 	}
 	peek := mc.TCPTimeout
 	if peek <= 0 {

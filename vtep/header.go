@@ -6,6 +6,7 @@ package vtep
 import (
 	"errors"
 	"io"
+	"net/netip"
 
 	"github.com/ovlsw/ovlsw/fdb"
 )
@@ -17,6 +18,23 @@ const HeaderLen = 8
 // outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) = 50 bytes,
 // so the inner MTU is the underlay MTU minus 50.
 const Overhead = 50
+
+// Overhead6 is what VXLAN over IPv6 adds: the outer IPv6 header is 40
+// bytes, not 20 (RFC 8200 section 3), so outer IPv6 (40) + UDP (8) + VXLAN
+// (8) + inner Ethernet (14) = 70 bytes, and the inner MTU is the underlay
+// MTU minus 70 (1430 on a 1500 underlay). The UDP checksum is not optional
+// over IPv6 (RFC 6935 allows zero only where both ends agree), and the
+// kernel computes it for our sockets.
+const Overhead6 = 70
+
+// OverheadFor returns the VXLAN overhead over an underlay of addr's family:
+// Overhead6 for an IPv6 address, Overhead for an IPv4 or IPv4-mapped one.
+func OverheadFor(addr netip.Addr) int {
+	if addr.Is6() && !addr.Is4In6() {
+		return Overhead6
+	}
+	return Overhead
+}
 
 // DefaultPort is the IANA-assigned VXLAN UDP port.
 const DefaultPort = 4789

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/netip"
 	"os"
 	"testing"
 
@@ -236,5 +237,21 @@ func BenchmarkDecap(b *testing.B) {
 		_, inner, _, _ := decap(p)
 		var c frameClass
 		classify(inner, &c)
+	}
+}
+
+func TestOverheadFor(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want int
+	}{
+		{"192.0.2.1", 50},
+		{"::ffff:192.0.2.1", 50},
+		{"2001:db8::1", 70},
+		{"fe80::1%eth0", 70},
+	} {
+		if got := OverheadFor(netip.MustParseAddr(tc.addr)); got != tc.want {
+			t.Errorf("OverheadFor(%s) = %d, want %d", tc.addr, got, tc.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -72,9 +73,25 @@ type node struct {
 }
 
 // started maps the --bind address of each running node started by
-// startNode to it, so that a node joining it can ask it for its join
-// token. Tests do not run in parallel.
+// startNode to it (as hostKey writes it), so that a node joining it can
+// ask it for its join token. Tests do not run in parallel.
 var started = map[string]*node{}
+
+// hostKey returns the address in a --bind or --join argument as a key of
+// started: without a port or brackets, IPv6 in its canonical form, so
+// that "--join [2001:db8::1]:7946" finds the node of "--bind 2001:db8::1"
+// and "--join 192.168.91.1:7947" that of "--bind 192.168.91.1".
+func hostKey(arg string) string {
+	host := arg
+	if h, _, err := net.SplitHostPort(arg); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.Unmap().String()
+	}
+	return host
+}
 
 // socketDir is where this test process's nodes have their sockets.
 func socketDir() string {
@@ -112,7 +129,7 @@ func startNodeToken(t *testing.T, ns *testbed.Netns, name string, autoToken bool
 	if autoToken && testbed.NeedsToken(args) {
 		// A node joins with the token of the node it joins, if this test
 		// started that one.
-		if to := started[args[slices.Index(args, "--join")+1]]; to != nil {
+		if to := started[hostKey(args[slices.Index(args, "--join")+1])]; to != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			tok, err := testbed.JoinToken(ctx, to.socket)
 			cancel()
@@ -138,7 +155,7 @@ func startNodeToken(t *testing.T, ns *testbed.Netns, name string, autoToken bool
 		var st control.Status
 		if err := n.get("/v1/status", &st); err == nil {
 			if i := slices.Index(args, "--bind"); i >= 0 && i+1 < len(args) {
-				bind := args[i+1]
+				bind := hostKey(args[i+1])
 				started[bind] = n
 				t.Cleanup(func() {
 					if started[bind] == n {
@@ -264,4 +281,20 @@ func twoHosts(t *testing.T) (*testbed.Bed, *testbed.Netns, *testbed.Netns) {
 func jsonString(v any) string {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	return string(b)
+}
+
+func TestHostKey(t *testing.T) {
+	for arg, want := range map[string]string{
+		"192.168.91.1":          "192.168.91.1",
+		"192.168.91.1:7947":     "192.168.91.1",
+		"2001:db8:91::1":        "2001:db8:91::1",
+		"2001:db8:91:0::1":      "2001:db8:91::1",
+		"[2001:db8:91::1]":      "2001:db8:91::1",
+		"[2001:db8:91::1]:7946": "2001:db8:91::1",
+		"host1:7946":            "host1",
+	} {
+		if got := hostKey(arg); got != want {
+			t.Errorf("hostKey(%q) = %q, want %q", arg, got, want)
+		}
+	}
 }

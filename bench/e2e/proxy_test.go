@@ -22,22 +22,34 @@ import (
 // Ethernet frames of the VXLAN datagrams in it.
 func capture(t *testing.T, ns *testbed.Netns, fn func(), enough func([]gopacket.Packet) bool) []gopacket.Packet {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "ul0.pcap")
-	p, err := ns.Start(context.Background(), "tcpdump", "-i", "ul0", "--immediate-mode", "-U", "-n", "-w", file, "udp", "port", "4789")
+	file, stop := tcpdump(t, ns, "ul0")
+	fn()
+	var inner []gopacket.Packet
+	poll(10*time.Second, func() bool { inner = readVXLAN(t, file); return enough(inner) })
+	stop()
+	return readVXLAN(t, file)
+}
+
+// tcpdump starts capturing the VXLAN datagrams (UDP port 4789) that cross
+// dev in ns into a pcap file, waits until it listens, and returns the
+// file and a function that ends the capture.
+func tcpdump(t *testing.T, ns *testbed.Netns, dev string) (file string, stop func()) {
+	t.Helper()
+	file = filepath.Join(t.TempDir(), dev+".pcap")
+	p, err := ns.Start(context.Background(), "tcpdump", "-i", dev, "--immediate-mode", "-U", "-n", "-w", file, "udp", "port", "4789")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !poll(10*time.Second, func() bool { return strings.Contains(p.Output(), "listening on") }) {
 		t.Fatalf("tcpdump did not start:\n%s", p.Output())
 	}
-	fn()
-	var inner []gopacket.Packet
-	poll(10*time.Second, func() bool { inner = readVXLAN(t, file); return enough(inner) })
-	p.Signal(syscall.SIGINT)
-	if err := p.Wait(10 * time.Second); err != nil && !strings.Contains(p.Output(), "packets captured") {
-		t.Fatalf("tcpdump: %v\n%s", err, p.Output())
+	return file, func() {
+		t.Helper()
+		p.Signal(syscall.SIGINT)
+		if err := p.Wait(10 * time.Second); err != nil && !strings.Contains(p.Output(), "packets captured") {
+			t.Fatalf("tcpdump: %v\n%s", err, p.Output())
+		}
 	}
-	return readVXLAN(t, file)
 }
 
 // readVXLAN returns the inner frames of the VXLAN datagrams in a pcap file.

@@ -87,8 +87,9 @@ type KeyRequest struct {
 
 // Gossip summarises the control plane in GET /v1/status.
 type Gossip struct {
-	Addr           netip.AddrPort `json:"addr"`
-	Members        int            `json:"members"` // alive, this node included
+	Addr           netip.AddrPort `json:"addr"`          // the address members are told (--advertise-addr)
+	Bind           netip.AddrPort `json:"bind,omitzero"` // the address gossip listens on, if not Addr
+	Members        int            `json:"members"`       // alive, this node included
 	LocalBindings  int            `json:"local_bindings"`
 	RemoteBindings int            `json:"remote_bindings"`
 	MessagesIn     uint64         `json:"messages_in"`

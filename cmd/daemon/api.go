@@ -259,6 +259,15 @@ func (d *Daemon) gossipStatus() *control.Gossip {
 		return nil
 	}
 	g := toControlGossip(c.agent.Stats(), c.agent.Addr(), c.encrypted())
+	if d.cfg.AdvertiseAddr.IsValid() {
+		port := d.cfg.GossipPort
+		if port == 0 {
+			port = gossip.DefaultConfig().GossipPort
+		}
+		if bind := netip.AddrPortFrom(d.cfg.Bind, uint16(port)); bind != g.Addr {
+			g.Bind = bind
+		}
+	}
 	if d.trust.secure() {
 		g.Cluster = d.trust.secret.Fingerprint()
 		g.KeyEpoch = c.rotator.epoch.Load()

@@ -35,6 +35,7 @@ const leaveTimeout = 2 * time.Second
 type clusterConfig struct {
 	Name       string
 	Bind       netip.Addr
+	Advertise  netip.AddrPort // the gossip address members are told; invalid: Bind
 	VTEP       netip.AddrPort
 	GossipPort int             // 0: gossip's default
 	Trust      *trust          // the cluster secret and join key, or a static key, or none
@@ -66,6 +67,7 @@ type cluster struct {
 func startCluster(cfg clusterConfig, t *fdb.Table, sw *vtep.Switch, onNetworks func([]gossip.Network), vnis func() []uint32) (*cluster, error) {
 	gc := gossip.DefaultConfig()
 	gc.Name, gc.BindAddr, gc.VTEP, gc.VNIs, gc.Logger = cfg.Name, cfg.Bind, cfg.VTEP, vnis(), cfg.Log
+	gc.AdvertiseAddr = cfg.Advertise
 	if cfg.GossipPort != 0 {
 		gc.GossipPort = cfg.GossipPort
 	}
@@ -136,7 +138,9 @@ func (c *cluster) keyAdvice() string {
 }
 
 // joinAddrs gives every join address a port (memberlist would otherwise
-// use this node's own gossip port) and refuses this node's own address.
+// use this node's own gossip port) and refuses this node's own address. An
+// IPv6 address may come bare ("2001:db8::1"), bracketed ("[2001:db8::1]")
+// or with a port ("[2001:db8::1]:7946"); it leaves in the last form.
 func joinAddrs(join []string, self netip.AddrPort) ([]string, error) {
 	defPort := uint16(gossip.DefaultConfig().GossipPort)
 	out := make([]string, 0, len(join))
@@ -148,8 +152,13 @@ func joinAddrs(join []string, self netip.AddrPort) ([]string, error) {
 				return nil, fmt.Errorf("join address %q: bad port", j)
 			}
 			host, port = h, uint16(n)
+		} else if len(j) > 2 && j[0] == '[' && j[len(j)-1] == ']' {
+			host = j[1 : len(j)-1]
 		}
-		if ip, err := netip.ParseAddr(host); err == nil && netip.AddrPortFrom(ip, port) == self {
+		if host == "" || strings.ContainsAny(host, "[]") {
+			return nil, fmt.Errorf("join address %q: want HOST or HOST:PORT (IPv6 as [IP]:PORT)", j)
+		}
+		if ip, err := netip.ParseAddr(host); err == nil && netip.AddrPortFrom(ip.Unmap(), port) == self {
 			return nil, fmt.Errorf("join address %s is this node's own gossip address: name another member", j)
 		}
 		out = append(out, net.JoinHostPort(host, strconv.Itoa(int(port))))

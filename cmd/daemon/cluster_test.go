@@ -25,6 +25,13 @@ func TestJoinAddrs(t *testing.T) {
 		{"self with port", []string{"10.0.0.1:7946"}, nil, "this node's own gossip address"},
 		{"bad port", []string{"10.0.0.2:x"}, nil, `join address "10.0.0.2:x": bad port`},
 		{"port zero", []string{"10.0.0.2:0"}, nil, "bad port"},
+		{"IPv6 bare", []string{"2001:db8::2"}, []string{"[2001:db8::2]:7946"}, ""},
+		{"IPv6 bracketed", []string{"[2001:db8::2]"}, []string{"[2001:db8::2]:7946"}, ""},
+		{"IPv6 with port", []string{"[2001:db8::2]:7950"}, []string{"[2001:db8::2]:7950"}, ""},
+		{"IPv6 link-local", []string{"fe80::2%ul0"}, []string{"[fe80::2%ul0]:7946"}, ""},
+		{"IPv6 bad port", []string{"[2001:db8::2]:x"}, nil, "bad port"},
+		{"IPv6 brackets", []string{"[2001:db8::2"}, nil, "want HOST or HOST:PORT"},
+		{"empty", []string{""}, nil, "want HOST or HOST:PORT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := joinAddrs(tc.join, self)
@@ -38,6 +45,20 @@ func TestJoinAddrs(t *testing.T) {
 				t.Errorf("joinAddrs(%v) = %v, %v; want %v", tc.join, got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestJoinAddrsIPv6Self: an IPv6 node refuses its own gossip address
+// however it is written, and takes its address with another port.
+func TestJoinAddrsIPv6Self(t *testing.T) {
+	self := netip.MustParseAddrPort("[2001:db8::1]:7946")
+	for _, j := range []string{"2001:db8::1", "[2001:db8::1]", "[2001:db8::1]:7946"} {
+		if _, err := joinAddrs([]string{j}, self); err == nil || !strings.Contains(err.Error(), "own gossip address") {
+			t.Errorf("joinAddrs(%s): %v, want own gossip address", j, err)
+		}
+	}
+	if got, err := joinAddrs([]string{"[2001:db8::1]:7947"}, self); err != nil || !slices.Equal(got, []string{"[2001:db8::1]:7947"}) {
+		t.Errorf("another port: %v, %v", got, err)
 	}
 }
 

@@ -27,14 +27,14 @@ import (
 // Config is everything `ovlsw up` needs.
 type Config struct {
 	Name    string           // node name; defaults to the host name
-	Bind    netip.Addr       // underlay address for VXLAN; required, must be on this host
+	Bind    netip.Addr       // underlay address gossip binds (and VXLAN's unless DataAddr); required, must be on this host
 	Port    uint16           // VXLAN UDP port
 	VNI     uint32           // the default network's VNI; 0: no default network and no host port
 	Subnet  netip.Prefix     // the default network's subnet, for address allocation; optional
 	Gateway netip.Addr       // the default network's gateway; optional
 	Peers   []netip.AddrPort // static remote VTEPs (head-end replication list)
 	TAP     string           // host TAP port name; defaults to ovl<VNI>
-	MTU     int              // overlay MTU; 0 means the bind interface's MTU minus 50
+	MTU     int              // overlay MTU; 0 means the data address's interface MTU minus the VXLAN overhead (vtep.OverheadFor)
 	Address []netip.Prefix   // addresses for the host TAP port, if any
 	Ageing  time.Duration    // FDB ageing for local and learned entries
 	Flood   string           // default flood policy of networks (vtep.ParseFloodPolicy)
@@ -46,7 +46,7 @@ type Config struct {
 	FloodRate int
 	// Group puts the default network in multicast mode (group.go): its
 	// floods go to this underlay multicast group, joined on GroupDev
-	// (empty: the interface holding Bind) and sent with TTL GroupTTL (0:
+	// (empty: the interface holding the data address) and sent with TTL GroupTTL (0:
 	// 1), and its datagrams are accepted from any sender. Zero: head-end
 	// replication.
 	Group    netip.Addr
@@ -61,6 +61,15 @@ type Config struct {
 	// containers it had attached (restart.go); empty means
 	// DefaultStatePath(Socket).
 	State string
+
+	// DataAddr is the underlay address VXLAN is sent from and received on,
+	// announced in gossip as this node's VTEP; invalid means Bind. It
+	// must be on this host.
+	DataAddr netip.Addr
+	// AdvertiseAddr is the gossip address other members are told to reach
+	// this node at (behind NAT, or on a host with several addresses);
+	// invalid means Bind, port 0 the gossip port.
+	AdvertiseAddr netip.AddrPort
 
 	Join          []string      // gossip members to join; none founds a cluster
 	GossipPort    int           // gossip TCP and UDP port
@@ -148,6 +157,18 @@ func (c *Config) Validate() error {
 	if c.Bind.IsUnspecified() || c.Bind.IsMulticast() {
 		return configErrorf("bind address %v: give a unicast address of this host", c.Bind)
 	}
+	if c.DataAddr.IsValid() && (c.DataAddr.IsUnspecified() || c.DataAddr.IsMulticast()) {
+		return configErrorf("data address %v: give a unicast address of this host", c.DataAddr)
+	}
+	if a := c.AdvertiseAddr; a.IsValid() {
+		if a.Addr().IsUnspecified() || a.Addr().IsMulticast() {
+			return configErrorf("advertise address %v: give the unicast address other members reach this node's gossip at", a.Addr())
+		}
+		if a.Addr().Unmap().Is4() != c.Bind.Unmap().Is4() {
+			return configErrorf("advertise address %v and bind address %v are of different IP families: gossip is reached at one and sent from the other", a, c.Bind)
+		}
+	}
+	data := c.dataAddr()
 	if c.VNI != 0 {
 		if err := fdb.CheckVNI(c.VNI); err != nil {
 			return configErrorf("%v", err)
@@ -166,11 +187,11 @@ func (c *Config) Validate() error {
 		return configErrorf("VXLAN port 0: give the VXLAN UDP port (default 4789)")
 	}
 	for _, p := range c.Peers {
-		if p.Addr() == c.Bind {
-			return configErrorf("peer %v is this node's own bind address", p)
+		if p.Addr() == data {
+			return configErrorf("peer %v is this node's own %s", p, c.dataAddrName())
 		}
-		if p.Addr().Is4() != c.Bind.Is4() {
-			return configErrorf("peer %v and bind address %v are of different IP families", p, c.Bind)
+		if p.Addr().Is4() != data.Is4() {
+			return configErrorf("peer %v and %s %v are of different IP families", p, c.dataAddrName(), data)
 		}
 	}
 	if err := c.validateGroup(); err != nil {
@@ -183,7 +204,7 @@ func (c *Config) Validate() error {
 		return configErrorf("TAP name %q is too long: Linux interface names have at most 15 characters", c.TAP)
 	}
 	if c.MTU != 0 {
-		if err := gossip.CheckMTU(c.MTU, 65535-vtep.Overhead); err != nil {
+		if err := gossip.CheckMTU(c.MTU, 65535-vtep.OverheadFor(data)); err != nil {
 			return configErrorf("%v", err)
 		}
 	}
@@ -225,6 +246,22 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// dataAddr is the address VXLAN uses: DataAddr, or Bind.
+func (c *Config) dataAddr() netip.Addr {
+	if c.DataAddr.IsValid() {
+		return c.DataAddr
+	}
+	return c.Bind
+}
+
+// dataAddrName names the value dataAddr comes from, for errors.
+func (c *Config) dataAddrName() string {
+	if c.DataAddr.IsValid() {
+		return "data address"
+	}
+	return "bind address"
+}
+
 // New checks the host and starts a node. If any step fails, everything built
 // so far is removed before the error is returned.
 func New(cfg Config) (d *Daemon, reterr error) {
@@ -261,18 +298,22 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	if cfg.KeyRotation < secret.RecommendedMinInterval && !cfg.Insecure {
 		cfg.Logger.Warn("key rotation interval below ten minutes: clocks of the members must agree within it", "interval", cfg.KeyRotation)
 	}
-	mtu, ifname, err := interfaceMTU(cfg.Bind)
+	if _, _, err := interfaceMTU(cfg.Bind, "bind address"); err != nil {
+		return nil, err
+	}
+	data := cfg.dataAddr()
+	mtu, ifname, err := interfaceMTU(data, cfg.dataAddrName())
 	if err != nil {
 		return nil, err
 	}
-	if cfg.MTU == 0 {
-		cfg.MTU = mtu - vtep.Overhead
-	} else if cfg.MTU > mtu-vtep.Overhead {
+	if overhead := vtep.OverheadFor(data); cfg.MTU == 0 {
+		cfg.MTU = mtu - overhead
+	} else if cfg.MTU > mtu-overhead {
 		cfg.Logger.Warn("TAP MTU exceeds what the underlay carries without fragmenting; larger frames will be lost",
-			"mtu", cfg.MTU, "underlay", ifname, "underlay_mtu", mtu)
+			"mtu", cfg.MTU, "underlay", ifname, "underlay_mtu", mtu, "vxlan_overhead", overhead)
 	}
 
-	d = &Daemon{cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(cfg.Bind, cfg.Port), mtu: cfg.MTU}
+	d = &Daemon{cfg: cfg, log: cfg.Logger, started: time.Now(), vtep: netip.AddrPortFrom(data, cfg.Port), mtu: cfg.MTU}
 	d.conf = newReloader(given)
 	defer func() {
 		if reterr != nil {
@@ -306,7 +347,7 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	conn, err := vtep.Listen(connCfg)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return d, fmt.Errorf("UDP port %d on %v is already in use (another ovlsw, or a kernel vxlan device with that dstport): stop it or choose another VXLAN port", cfg.Port, cfg.Bind)
+			return d, fmt.Errorf("UDP port %d on %v is already in use (another ovlsw, or a kernel vxlan device with that dstport): stop it or choose another VXLAN port", cfg.Port, data)
 		}
 		return d, err
 	}
@@ -371,7 +412,7 @@ func (d *Daemon) wire(conn vtep.Conn) error {
 // startCluster starts gossip and hands it to the owners that read the
 // cluster.
 func (d *Daemon) startCluster() error {
-	c, err := startCluster(clusterConfig{Name: d.cfg.Name, Bind: d.cfg.Bind, VTEP: d.vtep, GossipPort: d.cfg.GossipPort,
+	c, err := startCluster(clusterConfig{Name: d.cfg.Name, Bind: d.cfg.Bind, Advertise: d.cfg.AdvertiseAddr, VTEP: d.vtep, GossipPort: d.cfg.GossipPort,
 		Trust: d.trust, Schedule: secret.Schedule{Interval: d.cfg.KeyRotation}, Join: d.cfg.Join, Log: d.log},
 		d.fdb, d.sw, func(l []gossip.Network) { d.networksChanged(l) }, d.nets.served)
 	if err != nil {
@@ -444,8 +485,9 @@ func (d *Daemon) close(keepPorts bool) error {
 	return errors.Join(errs...)
 }
 
-// interfaceMTU finds the interface holding addr and returns its MTU.
-func interfaceMTU(addr netip.Addr) (int, string, error) {
+// interfaceMTU finds the interface holding addr and returns its MTU; what
+// names addr in the error if none does.
+func interfaceMTU(addr netip.Addr, what string) (int, string, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return 0, "", fmt.Errorf("list interfaces: %w", err)
@@ -457,11 +499,11 @@ func interfaceMTU(addr netip.Addr) (int, string, error) {
 		}
 		for _, a := range addrs {
 			if n, ok := a.(*net.IPNet); ok {
-				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == addr {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == addr.Unmap().WithZone("") {
 					return ifc.MTU, ifc.Name, nil
 				}
 			}
 		}
 	}
-	return 0, "", configErrorf("bind address %v is not an address of this host: pick one from `ip -brief address`", addr)
+	return 0, "", configErrorf("%s %v is not an address of this host: pick one from `ip -brief address`", what, addr)
 }

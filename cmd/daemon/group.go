@@ -26,8 +26,8 @@ func (c *Config) validateGroup() error {
 		return configErrorf("multicast group %v is the default network's: give its VNI too", c.Group)
 	case !c.Group.IsMulticast():
 		return configErrorf("multicast group %v is not a multicast address (224.0.0.0/4 or ff00::/8)", c.Group)
-	case c.Group.Is4() != c.Bind.Is4():
-		return configErrorf("multicast group %v and bind address %v are of different IP families", c.Group, c.Bind)
+	case c.Group.Is4() != c.dataAddr().Is4():
+		return configErrorf("multicast group %v and %s %v are of different IP families", c.Group, c.dataAddrName(), c.dataAddr())
 	case c.GroupTTL < 0 || c.GroupTTL > 255:
 		return configErrorf("multicast TTL %d out of range [1, 255]", c.GroupTTL)
 	}
@@ -35,14 +35,14 @@ func (c *Config) validateGroup() error {
 }
 
 // groupConn asks the VXLAN socket to join the group on the multicast
-// interface (the one holding the bind address, bindDev, unless told).
-func (c *Config) groupConn(bindDev string, cc *vtep.ConnConfig) error {
+// interface (the one holding the data address, dataDev, unless told).
+func (c *Config) groupConn(dataDev string, cc *vtep.ConnConfig) error {
 	if !c.Group.IsValid() {
 		return nil
 	}
 	dev := c.GroupDev
 	if dev == "" {
-		dev = bindDev
+		dev = dataDev
 	}
 	ifc, err := net.InterfaceByName(dev)
 	if err != nil {

@@ -89,7 +89,7 @@ func checkNetwork(n *gossip.Network, maxMTU int, defFlood string) error {
 		n.MTU = maxMTU
 	}
 	if err := gossip.CheckMTU(n.MTU, maxMTU); err != nil {
-		return userErrorf("network %s: %v (the underlay MTU minus 50)", n.Name, err)
+		return userErrorf("network %s: %v (the underlay MTU minus the VXLAN overhead: 50 over IPv4, 70 over IPv6)", n.Name, err)
 	}
 	if n.Flood == "" {
 		n.Flood = defFlood

@@ -149,7 +149,7 @@ func newNetworkCreate() *cobra.Command {
 	c.Flags().Uint32Var(&vni, "vni", 0, "VXLAN network identifier, 1..16777215")
 	c.Flags().StringVar(&subnet, "subnet", "", "`CIDR` to allocate endpoint addresses from")
 	c.Flags().StringVar(&gateway, "gateway", "", "gateway `IP` (endpoints get a default route via it)")
-	c.Flags().IntVar(&n.MTU, "mtu", 0, "MTU of the network's ports (default: underlay MTU minus 50)")
+	c.Flags().IntVar(&n.MTU, "mtu", 0, "MTU of the network's ports (default: the node's overlay MTU: underlay MTU minus 50, or 70 over IPv6)")
 	c.Flags().StringVar(&n.Flood, "flood", "", "flood policy (see ovlsw up --flood; default: the node's)")
 	_ = c.MarkFlagRequired("vni")
 	return c

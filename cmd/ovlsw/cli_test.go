@@ -36,6 +36,15 @@ func TestUpFlagErrors(t *testing.T) {
 		{"bad flood policy", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--flood", "arp=sometimes"}, "--flood"},
 		{"negative MAC limit", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--max-macs-per-port", "-1"}, "must be 0 (no limit) or more"},
 		{"negative flood rate", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--flood-rate", "-5"}, "--flood-rate must be 0"},
+		{"data address not an IP", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--data-addr", "eth1"}, `--data-addr "eth1" is not an IP address`},
+		{"data address unspecified", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--data-addr", "::"}, "--data-addr ::: give a unicast address"},
+		{"peer is own data address", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--data-addr", "10.1.0.1", "--peer", "10.1.0.1"}, "own --data-addr address"},
+		{"peer family differs from data address", []string{"up", "--vni", "42", "--bind", "10.0.0.1", "--data-addr", "2001:db8::1", "--peer", "10.0.0.2"}, "peer 10.0.0.2:4789 and --data-addr 2001:db8::1 are of different IP families"},
+		{"IPv6 MTU too large", []string{"up", "--vni", "42", "--bind", "2001:db8::1", "--mtu", "65480"}, "--mtu 65480 out of range 576..65465"},
+		{"advertise address bad", []string{"up", "--bind", "10.0.0.1", "--advertise-addr", "nat.example"}, `--advertise-addr "nat.example": want IP or IP:PORT`},
+		{"advertise address port zero", []string{"up", "--bind", "10.0.0.1", "--advertise-addr", "192.0.2.1:0"}, "--advertise-addr \"192.0.2.1:0\""},
+		{"advertise address unspecified", []string{"up", "--bind", "10.0.0.1", "--advertise-addr", "0.0.0.0"}, "--advertise-addr 0.0.0.0: give the unicast address"},
+		{"advertise address other family", []string{"up", "--bind", "10.0.0.1", "--advertise-addr", "[2001:db8::1]:7946"}, "--advertise-addr [2001:db8::1]:7946 and --bind 10.0.0.1 are of different IP families"},
 		{"status bad flag", []string{"status", "--jsn"}, "unknown flag: --jsn"},
 	}
 	for _, tt := range tests {

@@ -71,7 +71,11 @@ func writeStatus(out io.Writer, st control.Status) {
 	fmt.Fprintf(w, "offload\t%s\n", st.Offload)
 	fmt.Fprintf(w, "fdb\t%d entries, %d MACs refused at the learning limits\n", st.FDB.Entries, st.FDB.Refused)
 	if g := st.Gossip; g != nil {
-		fmt.Fprintf(w, "gossip\t%s, %d members alive, encrypted: %v\n", g.Addr, g.Members, g.Encrypted)
+		bound := ""
+		if g.Bind.IsValid() {
+			bound = fmt.Sprintf(" (advertised; bound to %s)", g.Bind)
+		}
+		fmt.Fprintf(w, "gossip\t%s%s, %d members alive, encrypted: %v\n", g.Addr, bound, g.Members, g.Encrypted)
 		if g.Cluster != "" {
 			fmt.Fprintf(w, "cluster\t%s, gossip key epoch %d, rotated every %v\n", g.Cluster, g.KeyEpoch, time.Duration(g.KeyRotation*float64(time.Second)))
 		} else {

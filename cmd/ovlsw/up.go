@@ -24,6 +24,7 @@ func newUpCommand(run func(*cobra.Command, daemon.Config, *configFile) error) *c
 	cfg := daemon.DefaultConfig()
 	cf := &configFile{}
 	var bind, logLevel, subnet, gateway, offload, group string
+	var advertise, dataAddr string
 	var peers, addrs []string
 	var vni uint32
 	var port uint16
@@ -54,6 +55,16 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 			var err error
 			if cfg.Bind, err = netip.ParseAddr(bind); err != nil {
 				return fmt.Errorf("--bind %q is not an IP address", bind)
+			}
+			if dataAddr != "" {
+				if cfg.DataAddr, err = netip.ParseAddr(dataAddr); err != nil {
+					return fmt.Errorf("--data-addr %q is not an IP address", dataAddr)
+				}
+			}
+			if advertise != "" {
+				if cfg.AdvertiseAddr, err = parseAdvertise(advertise); err != nil {
+					return err
+				}
 			}
 			if c.Flags().Changed("vni") {
 				if err := fdb.CheckVNI(vni); err != nil {
@@ -113,7 +124,9 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 	wrapFileErrors(c, cf)
 	f := c.Flags()
 	cf.addFlags(f)
-	f.StringVar(&bind, "bind", "", "underlay address of this host to send and receive VXLAN on (required)")
+	f.StringVar(&bind, "bind", "", "underlay address of this host for gossip, and for VXLAN unless --data-addr (required)")
+	f.StringVar(&dataAddr, "data-addr", "", "underlay `IP` of this host to send and receive VXLAN on, announced to the cluster as this node's VTEP (default: --bind)")
+	f.StringVar(&advertise, "advertise-addr", "", "gossip address `IP[:PORT]` other members are told to reach this node at, behind NAT or on a multi-homed host (default: --bind and --gossip-port)")
 	f.Uint32Var(&vni, "vni", 0, "VNI of the default network and its host TAP port, 1..16777215 (none: the node starts with no network)")
 	f.StringVar(&subnet, "subnet", "", "`CIDR` of the default network, from which attach allocates addresses")
 	f.StringVar(&gateway, "gateway", "", "gateway `IP` of the default network (attached containers get a default route via it)")
@@ -123,7 +136,7 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 	f.IntVar(&cfg.GroupTTL, "group-ttl", 0, "TTL of datagrams sent to --group (default 1: the local segment)")
 	f.StringArrayVar(&peers, "peer", nil, "static remote VTEP `IP[:PORT]` (repeatable); broadcast and unknown traffic is replicated to each")
 	f.StringVar(&cfg.TAP, "tap", "", "host TAP port name (default ovl<VNI>)")
-	f.IntVar(&cfg.MTU, "mtu", 0, "overlay MTU (default: MTU of the --bind interface minus 50)")
+	f.IntVar(&cfg.MTU, "mtu", 0, "overlay MTU (default: MTU of the --data-addr interface minus 50, or 70 over IPv6)")
 	f.StringArrayVar(&addrs, "address", nil, "`ADDRESS/PREFIX` to assign to the host TAP port (repeatable)")
 	f.DurationVar(&cfg.Ageing, "ageing", cfg.Ageing, "how long a learned MAC lives without traffic")
 	f.IntVar(&cfg.MaxMACsPerPort, "max-macs-per-port", cfg.MaxMACsPerPort, "most source MACs learned from one port (0: no limit); past it new MACs are not learned")
@@ -160,6 +173,19 @@ func parsePeer(s string, defPort uint16) (netip.AddrPort, error) {
 	return ap, nil
 }
 
+// parseAdvertise parses --advertise-addr: IP or IP:PORT; a bare IP keeps
+// the gossip port (port 0).
+func parseAdvertise(s string) (netip.AddrPort, error) {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(ip, 0), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("--advertise-addr %q: want IP or IP:PORT with a port from 1 (IPv6 as [IP]:PORT)", s)
+	}
+	return ap, nil
+}
+
 // flagNames maps the names the node gives its configuration values in
 // errors to the flags of ovlsw up that set them; longer names first, so
 // that "MAC limit per VNI" is not read as "VNI".
@@ -168,6 +194,8 @@ var flagNames = []struct{ value, flag string }{
 	{"multicast interface", "--group-dev"},
 	{"multicast group", "--group"},
 	{"multicast TTL", "--group-ttl"},
+	{"own data address", "own --data-addr address"},
+	{"advertise address", "--advertise-addr"},
 	{"join token file", "--token-file"},
 	{"join token", "--token"},
 	{"member to join", "--join"},
@@ -178,6 +206,7 @@ var flagNames = []struct{ value, flag string }{
 	{"MAC limit per VNI", "--max-macs-per-vni"},
 	{"control socket", "--socket"},
 	{"bind address", "--bind"},
+	{"data address", "--data-addr"},
 	{"flood policy", "--flood"},
 	{"VXLAN port", "--port"},
 	{"flood rate", "--flood-rate"},
