@@ -7,7 +7,8 @@
 // Network record:
 //
 //	name:    length (1..255) | that many bytes
-//	flags (1): bit 0 marks a deletion (tombstone); other bits must be 0
+//	flags (1): bit 0 marks a deletion (tombstone); bit 1 a live record
+//	           with a multicast group; other bits must be 0
 //	version (8): the write's Lamport version, 1..maxNetVersion
 //	time (8): the writer's wall clock at the write, Unix nanoseconds (signed)
 //	writer:  length (1..255) | that many bytes of node name
@@ -19,6 +20,12 @@
 //	gateway: family (0, 4 or 6) | 0/4/16 address bytes; inside subnet if set
 //	MTU (2)
 //	flood:   length (0..255) | that many bytes
+//	group:   only with flag bit 1: family (4 or 6) | 4/16 address bytes,
+//	         a multicast address (CheckGroup)
+//
+// A network without a group leaves bit 1 clear and has no group field, so
+// it stays byte-identical to what nodes that predate groups write and
+// read; those nodes reject a record with a group as malformed.
 //
 // Network message: version (1) | type (4 = network) | record.
 // State with networks: type 5 instead of 2, and after the sections
@@ -40,6 +47,7 @@ const (
 	typeStateNets = 5
 
 	flagDeleted = 1 << 0
+	flagGroup   = 1 << 1
 
 	// MaxNetworks bounds the network records, live and deleted, one node
 	// keeps and one state carries. Networks are few (one per tenant or
@@ -52,8 +60,9 @@ const (
 	MaxNetworks = 4096
 	// maxNetRecord is the largest record: 256 name + 1 flags + 8 version +
 	// 8 time + 256 writer + 8 created + 4 VNI + 18 subnet + 17 gateway +
-	// 2 MTU + 256 flood. A network message (2 more) fits one gossip packet.
-	maxNetRecord = 256 + 1 + 8 + 8 + 256 + 8 + 4 + 18 + 17 + 2 + 256
+	// 2 MTU + 256 flood + 17 group. A network message (2 more) fits one
+	// gossip packet.
+	maxNetRecord = 256 + 1 + 8 + 8 + 256 + 8 + 4 + 18 + 17 + 2 + 256 + 17
 	// minNetRecord is the smallest: a tombstone with one-byte names.
 	minNetRecord = 2 + 1 + 8 + 8 + 2
 	// maxNetVersion bounds versions to half their space, leaving room to
@@ -100,6 +109,9 @@ func checkNetwork(n *Network) error {
 	case len(n.Flood) > maxFlood:
 		return fmt.Errorf("gossip: network %s: flood policy of %d bytes, at most %d", n.Name, len(n.Flood), maxFlood)
 	}
+	if err := CheckGroup(n.Group); err != nil {
+		return fmt.Errorf("gossip: network %s: %w", n.Name, err)
+	}
 	return nil
 }
 
@@ -115,6 +127,8 @@ func appendNetRecord(b []byte, r *netRecord) []byte {
 	var flags byte
 	if r.Deleted {
 		flags |= flagDeleted
+	} else if r.Net.Group.IsValid() {
+		flags |= flagGroup
 	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, r.Version)
@@ -130,12 +144,16 @@ func appendNetRecord(b []byte, r *netRecord) []byte {
 	b = appendAddr(b, n.Gateway)
 	b = binary.BigEndian.AppendUint16(b, uint16(n.MTU))
 	b = append(b, byte(len(n.Flood)))
-	return append(b, n.Flood...)
+	b = append(b, n.Flood...)
+	if n.Group.IsValid() {
+		b = appendAddr(b, n.Group)
+	}
+	return b
 }
 
 // encodeNetMessage encodes the broadcast of r, which has been checked.
 func encodeNetMessage(r *netRecord) []byte {
-	b := make([]byte, 0, 2+64+len(r.Net.Name)+len(r.Writer)+len(r.Net.Flood))
+	b := make([]byte, 0, 2+64+17+len(r.Net.Name)+len(r.Writer)+len(r.Net.Flood))
 	b = append(b, wireVersion, typeNetwork)
 	return appendNetRecord(b, r)
 }
@@ -169,7 +187,7 @@ func (r *reader) netRecord() netRecord {
 		return rec
 	}
 	switch {
-	case flags&^flagDeleted != 0 || rec.Version == 0:
+	case flags&^(flagDeleted|flagGroup) != 0 || flags == flagDeleted|flagGroup || rec.Version == 0:
 		r.fail(errMalformed)
 	case rec.Version > maxNetVersion:
 		r.fail(errTooLarge)
@@ -184,6 +202,11 @@ func (r *reader) netRecord() netRecord {
 	n.Gateway = r.addr()
 	n.MTU = int(r.u16())
 	n.Flood = string(r.take(int(r.u8())))
+	if flags&flagGroup != 0 {
+		if n.Group = r.addr(); r.err == nil && !n.Group.IsValid() {
+			r.fail(errMalformed) // family 0: the flag promised a group
+		}
+	}
 	if r.err != nil {
 		return rec
 	}

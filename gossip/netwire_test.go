@@ -24,11 +24,17 @@ func sampleNetRecords() map[string]netRecord {
 		"4in6": {Net: Network{
 			Name: "mapped", VNI: 3, Subnet: netip.MustParsePrefix("::ffff:10.0.0.0/104"),
 		}, Version: 8, Writer: "n", Created: 2},
-		"bare":      {Net: Network{Name: "x"}, Version: 1, Writer: "w", Created: 1},
+		"bare": {Net: Network{Name: "x"}, Version: 1, Writer: "w", Created: 1},
+		"group4": {Net: Network{
+			Name: "g4", VNI: 4094, Subnet: netip.MustParsePrefix("10.20.0.0/24"), Group: netip.MustParseAddr("239.1.1.2"),
+		}, Version: 3, Writer: "n", Created: 3},
+		"group6": {Net: Network{
+			Name: "g6", VNI: 7, Group: netip.MustParseAddr("ff0e::1:1"),
+		}, Version: 4, Writer: "n", Created: 4},
 		"tombstone": {Net: Network{Name: "red"}, Deleted: true, Version: 9, Time: 5, Writer: "node02"},
 		"max": {Net: Network{
 			Name: strings.Repeat("n", 255), VNI: 1, Subnet: netip.PrefixFrom(long6, 128), Gateway: long6,
-			MTU: 65535, Flood: strings.Repeat("f", maxFlood),
+			MTU: 65535, Flood: strings.Repeat("f", maxFlood), Group: netip.MustParseAddr("ff05::ffff:ffff:ffff:ffff"),
 		}, Version: maxNetVersion, Time: math.MaxInt64, Writer: strings.Repeat("w", 255), Created: 1},
 	}
 }
@@ -87,7 +93,13 @@ func TestNetDecodeRejects(t *testing.T) {
 		{"message/trailing", decNet, append(bytes.Clone(live), 0), errMalformed},
 		{"message/empty name", decNet, with(func(r *netRecord) { r.Net.Name = "" }), errMalformed},
 		{"message/empty writer", decNet, with(func(r *netRecord) { r.Writer = "" }), errMalformed},
-		{"message/flags", decNet, patch(live, flagsOff, 2), errMalformed},
+		{"message/flags", decNet, patch(live, flagsOff, 4), errMalformed},
+		{"message/group flag without group", decNet, append(patch(live, flagsOff, flagGroup), 0), errMalformed},
+		{"message/group flag at end", decNet, patch(live, flagsOff, flagGroup), errMalformed},
+		{"message/group not multicast", decNet, append(patch(live, flagsOff, flagGroup), 4, 10, 0, 0, 1), errMalformed},
+		{"message/group family", decNet, append(patch(live, flagsOff, flagGroup), 5, 239, 1, 1, 1), errMalformed},
+		{"message/group mapped", decNet, with(func(r *netRecord) { r.Net.Group = netip.MustParseAddr("::ffff:239.1.1.1") }), errMalformed},
+		{"message/tombstone with group flag", decNet, patch(tomb, flagsOff, flagDeleted|flagGroup), errMalformed},
 		{"message/version zero", decNet, with(func(r *netRecord) { r.Version = 0 }), errMalformed},
 		{"message/version bound", decNet, with(func(r *netRecord) { r.Version = maxNetVersion + 1 }), errTooLarge},
 		{"message/created zero", decNet, with(func(r *netRecord) { r.Created = 0 }), errMalformed},
@@ -111,6 +123,21 @@ func TestNetDecodeRejects(t *testing.T) {
 				t.Fatalf("decode = %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestNetWireNoGroupUnchanged: a network without a group sets no new flag
+// and adds no field, so nodes that predate groups read it.
+func TestNetWireNoGroupUnchanged(t *testing.T) {
+	r := sampleNetRecords()["v4"]
+	without := encodeNetMessage(&r)
+	if flags := without[2+1+len(r.Net.Name)]; flags != 0 {
+		t.Errorf("flags = %#x without a group, want 0", flags)
+	}
+	r.Net.Group = netip.MustParseAddr("239.1.1.2")
+	with := encodeNetMessage(&r)
+	if want := append(bytes.Clone(without), 4, 239, 1, 1, 2); len(with) != len(want) || !bytes.Equal(with[len(without):], want[len(without):]) {
+		t.Errorf("group record = %x, want the record and then the group %x", with, want[len(without):])
 	}
 }
 

@@ -27,6 +27,7 @@ type Network struct {
 	Gateway netip.Addr   // inside Subnet; the zero Addr for none
 	MTU     int          // 0 to 65535
 	Flood   string       // flood policy, opaque here; at most 255 bytes
+	Group   netip.Addr   // underlay multicast group (CheckGroup); the zero Addr for head-end replication
 }
 
 // NetworkTombstoneTTL is how long a deleted network is remembered, by the

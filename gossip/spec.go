@@ -1,6 +1,6 @@
 // The checks of a network's values, one per value, for everything that
 // takes a network from a user: the daemon's flags and API, the CLI and
-// gossip (checkNetwork applies CheckSubnet and CheckGateway, and the wire
+// gossip (checkNetwork applies CheckSubnet, CheckGateway and CheckGroup, and the wire
 // format's wider bounds to the other values).
 //
 // Each error names the value, never where it came from (a flag, an API
@@ -69,6 +69,24 @@ func CheckGateway(gw netip.Addr, subnet netip.Prefix) error {
 func CheckMTU(mtu, max int) error {
 	if mtu < minMTU || mtu > max {
 		return fmt.Errorf("MTU %d out of range %d..%d", mtu, minMTU, max)
+	}
+	return nil
+}
+
+// CheckGroup checks a network's underlay multicast group: the zero Addr
+// for none (head-end replication), or an IPv4 or IPv6 multicast address
+// (224.0.0.0/4 or ff00::/8) without a zone, IPv4 not mapped into IPv6.
+// Whether it matches the underlay's family is the node's to check.
+func CheckGroup(g netip.Addr) error {
+	switch {
+	case !g.IsValid():
+		return nil
+	case g.Zone() != "":
+		return fmt.Errorf("multicast group %v: give the address without a zone", g)
+	case g.Is4In6():
+		return fmt.Errorf("multicast group %v: give an IPv4 group as %v", g, g.Unmap())
+	case !g.IsMulticast():
+		return fmt.Errorf("multicast group %v is not a multicast address (224.0.0.0/4 or ff00::/8)", g)
 	}
 	return nil
 }

@@ -143,3 +143,27 @@ func TestCheckNetworkSpec(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckGroup(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"none", "", ""},
+		{"v4", "239.1.1.2", ""},
+		{"v6", "ff0e::1:1", ""},
+		{"unicast", "10.0.0.1", "multicast group 10.0.0.1 is not a multicast address (224.0.0.0/4 or ff00::/8)"},
+		{"v6 unicast", "2001:db8::1", "multicast group 2001:db8::1 is not a multicast address (224.0.0.0/4 or ff00::/8)"},
+		{"zone", "ff02::1%eth0", "multicast group ff02::1%eth0: give the address without a zone"},
+		{"mapped", "::ffff:239.1.1.1", "multicast group ::ffff:239.1.1.1: give an IPv4 group as 239.1.1.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var g netip.Addr
+			if tc.in != "" {
+				g = netip.MustParseAddr(tc.in)
+			}
+			if got := errText(CheckGroup(g)); got != tc.want {
+				t.Errorf("CheckGroup(%v) = %q, want %q", g, got, tc.want)
+			}
+		})
+	}
+}
