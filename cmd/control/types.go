@@ -26,6 +26,7 @@ type Network struct {
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 	MTU     int          `json:"mtu"`
 	Flood   string       `json:"flood,omitempty"` // flood policy: "flood", "drop" or a list like "arp=drop,unicast=flood,broadcast=flood"; empty: the node's
+	Group   netip.Addr   `json:"group,omitzero"`  // underlay multicast group its floods go to; zero: head-end replication
 }
 
 // NetworkDetail is a network with its endpoints, for network inspect.

@@ -15,11 +15,11 @@ import (
 )
 
 func toControlNetwork(n gossip.Network) control.Network {
-	return control.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood}
+	return control.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group}
 }
 
 func fromControlNetwork(n control.Network) gossip.Network {
-	return gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood}
+	return gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group}
 }
 
 func toControlEndpoint(ep endpoint) control.Endpoint {

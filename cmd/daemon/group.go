@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/ovlsw/ovlsw/gossip"
 	"github.com/ovlsw/ovlsw/vtep"
 )
 
@@ -24,8 +25,8 @@ func (c *Config) validateGroup() error {
 	switch {
 	case c.VNI == 0:
 		return configErrorf("multicast group %v is the default network's: give its VNI too", c.Group)
-	case !c.Group.IsMulticast():
-		return configErrorf("multicast group %v is not a multicast address (224.0.0.0/4 or ff00::/8)", c.Group)
+	case gossip.CheckGroup(c.Group) != nil:
+		return configErrorf("%v", gossip.CheckGroup(c.Group))
 	case c.Group.Is4() != c.dataAddr().Is4():
 		return configErrorf("multicast group %v and %s %v are of different IP families", c.Group, c.dataAddrName(), c.dataAddr())
 	case c.GroupTTL < 0 || c.GroupTTL > 255:

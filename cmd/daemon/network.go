@@ -85,6 +85,9 @@ func checkNetwork(n *gossip.Network, maxMTU int, defFlood string) error {
 	if err := gossip.CheckGateway(n.Gateway, n.Subnet); err != nil {
 		return userErrorf("network %s: %v", n.Name, err)
 	}
+	if err := gossip.CheckGroup(n.Group); err != nil {
+		return userErrorf("network %s: %v", n.Name, err)
+	}
 	if n.MTU == 0 {
 		n.MTU = maxMTU
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/gossip"
 )
 
 // call sends one control request.
@@ -113,9 +114,9 @@ func newNetworkCreate() *cobra.Command {
 	var cf clientFlags
 	var n control.Network
 	var vni uint32
-	var subnet, gateway string
+	var subnet, gateway, group string
 	c := &cobra.Command{
-		Use:   "create NAME --vni N [--subnet CIDR] [--gateway IP] [--mtu N]",
+		Use:   "create NAME --vni N [--subnet CIDR] [--gateway IP] [--mtu N] [--group ADDR]",
 		Short: "Create an overlay network",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -132,6 +133,14 @@ func newNetworkCreate() *cobra.Command {
 			if gateway != "" {
 				if n.Gateway, err = netip.ParseAddr(gateway); err != nil {
 					return fmt.Errorf("--gateway %q is not an IP address", gateway)
+				}
+			}
+			if group != "" {
+				if n.Group, err = netip.ParseAddr(group); err != nil {
+					return fmt.Errorf("--group %q is not an IP address", group)
+				}
+				if err := gossip.CheckGroup(n.Group); err != nil {
+					return err
 				}
 			}
 			var d control.NetworkDetail
@@ -151,6 +160,7 @@ func newNetworkCreate() *cobra.Command {
 	c.Flags().StringVar(&gateway, "gateway", "", "gateway `IP` (endpoints get a default route via it)")
 	c.Flags().IntVar(&n.MTU, "mtu", 0, "MTU of the network's ports (default: the node's overlay MTU: underlay MTU minus 50, or 70 over IPv6)")
 	c.Flags().StringVar(&n.Flood, "flood", "", "flood policy (see ovlsw up --flood; default: the node's)")
+	c.Flags().StringVar(&group, "group", "", "underlay multicast group `ADDR` the network's floods go to, as a kernel vxlan's group (default: a copy to each node)")
 	_ = c.MarkFlagRequired("vni")
 	return c
 }
@@ -217,16 +227,19 @@ func newNetworkRm() *cobra.Command {
 
 func writeNetworks(out io.Writer, ns []control.Network) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "NETWORK\tVNI\tSUBNET\tGATEWAY\tMTU\tFLOOD")
+	fmt.Fprintln(w, "NETWORK\tVNI\tSUBNET\tGATEWAY\tMTU\tFLOOD\tGROUP")
 	for _, n := range ns {
-		subnet, gw := "-", "-"
+		subnet, gw, group := "-", "-", "-"
 		if n.Subnet.IsValid() {
 			subnet = n.Subnet.String()
 		}
 		if n.Gateway.IsValid() {
 			gw = n.Gateway.String()
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\n", n.Name, n.VNI, subnet, gw, n.MTU, n.Flood)
+		if n.Group.IsValid() {
+			group = n.Group.String()
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", n.Name, n.VNI, subnet, gw, n.MTU, n.Flood, group)
 	}
 	w.Flush()
 }
