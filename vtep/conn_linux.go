@@ -32,6 +32,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -81,6 +82,12 @@ type linuxConn struct {
 	// only ever goes from true to false, when a GSO send fails.
 	wfree chan *mmsgs
 	gso   atomic.Bool
+
+	// Multicast groups (group_linux.go): sockbuf is the receive buffer of
+	// their sockets; joined, guarded by gmu, the groups received.
+	sockbuf int
+	gmu     sync.Mutex
+	joined  map[netip.Addr]*joinedGroup
 
 	closed atomic.Bool // set first thing in Close
 }
@@ -242,6 +249,7 @@ func Listen(cfg ConnConfig) (_ Conn, reterr error) {
 	}
 	c.gso.Store(gso)
 	c.gsoBug = gsoBug
+	c.sockbuf = cfg.SocketBuffer
 	if cfg.Group.IsValid() {
 		f, err := c.joinGroup(cfg) // group_linux.go
 		if err != nil {
@@ -403,6 +411,9 @@ func (c *linuxConn) Close() error {
 		if e := f.Close(); err == nil {
 			err = e
 		}
+	}
+	if e := c.closeJoined(); err == nil {
+		err = e
 	}
 	if err != nil {
 		return fmt.Errorf("vtep: close udp %v: %w", c.local, err)

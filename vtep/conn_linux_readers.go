@@ -35,8 +35,10 @@ package vtep
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -55,6 +57,9 @@ type connReader struct {
 	f  *os.File
 	rc syscall.RawConn
 	rd *mmsgs
+
+	group netip.Addr  // the group it receives, if a group's socket (group_linux.go)
+	left  atomic.Bool // set when LeaveGroup closes it
 }
 
 var _ BatchReader = (*connReader)(nil)
@@ -82,7 +87,7 @@ func (r *connReader) ReadBatch(msgs []Message) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	if c.closed.Load() {
+	if c.closed.Load() || r.left.Load() {
 		return 0, c.errClosed
 	}
 	rd := r.rd
@@ -95,7 +100,7 @@ func (r *connReader) ReadBatch(msgs []Message) (int, error) {
 	rd.release(n)
 	switch {
 	case err != nil:
-		if c.closed.Load() {
+		if c.closed.Load() || r.left.Load() {
 			return 0, c.errClosed
 		}
 		return 0, fmt.Errorf("vtep: read udp %v: %w", c.local, err)

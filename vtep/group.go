@@ -7,8 +7,9 @@ package vtep
 // group mode (`ip link add ... type vxlan id 42 group 239.1.1.1`), and
 // interoperates with it: the VTEPs on the group need not be gossip members
 // or --peers. The conn joins the group and receives what is sent there
-// (ConnConfig.Group); the switch only picks the destination and decides
-// whom to accept.
+// (ConnConfig.Group at Listen, or later through JoinGroup, which starts a
+// receive goroutine for the group's socket); the switch only picks the
+// destination and decides whom to accept.
 //
 // Design notes:
 //   - A VNI in group mode accepts datagrams from any sender, whether it
@@ -29,10 +30,64 @@ package vtep
 //     multicast address.
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 )
+
+// GroupJoiner is a Conn that joins multicast groups after Listen, for
+// networks created with a group (Switch.JoinGroup finds it by type
+// assertion). Its methods are safe for concurrent use and do not block.
+type GroupJoiner interface {
+	// JoinGroup has the conn receive what is sent to group at its port,
+	// joined on interface ifindex (0: the kernel picks by route), and
+	// send to groups out of ifindex with TTL (IPv6: hop limit) ttl (0:
+	// 1). It returns a reader of the group's datagrams, to be read by one
+	// goroutine, or nil if the conn already receives the group; each call
+	// that succeeds takes a reference that LeaveGroup gives back.
+	JoinGroup(group netip.Addr, ifindex, ttl int) (BatchReader, error)
+	// LeaveGroup gives back a reference JoinGroup took. The last one
+	// closes the group's reader: its ReadBatch returns an error that
+	// errors.Is net.ErrClosed. The group of ConnConfig.Group is never
+	// left.
+	LeaveGroup(group netip.Addr) error
+}
+
+// JoinGroup has the conn receive group (GroupJoiner.JoinGroup) and, if
+// that opens a new reader, starts a goroutine reading it, stopped by
+// LeaveGroup or Close. It does not put a VNI in multicast mode: SetGroup
+// does.
+func (s *Switch) JoinGroup(group netip.Addr, ifindex, ttl int) error {
+	gj, ok := s.conn.(GroupJoiner)
+	if !ok {
+		return fmt.Errorf("vtep: group %v: the UDP endpoint cannot join multicast groups", group)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed() {
+		return errors.New("vtep: switch closed")
+	}
+	r, err := gj.JoinGroup(group, ifindex, ttl)
+	if err != nil {
+		return err
+	}
+	if r != nil {
+		s.wg.Add(1) // under mu, before Close can close closing and wait
+		go s.receiveLoop(r)
+	}
+	return nil
+}
+
+// LeaveGroup gives back what JoinGroup took (GroupJoiner.LeaveGroup); the
+// last leave stops the group's receive goroutine.
+func (s *Switch) LeaveGroup(group netip.Addr) error {
+	gj, ok := s.conn.(GroupJoiner)
+	if !ok {
+		return fmt.Errorf("vtep: group %v: the UDP endpoint cannot join multicast groups", group)
+	}
+	return gj.LeaveGroup(group)
+}
 
 // SetGroup puts vni in multicast mode with group, an IPv4 or IPv6
 // multicast address and the VXLAN port (the conn must have joined it:

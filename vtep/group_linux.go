@@ -23,27 +23,114 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// joinGroup opens the group's receive socket, joined on cfg.GroupInterface,
-// adds it to the conn's readers, and sets the multicast options of every
-// sending socket. On failure it returns the operation and errno; the
-// socket, if opened, is closed.
+// joinedGroup is a group the conn receives: its socket, and how many
+// JoinGroup calls hold it. The group of ConnConfig.Group is fixed: its
+// reader is one of Readers, and no LeaveGroup closes it.
+type joinedGroup struct {
+	r     *connReader
+	refs  int
+	fixed bool
+}
+
+var _ GroupJoiner = (*linuxConn)(nil)
+
+// joinGroup joins the group of ConnConfig.Group at Listen: its socket is
+// one of the conn's readers. On failure it returns the operation and
+// errno; the socket, if opened, is closed.
 func (c *linuxConn) joinGroup(cfg ConnConfig) (*os.File, error) {
-	g := cfg.Group.Unmap()
+	r, err := c.openGroup(cfg.Group.Unmap(), cfg.GroupInterface, cfg.GroupTTL)
+	if err != nil {
+		return nil, err
+	}
+	c.rx = append(c.rx, r)
+	c.readers = append(c.readers, r)
+	c.joined = map[netip.Addr]*joinedGroup{r.group: {r: r, fixed: true}}
+	return r.f, nil
+}
+
+// JoinGroup implements GroupJoiner.
+func (c *linuxConn) JoinGroup(group netip.Addr, ifindex, ttl int) (BatchReader, error) {
+	g := group.Unmap()
+	c.gmu.Lock()
+	defer c.gmu.Unlock()
+	if c.closed.Load() {
+		return nil, c.errClosed
+	}
+	if j := c.joined[g]; j != nil {
+		j.refs++
+		return nil, nil
+	}
+	r, err := c.openGroup(g, ifindex, ttl)
+	if err != nil {
+		return nil, fmt.Errorf("vtep: join group %v: %w", g, err)
+	}
+	if c.joined == nil {
+		c.joined = make(map[netip.Addr]*joinedGroup)
+	}
+	c.joined[g] = &joinedGroup{r: r, refs: 1}
+	return r, nil
+}
+
+// LeaveGroup implements GroupJoiner.
+func (c *linuxConn) LeaveGroup(group netip.Addr) error {
+	g := group.Unmap()
+	c.gmu.Lock()
+	defer c.gmu.Unlock()
+	j := c.joined[g]
+	if j == nil || (j.refs == 0 && !j.fixed) {
+		return fmt.Errorf("vtep: leave group %v: not joined", g)
+	}
+	if j.refs > 0 {
+		j.refs--
+	}
+	if j.refs > 0 || j.fixed {
+		return nil
+	}
+	delete(c.joined, g)
+	j.r.left.Store(true)
+	if err := j.r.f.Close(); err != nil {
+		return fmt.Errorf("vtep: leave group %v: %w", g, err)
+	}
+	return nil
+}
+
+// closeJoined closes the sockets of the groups joined after Listen. Close
+// calls it after setting closed, so no JoinGroup adds one later.
+func (c *linuxConn) closeJoined() error {
+	c.gmu.Lock()
+	defer c.gmu.Unlock()
+	var err error
+	for g, j := range c.joined {
+		if j.fixed {
+			continue // one of rx
+		}
+		if e := j.r.f.Close(); err == nil {
+			err = e
+		}
+		delete(c.joined, g)
+	}
+	return err
+}
+
+// openGroup checks g, sets the multicast options of every sending socket
+// (the last group joined picks the interface and TTL of them all), and
+// opens g's receive socket, joined on ifindex. On failure it returns the
+// operation and errno; the socket, if opened, is closed.
+func (c *linuxConn) openGroup(g netip.Addr, ifindex, ttl int) (*connReader, error) {
 	switch {
 	case !g.IsMulticast():
 		return nil, fmt.Errorf("group %v is not a multicast address", g)
 	case g.Is6() != c.v6:
 		return nil, fmt.Errorf("group %v and bound address %v are of different IP families", g, c.local.Addr())
-	case cfg.GroupTTL < 0 || cfg.GroupTTL > 255:
-		return nil, fmt.Errorf("group TTL %d out of range [0, 255]", cfg.GroupTTL)
+	case ttl < 0 || ttl > 255:
+		return nil, fmt.Errorf("group TTL %d out of range [0, 255]", ttl)
 	}
-	ttl := cfg.GroupTTL
 	if ttl == 0 {
 		ttl = 1
 	}
 	for _, rc := range c.tx {
 		var serr error
-		if err := rc.Control(func(fd uintptr) { serr = setMulticastSend(int(fd), c.v6, cfg.GroupInterface, ttl) }); err != nil {
+		if err := rc.Control(func(fd uintptr) { serr = setMulticastSend(int(fd), c.v6, ifindex, ttl) }); err != nil {
 			return nil, err
 		}
 		if serr != nil {
@@ -52,13 +139,13 @@ func (c *linuxConn) joinGroup(cfg ConnConfig) (*os.File, error) {
 	}
 	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(c.local.Port()), Addr: g.As4()}
 	if c.v6 {
-		sa = &unix.SockaddrInet6{Port: int(c.local.Port()), ZoneId: uint32(cfg.GroupInterface), Addr: g.As16()}
+		sa = &unix.SockaddrInet6{Port: int(c.local.Port()), ZoneId: uint32(ifindex), Addr: g.As16()}
 	}
-	fd, op, err := udpSocket(sa, c.v6, false, cfg.SocketBuffer, 0, false)
+	fd, op, err := udpSocket(sa, c.v6, false, c.sockbuf, 0, false)
 	if err != nil {
 		return nil, os.NewSyscallError(op, err)
 	}
-	if op, err := joinMembership(fd, g, cfg.GroupInterface); err != nil {
+	if op, err := joinMembership(fd, g, ifindex); err != nil {
 		unix.Close(fd)
 		return nil, os.NewSyscallError(op, err)
 	}
@@ -69,10 +156,7 @@ func (c *linuxConn) joinGroup(cfg ConnConfig) (*os.File, error) {
 		f.Close()
 		return nil, err
 	}
-	r := &connReader{c: c, f: f, rc: rc, rd: newMmsgs(c.batch, false, gro)}
-	c.rx = append(c.rx, r)
-	c.readers = append(c.readers, r)
-	return f, nil
+	return &connReader{c: c, f: f, rc: rc, rd: newMmsgs(c.batch, false, gro), group: g}, nil
 }
 
 // joinMembership joins group g on interface ifindex (0: the kernel picks

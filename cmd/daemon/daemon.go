@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -124,7 +125,8 @@ type Daemon struct {
 	log     *slog.Logger
 	started time.Time
 	vtep    netip.AddrPort
-	mtu     int // default overlay MTU
+	mtu     int    // default overlay MTU
+	mcDev   string // the multicast interface: --group-dev, else the data address's (group.go)
 
 	fdb     *fdb.Table
 	sw      *vtep.Switch
@@ -341,6 +343,7 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	if !cfg.Offload {
 		connCfg.GSO, connCfg.GRO, connCfg.SourcePorts, connCfg.Readers = false, false, 0, 1
 	}
+	d.mcDev = cmp.Or(cfg.GroupDev, ifname)
 	if err := cfg.groupConn(ifname, &connCfg); err != nil {
 		return d, err
 	}
@@ -403,6 +406,7 @@ func (d *Daemon) wire(conn vtep.Conn) error {
 			c.advertise()
 		}
 	})
+	d.nets.groups = networkGroups{check: d.checkNetworkGroup, join: d.joinNetworkGroup, leave: d.leaveNetworkGroup}
 	d.alloc = newAllocator(cfg.Name, d.fdb, d.holder)
 	d.eps = newEndpoints(endpointsConfig{Node: cfg.Name, State: cfg.State, Offload: cfg.Offload, FloodRate: cfg.FloodRate,
 		ClaimSettle: cfg.ClaimSettle, Log: d.log}, d.sw, d.fdb, d.alloc, d.nets)

@@ -1,9 +1,14 @@
 package daemon
 
-// This file holds multicast mode for the default network (--group): the
+// This file holds multicast mode: for the default network (--group), the
 // checks of its configuration and what it asks of the VXLAN socket and the
-// switch (vtep/group.go). Head-end replication stays the default; other
-// networks use it whatever the default network does.
+// switch (vtep/group.go); for networks created with a group (network
+// create --group), the joins and leaves the registry asks for as the
+// cluster's networks change. Head-end replication stays the default: a
+// network uses a group only if the default network's flags or its own
+// definition give it one. Every group is joined on one interface, the
+// multicast interface (--group-dev, else the data address's), and sent
+// to with --group-ttl.
 
 import (
 	"fmt"
@@ -67,4 +72,43 @@ func (d *Daemon) setGroup() error {
 	d.log.Info("multicast mode: floods go to the group, datagrams of the VNI accepted from any sender on the underlay",
 		"vni", d.cfg.VNI, "group", d.cfg.Group)
 	return nil
+}
+
+// checkNetworkGroup checks that this node can use g as a network's group:
+// of the underlay's family.
+func (d *Daemon) checkNetworkGroup(g netip.Addr) error {
+	if a := d.vtep.Addr().Unmap(); g.Is4() != a.Is4() {
+		return fmt.Errorf("multicast group %v and the underlay address %v are of different IP families", g, a)
+	}
+	return nil
+}
+
+// joinNetworkGroup has the VXLAN socket receive g on the multicast
+// interface and puts vni in multicast mode.
+func (d *Daemon) joinNetworkGroup(vni uint32, g netip.Addr) error {
+	if err := d.checkNetworkGroup(g); err != nil {
+		return err
+	}
+	ifc, err := net.InterfaceByName(d.mcDev)
+	if err != nil {
+		return fmt.Errorf("multicast interface %q: %w", d.mcDev, err)
+	}
+	if err := d.sw.JoinGroup(g, ifc.Index, d.cfg.GroupTTL); err != nil {
+		return err
+	}
+	if err := d.sw.SetGroup(vni, netip.AddrPortFrom(g, d.cfg.Port)); err != nil {
+		_ = d.sw.LeaveGroup(g)
+		return err
+	}
+	d.log.Info("multicast mode: floods go to the group, datagrams of the VNI accepted from any sender on the underlay",
+		"vni", vni, "group", g, "interface", d.mcDev)
+	return nil
+}
+
+// leaveNetworkGroup puts vni back to head-end replication and leaves g.
+func (d *Daemon) leaveNetworkGroup(vni uint32, g netip.Addr) {
+	_ = d.sw.SetGroup(vni, netip.AddrPort{})
+	if err := d.sw.LeaveGroup(g); err != nil {
+		d.log.Warn("multicast group not left", "vni", vni, "group", g, "err", err)
+	}
 }

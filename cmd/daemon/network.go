@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -51,6 +52,8 @@ type networks struct {
 	onVNIs   func() // the VNI set changed; must not block
 
 	store atomic.Pointer[networkStore] // nil until gossip runs
+
+	groups networkGroups // set once before use; zero: groups are ignored (tests)
 
 	// mu guards byName and early; vnis is written under it and read
 	// without it.
@@ -111,6 +114,11 @@ func checkNetwork(n *gossip.Network, maxMTU int, defFlood string) error {
 func (r *networks) create(n gossip.Network) error {
 	if err := checkNetwork(&n, r.maxMTU, *r.defFlood.Load()); err != nil {
 		return err
+	}
+	if n.Group.IsValid() && r.groups.check != nil {
+		if err := r.groups.check(n.Group); err != nil {
+			return userErrorf("network %s: %v", n.Name, err)
+		}
 	}
 	sp := r.store.Load()
 	if sp == nil {
@@ -175,16 +183,21 @@ func (r *networks) apply(list []gossip.Network) (removed []string) {
 			n.MTU = r.maxMTU
 		}
 		next[n.Name] = n
-		if old, ok := r.byName[n.Name]; !ok || old != n {
+		old, ok := r.byName[n.Name]
+		if !ok || old != n {
 			pol, _ := vtep.ParseFloodPolicy(n.Flood)
 			r.sw.SetFloodPolicy(n.VNI, pol)
 			changed = true
 		}
+		if old.Group != n.Group || old.VNI != n.VNI {
+			r.groupChangedLocked(old, n)
+		}
 	}
-	for name := range r.byName {
+	for name, old := range r.byName {
 		if _, ok := next[name]; !ok {
 			removed = append(removed, name)
 			changed = true
+			r.groupChangedLocked(old, gossip.Network{})
 		}
 	}
 	r.byName = next
@@ -256,4 +269,30 @@ func (r *networks) list() []gossip.Network {
 	}
 	slices.SortFunc(out, func(a, b gossip.Network) int { return cmp.Compare(a.Name, b.Name) })
 	return out
+}
+
+// networkGroups is how the registry puts networks with a multicast group
+// in group mode: the daemon's (group.go). All nil leaves groups unused.
+type networkGroups struct {
+	check func(g netip.Addr) error             // whether the node can use g; must not block
+	join  func(vni uint32, g netip.Addr) error // joins g and puts vni in group mode
+	leave func(vni uint32, g netip.Addr)       // undoes join
+}
+
+// groupChangedLocked leaves old's group and joins n's, either of which
+// may be none. A group that cannot be joined leaves the network in
+// head-end replication, logged. Called with r.mu held.
+func (r *networks) groupChangedLocked(old, n gossip.Network) {
+	if r.groups.join == nil {
+		return
+	}
+	if old.Group.IsValid() {
+		r.groups.leave(old.VNI, old.Group)
+	}
+	if n.Group.IsValid() {
+		if err := r.groups.join(n.VNI, n.Group); err != nil {
+			r.log.Error("network's multicast group not joined: its floods go to each node instead",
+				"network", n.Name, "vni", n.VNI, "group", n.Group, "err", err)
+		}
+	}
 }
