@@ -137,9 +137,11 @@ func (c *linuxConn) openGroup(g netip.Addr, ifindex, ttl int) (*connReader, erro
 			return nil, serr
 		}
 	}
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(c.local.Port()), Addr: g.As4()}
+	var sa unix.Sockaddr
 	if c.v6 {
 		sa = &unix.SockaddrInet6{Port: int(c.local.Port()), ZoneId: uint32(ifindex), Addr: g.As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(c.local.Port()), Addr: g.As4()}
 	}
 	fd, op, err := udpSocket(sa, c.v6, false, c.sockbuf, 0, false)
 	if err != nil {
