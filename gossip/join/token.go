@@ -34,15 +34,13 @@ package join
 
 import (
 	"crypto/sha256"
-	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/ovlsw/ovlsw/gossip/internal/tokentext"
 	"github.com/ovlsw/ovlsw/gossip/secret"
 )
 
@@ -52,7 +50,7 @@ const (
 	tokenVersion = "1"
 	tokenSep     = "_"
 	// keyChars is the length of the base32 key: ceil(32*8/5) = 52.
-	keyChars = (secret.Size*8 + 4) / 5
+	keyChars = tokentext.Chars32
 	// clusterChars is the length of a secret's fingerprint in hex.
 	clusterChars = 16
 	// checksumSize is the checksum's length in bytes: 32 bits catch all
@@ -63,11 +61,6 @@ const (
 	// cluster fingerprint and the checksum, with three separators.
 	TokenLen = len(tokenPrefix+tokenVersion) + 1 + keyChars + 1 + clusterChars + 1 + checksumChars
 )
-
-// b32 is RFC 4648 base32 in lowercase, without padding.
-var b32 = base32.NewEncoding(b32Alphabet).WithPadding(base32.NoPadding)
-
-const b32Alphabet = "abcdefghijklmnopqrstuvwxyz234567"
 
 // Token is what a joiner needs to obtain the cluster secret from one
 // member: that member's join key, and the name of the cluster it must
@@ -85,7 +78,7 @@ type Token struct {
 // it. It contains the key: log/slog prints only fingerprints (LogValue),
 // but fmt's %v and %s print this.
 func (t Token) String() string {
-	body := tokenPrefix + tokenVersion + tokenSep + b32.EncodeToString(t.Key[:]) + tokenSep + t.Cluster
+	body := tokenPrefix + tokenVersion + tokenSep + tokentext.Encoding.EncodeToString(t.Key[:]) + tokenSep + t.Cluster
 	return body + tokenSep + checksum(body)
 }
 
@@ -135,27 +128,23 @@ func ParseToken(s string) (Token, error) {
 }
 
 func parseToken(tok string) (Token, error) {
-	tok = canonical(tok)
+	tok = tokentext.Canonical(tok)
 	head, rest, _ := strings.Cut(tok, tokenSep)
 	version, ok := strings.CutPrefix(head, tokenPrefix)
 	if !ok || version == "" || strings.Trim(version, "0123456789") != "" {
 		if v, ok := strings.CutPrefix(head, "ovlsw"); ok && v != "" && strings.Trim(v, "0123456789") == "" {
-			return Token{}, fmt.Errorf("%w: this is a cluster secret token (\"ovlsw%s_\"), not a join token; print a join token with `ovlsw token` on a member", ErrNotToken, shorten(v))
+			return Token{}, fmt.Errorf("%w: this is a cluster secret token (\"ovlsw%s_\"), not a join token; print a join token with `ovlsw token` on a member", ErrNotToken, tokentext.Shorten(v))
 		}
 		return Token{}, ErrNotToken
 	}
 	if version != tokenVersion {
-		return Token{}, fmt.Errorf("%w %q: this ovlsw reads version %s only (upgrade it)", ErrTokenVersion, shorten(version), tokenVersion)
+		return Token{}, fmt.Errorf("%w %q: this ovlsw reads version %s only (upgrade it)", ErrTokenVersion, tokentext.Shorten(version), tokenVersion)
 	}
-	if i := strings.IndexFunc(tok, func(r rune) bool { return r >= utf8.RuneSelf }); i >= 0 {
-		return Token{}, fmt.Errorf("%w: character %d is not ASCII", ErrTokenEncoding, utf8.RuneCountInString(tok[:i])+1)
+	if why := tokentext.NonASCII(tok); why != "" {
+		return Token{}, fmt.Errorf("%w: %s", ErrTokenEncoding, why)
 	}
-	if len(tok) != TokenLen {
-		hint := "cut short?"
-		if len(tok) > TokenLen {
-			hint = "pasted twice, or something else pasted with it?"
-		}
-		return Token{}, fmt.Errorf("%w: %d characters, want %d (%s)", ErrTokenLength, len(tok), TokenLen, hint)
+	if why := tokentext.Length(len(tok), TokenLen); why != "" {
+		return Token{}, fmt.Errorf("%w: %s", ErrTokenLength, why)
 	}
 	// rest is key _ cluster _ checksum, each part at a fixed offset.
 	key := rest[:keyChars]
@@ -163,22 +152,17 @@ func parseToken(tok string) (Token, error) {
 	cluster := rest[keyChars+1 : keyChars+1+clusterChars]
 	sep2 := rest[keyChars+1+clusterChars : keyChars+2+clusterChars]
 	sum := rest[keyChars+2+clusterChars:]
-	if i := strings.IndexFunc(key, func(r rune) bool { return !strings.ContainsRune(b32Alphabet, r) }); i >= 0 {
-		return Token{}, fmt.Errorf("%w: character %d of the key is not base32 (a-z, 2-7)", ErrTokenEncoding, i+1)
-	}
 	var t Token
-	if n, err := b32.Decode(t.Key[:], []byte(key)); err != nil || n != secret.Size || b32.EncodeToString(t.Key[:]) != key {
-		// Only the last character can get here: its low 4 bits are padding
-		// and must be zero.
-		return Token{}, fmt.Errorf("%w: the last character of the key cannot end one (mistyped?)", ErrTokenEncoding)
+	if why := tokentext.Decode32((*[secret.Size]byte)(&t.Key), key, "the key"); why != "" {
+		return Token{}, fmt.Errorf("%w: %s", ErrTokenEncoding, why)
 	}
 	if sep1 != tokenSep || sep2 != tokenSep {
 		return Token{}, fmt.Errorf("%w: the parts are not separated by %q at characters %d and %d", ErrTokenEncoding, tokenSep, len(head)+1+keyChars+1, len(head)+1+keyChars+1+clusterChars+1)
 	}
-	if !isHex(cluster) {
+	if !tokentext.IsHex(cluster) {
 		return Token{}, fmt.Errorf("%w: the cluster fingerprint is not hex (0-9, a-f)", ErrTokenEncoding)
 	}
-	if !isHex(sum) {
+	if !tokentext.IsHex(sum) {
 		return Token{}, fmt.Errorf("%w: the checksum is not hex (0-9, a-f)", ErrTokenEncoding)
 	}
 	if sum != checksum(tok[:len(tok)-checksumChars-1]) {
@@ -186,28 +170,4 @@ func parseToken(tok string) (Token, error) {
 	}
 	t.Cluster = cluster
 	return t, nil
-}
-
-func isHex(s string) bool { return strings.Trim(s, "0123456789abcdef") == "" }
-
-// shorten cuts a version number someone may have typed at length.
-func shorten(v string) string {
-	if len(v) > 4 {
-		return v[:4] + "..."
-	}
-	return v
-}
-
-// canonical drops whitespace from tok and lowers ASCII letters (only
-// those: strings.ToLower would turn the Kelvin sign into a "k").
-func canonical(tok string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case unicode.IsSpace(r):
-			return -1
-		case 'A' <= r && r <= 'Z':
-			return r + 'a' - 'A'
-		}
-		return r
-	}, tok)
 }

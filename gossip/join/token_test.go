@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ovlsw/ovlsw/gossip/internal/tokentext"
 	"github.com/ovlsw/ovlsw/gossip/secret"
 )
 
@@ -197,7 +198,7 @@ func FuzzParseToken(f *testing.F) {
 			}
 			return
 		}
-		if got := tok.String(); got != canonical(s) {
+		if got := tok.String(); got != tokentext.Canonical(s) {
 			t.Fatalf("accepted %q, which is not the canonical %q", s, got)
 		}
 	})

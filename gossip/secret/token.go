@@ -27,12 +27,11 @@
 package secret
 
 import (
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"strings"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/ovlsw/ovlsw/gossip/internal/tokentext"
 )
 
 // Token format constants.
@@ -41,7 +40,7 @@ const (
 	tokenVersion = "1"
 	tokenSep     = "_"
 	// secretChars is the length of the base32 secret: ceil(32*8/5) = 52.
-	secretChars = (Size*8 + 4) / 5
+	secretChars = tokentext.Chars32
 	// fingerprintChars is the length of the hex fingerprint: 2 per byte.
 	fingerprintChars = 2 * fingerprintSize
 	// TokenLen is the length of a token: "ovlsw1", the secret and the
@@ -49,15 +48,10 @@ const (
 	TokenLen = len(tokenPrefix+tokenVersion) + 1 + secretChars + 1 + fingerprintChars
 )
 
-// b32 is RFC 4648 base32 in lowercase, without padding.
-var b32 = base32.NewEncoding(b32Alphabet).WithPadding(base32.NoPadding)
-
-const b32Alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-
 // Token returns s as a join token. Anyone holding it can join the cluster
 // and read its gossip: hand it over like a password.
 func (s Secret) Token() string {
-	return tokenPrefix + tokenVersion + tokenSep + b32.EncodeToString(s[:]) + tokenSep + s.Fingerprint()
+	return tokenPrefix + tokenVersion + tokenSep + tokentext.Encoding.EncodeToString(s[:]) + tokenSep + s.Fingerprint()
 }
 
 // Errors of ParseToken and Load, one per thing that can be wrong. None is
@@ -91,60 +85,34 @@ func ParseToken(tok string) (Secret, error) {
 }
 
 func parseToken(tok string) (Secret, error) {
-	tok = canonical(tok)
+	tok = tokentext.Canonical(tok)
 	head, rest, _ := strings.Cut(tok, tokenSep)
 	version, ok := strings.CutPrefix(head, tokenPrefix)
 	if !ok || version == "" || strings.Trim(version, "0123456789") != "" {
 		return Secret{}, ErrNotToken
 	}
 	if version != tokenVersion {
-		if len(version) > 4 {
-			version = version[:4] + "..."
-		}
-		return Secret{}, fmt.Errorf("%w %q: this ovlsw reads version %s only (upgrade it)", ErrTokenVersion, version, tokenVersion)
+		return Secret{}, fmt.Errorf("%w %q: this ovlsw reads version %s only (upgrade it)", ErrTokenVersion, tokentext.Shorten(version), tokenVersion)
 	}
-	if i := strings.IndexFunc(tok, func(r rune) bool { return r >= utf8.RuneSelf }); i >= 0 {
-		return Secret{}, fmt.Errorf("%w: character %d is not ASCII", ErrTokenEncoding, utf8.RuneCountInString(tok[:i])+1)
+	if why := tokentext.NonASCII(tok); why != "" {
+		return Secret{}, fmt.Errorf("%w: %s", ErrTokenEncoding, why)
 	}
-	if len(tok) != TokenLen {
-		hint := "cut short?"
-		if len(tok) > TokenLen {
-			hint = "pasted twice, or something else pasted with it?"
-		}
-		return Secret{}, fmt.Errorf("%w: %d characters, want %d (%s)", ErrTokenLength, len(tok), TokenLen, hint)
+	if why := tokentext.Length(len(tok), TokenLen); why != "" {
+		return Secret{}, fmt.Errorf("%w: %s", ErrTokenLength, why)
 	}
 	body, fp := rest[:secretChars], rest[secretChars+len(tokenSep):]
-	if i := strings.IndexFunc(body, func(r rune) bool { return !strings.ContainsRune(b32Alphabet, r) }); i >= 0 {
-		return Secret{}, fmt.Errorf("%w: character %d of the secret is not base32 (a-z, 2-7)", ErrTokenEncoding, i+1)
-	}
 	var s Secret
-	if n, err := b32.Decode(s[:], []byte(body)); err != nil || n != Size || b32.EncodeToString(s[:]) != body {
-		// Only the last character can get here: its low 4 bits are padding
-		// and must be zero.
-		return Secret{}, fmt.Errorf("%w: the last character of the secret cannot end one (mistyped?)", ErrTokenEncoding)
+	if why := tokentext.Decode32((*[Size]byte)(&s), body, "the secret"); why != "" {
+		return Secret{}, fmt.Errorf("%w: %s", ErrTokenEncoding, why)
 	}
 	if rest[secretChars:secretChars+len(tokenSep)] != tokenSep {
 		return Secret{}, fmt.Errorf("%w: no %q after the %d characters of the secret", ErrTokenEncoding, tokenSep, secretChars)
 	}
-	if strings.Trim(fp, "0123456789abcdef") != "" {
+	if !tokentext.IsHex(fp) {
 		return Secret{}, fmt.Errorf("%w: the fingerprint is not hex (0-9, a-f)", ErrTokenEncoding)
 	}
 	if fp != s.Fingerprint() {
 		return Secret{}, ErrTokenFingerprint
 	}
 	return s, nil
-}
-
-// canonical drops whitespace from tok and lowers ASCII letters (only
-// those: strings.ToLower would turn the Kelvin sign into a "k").
-func canonical(tok string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case unicode.IsSpace(r):
-			return -1
-		case 'A' <= r && r <= 'Z':
-			return r + 'a' - 'A'
-		}
-		return r
-	}, tok)
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ovlsw/ovlsw/gossip/internal/tokentext"
 )
 
 var updateCorpus = flag.Bool("update-corpus", false, "rewrite the seed corpus in testdata/fuzz")
@@ -161,7 +163,7 @@ func FuzzParseToken(f *testing.F) {
 			}
 			return
 		}
-		if got := s.Token(); got != canonical(tok) {
+		if got := s.Token(); got != tokentext.Canonical(tok) {
 			t.Fatalf("accepted %q, which is not the canonical %q", tok, got)
 		}
 	})
