@@ -89,21 +89,29 @@ func TestE2EKernelInterop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx := testCtx(t, 2*time.Minute)
-			if err := h1.WaitPing(ctx, ov2.Addr(), 10*time.Second); err != nil {
-				t.Fatalf("ovlsw -> kernel: %v\n%s", err, jsonString(n1.status()))
-			}
-			if err := h2.Ping(ctx, ov1.Addr(), 3); err != nil {
-				t.Fatalf("kernel -> ovlsw: %v", err)
-			}
-			if err := testbed.TCPStream(ctx, h1, h2, ov2.Addr(), 16<<20); err != nil {
-				t.Fatalf("TCP ovlsw -> kernel: %v\n%s", err, jsonString(n1.status()))
-			}
-			if err := testbed.TCPStream(ctx, h2, h1, ov1.Addr(), 16<<20); err != nil {
-				t.Fatalf("TCP kernel -> ovlsw: %v\n%s", err, jsonString(n1.status()))
-			}
+			kernelExchange(t, n1, h1, h2)
 			n1.stop(bed)
 		})
+	}
+}
+
+// kernelExchange checks that ovlsw node n1 in h1 (overlay address ov1)
+// and a kernel vxlan device in h2 (ov2) exchange ping and a 16 MiB TCP
+// stream in both directions.
+func kernelExchange(t *testing.T, n1 *node, h1, h2 *testbed.Netns) {
+	t.Helper()
+	ctx := testCtx(t, 2*time.Minute)
+	if err := h1.WaitPing(ctx, ov2.Addr(), 10*time.Second); err != nil {
+		t.Fatalf("ovlsw -> kernel: %v\n%s", err, jsonString(n1.status()))
+	}
+	if err := h2.Ping(ctx, ov1.Addr(), 3); err != nil {
+		t.Fatalf("kernel -> ovlsw: %v", err)
+	}
+	if err := testbed.TCPStream(ctx, h1, h2, ov2.Addr(), 16<<20); err != nil {
+		t.Fatalf("TCP ovlsw -> kernel: %v\n%s", err, jsonString(n1.status()))
+	}
+	if err := testbed.TCPStream(ctx, h2, h1, ov1.Addr(), 16<<20); err != nil {
+		t.Fatalf("TCP kernel -> ovlsw: %v\n%s", err, jsonString(n1.status()))
 	}
 }
 

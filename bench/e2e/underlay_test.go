@@ -168,19 +168,7 @@ func TestE2EIPv6KernelInterop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testCtx(t, 2*time.Minute)
-	if err := h1.WaitPing(ctx, ov2.Addr(), 10*time.Second); err != nil {
-		t.Fatalf("ovlsw -> kernel: %v\n%s", err, jsonString(n1.status()))
-	}
-	if err := h2.Ping(ctx, ov1.Addr(), 3); err != nil {
-		t.Fatalf("kernel -> ovlsw: %v", err)
-	}
-	if err := testbed.TCPStream(ctx, h1, h2, ov2.Addr(), 16<<20); err != nil {
-		t.Fatalf("TCP ovlsw -> kernel: %v\n%s", err, jsonString(n1.status()))
-	}
-	if err := testbed.TCPStream(ctx, h2, h1, ov1.Addr(), 16<<20); err != nil {
-		t.Fatalf("TCP kernel -> ovlsw: %v\n%s", err, jsonString(n1.status()))
-	}
+	kernelExchange(t, n1, h1, h2)
 	if st := n1.status(); len(st.Ports) != 1 || st.Ports[0].MTU != 1430 {
 		t.Errorf("k1 ports: %s, want MTU 1430", jsonString(st.Ports))
 	}
