@@ -91,7 +91,8 @@ func loadTrust(ctx context.Context, cfg trustConfig) (*trust, error) {
 		t.static = cfg.Key
 		return t, nil
 	}
-	if _, err := joinAddrs(cfg.Join, cfg.Self); err != nil {
+	addrs, err := joinAddrs(cfg.Join, cfg.Self)
+	if err != nil {
 		return nil, err // a join list that cannot work, whatever the token
 	}
 	switch {
@@ -109,7 +110,7 @@ func loadTrust(ctx context.Context, cfg trustConfig) (*trust, error) {
 		if len(cfg.Join) == 0 {
 			return nil, configErrorf("a join token is for joining a cluster: give the member to join too")
 		}
-		if t.secret, err = fetchSecret(ctx, cfg.Join, cfg.Self, tok); err != nil {
+		if t.secret, err = fetchSecret(ctx, cfg.Join, addrs, tok); err != nil {
 			return nil, err
 		}
 		if err := secret.Save(cfg.SecretFile, t.secret); err != nil {
@@ -161,13 +162,9 @@ func (t *trust) announce() {
 	}
 }
 
-// fetchSecret obtains the cluster secret with tok from the first member of
-// join that gives it.
-func fetchSecret(ctx context.Context, joins []string, self netip.AddrPort, tok join.Token) (secret.Secret, error) {
-	addrs, err := joinAddrs(joins, self)
-	if err != nil {
-		return secret.Secret{}, err
-	}
+// fetchSecret obtains the cluster secret with tok from the first of addrs
+// (joins, as joinAddrs gave them ports) that gives it.
+func fetchSecret(ctx context.Context, joins, addrs []string, tok join.Token) (secret.Secret, error) {
 	var errs []string
 	var last error
 	for _, a := range addrs {
