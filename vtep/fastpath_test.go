@@ -56,6 +56,7 @@ func newVnetRig(tb testing.TB) *vnetRig {
 		tb.Fatal(err)
 	}
 	r.pa, r.pb = sw.ports.Load().byID[ida], sw.ports.Load().byID[idb]
+	waitReading(tb, &r.conn.reads, &r.a.reads, &r.b.reads)
 	sw.SetPeers(42, []netip.AddrPort{r.peer})
 	sw.fdb.Learn(fdb.Key{VNI: 42, MAC: fpA}, fdb.Location{Port: ida}, fdb.OriginLocal, 1)
 	sw.fdb.Learn(fdb.Key{VNI: 42, MAC: fpB}, fdb.Location{Port: idb}, fdb.OriginLocal, 1)

@@ -104,9 +104,11 @@ func ethFrame(dst, src fdb.MAC) []byte {
 // there; another VNI still refuses strangers; accepting allocates nothing.
 func TestGroupAccept(t *testing.T) {
 	sw, dev, _ := hotRig(t)
-	if _, err := sw.AddPort(PortConfig{VNI: 43, Device: newNullDevice()}); err != nil {
+	dev43 := newNullDevice()
+	if _, err := sw.AddPort(PortConfig{VNI: 43, Device: dev43}); err != nil {
 		t.Fatal(err)
 	}
+	waitReading(t, &dev43.reads)
 	stranger := netip.MustParseAddrPort("192.0.2.99:41234") // a kernel VTEP's flow-hash source port
 	msgs := kernelBatch(t, stranger)
 	var q recvScratch

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/tap"
@@ -15,6 +16,7 @@ import (
 // only counts: it lets the hot path be measured without any fake's own
 // copying.
 type nullDevice struct {
+	reads    atomic.Int32 // Read calls begun: the port's reader has its buffers
 	written  atomic.Uint64
 	closed   chan struct{}
 	offloads tap.Offloads
@@ -27,6 +29,7 @@ var _ tap.Device = (*nullDevice)(nil)
 func newNullDevice() *nullDevice { return &nullDevice{closed: make(chan struct{})} }
 
 func (d *nullDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	d.reads.Add(1)
 	<-d.closed
 	return 0, tap.ErrClosed
 }
@@ -55,6 +58,7 @@ func (d *nullDevice) Close() error {
 // nullConn is a Conn that never receives and discards what it sends (with
 // keep, it records copies of the messages).
 type nullConn struct {
+	reads  atomic.Int32 // ReadBatch calls begun: the receive loop has its buffers
 	closed chan struct{}
 	keep   bool
 	mu     sync.Mutex // guards sent
@@ -76,7 +80,27 @@ func (c *nullConn) frames() int {
 	return n
 }
 
-func (c *nullConn) ReadBatch(msgs []Message) (int, error) { <-c.closed; return 0, errClosedForTest }
+func (c *nullConn) ReadBatch(msgs []Message) (int, error) {
+	c.reads.Add(1)
+	<-c.closed
+	return 0, errClosedForTest
+}
+
+// waitReading polls until each counter of Read calls has moved: the
+// switch's goroutines have allocated their buffers and block in Read, so
+// an allocation count taken from then on sees only the path measured.
+func waitReading(tb testing.TB, reads ...*atomic.Int32) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, r := range reads {
+		for r.Load() == 0 {
+			if time.Now().After(deadline) {
+				tb.Fatal("a switch goroutine never began reading")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
 func (c *nullConn) WriteBatch(msgs []Message) (int, error) {
 	for i := range msgs {
 		msgs[i].Sent = true
@@ -109,7 +133,8 @@ var errClosedForTest = tap.ErrClosed
 // hotRig is a switch with one null port on VNI 42 and one peer.
 func hotRig(tb testing.TB) (*Switch, *nullDevice, netip.AddrPort) {
 	tb.Helper()
-	sw, err := New(Config{Conn: &nullConn{closed: make(chan struct{})}, FDB: fdb.New(fdb.DefaultConfig())})
+	conn := &nullConn{closed: make(chan struct{})}
+	sw, err := New(Config{Conn: conn, FDB: fdb.New(fdb.DefaultConfig())})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -118,6 +143,7 @@ func hotRig(tb testing.TB) (*Switch, *nullDevice, netip.AddrPort) {
 	if _, err := sw.AddPort(PortConfig{VNI: 42, Device: dev}); err != nil {
 		tb.Fatal(err)
 	}
+	waitReading(tb, &conn.reads, &dev.reads)
 	peer := netip.MustParseAddrPort("192.0.2.2:4789")
 	sw.SetPeers(42, []netip.AddrPort{peer})
 	return sw, dev, peer
