@@ -145,6 +145,7 @@ type Agent struct {
 	// Counters, atomic.
 	numNodes                      atomic.Int64 // live members including us, for the queue
 	msgIn, msgOut                 atomic.Uint64
+	bytesIn, bytesOut             atomic.Uint64 // of the messages counted in msgIn and msgOut
 	statesIn, statesOut           atomic.Uint64
 	malformed, stale, queuePruned atomic.Uint64
 	netDropped                    atomic.Uint64 // network records over MaxNetworks
@@ -461,6 +462,8 @@ func (a *Agent) Close() error {
 type Stats struct {
 	MessagesIn     uint64 // broadcasts received (bindings, leaves and networks)
 	MessagesOut    uint64 // broadcasts sent (every retransmission)
+	BytesIn        uint64 // bytes of the broadcasts received (payloads, without memberlist's framing)
+	BytesOut       uint64 // bytes of the broadcasts sent
 	StatesIn       uint64 // push/pull states received
 	StatesOut      uint64 // push/pull states sent
 	Malformed      uint64 // payloads dropped: bad encoding, unknown version, out of bounds
@@ -483,6 +486,7 @@ type Stats struct {
 func (a *Agent) Stats() Stats {
 	s := Stats{
 		MessagesIn: a.msgIn.Load(), MessagesOut: a.msgOut.Load(),
+		BytesIn: a.bytesIn.Load(), BytesOut: a.bytesOut.Load(),
 		StatesIn: a.statesIn.Load(), StatesOut: a.statesOut.Load(),
 		Malformed: a.malformed.Load(), Stale: a.stale.Load(),
 		QueuePruned: a.queuePruned.Load(), Queued: a.queue.NumQueued(),

@@ -57,6 +57,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 func (d *delegate) NotifyMsg(b []byte) {
 	a := (*Agent)(d)
 	a.msgIn.Add(1)
+	a.bytesIn.Add(uint64(len(b)))
 	if len(b) >= 2 && b[0] == wireVersion && b[1] == typeNetwork {
 		a.notifyNetwork(b)
 		return
@@ -105,6 +106,11 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	}
 	bs := a.queue.GetBroadcasts(overhead, limit)
 	a.msgOut.Add(uint64(len(bs)))
+	n := 0
+	for _, b := range bs {
+		n += len(b)
+	}
+	a.bytesOut.Add(uint64(n))
 	return bs
 }
 

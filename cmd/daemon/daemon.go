@@ -98,6 +98,13 @@ type Config struct {
 	// level is fixed.
 	LogLevel slog.Level
 	LevelVar *slog.LevelVar
+
+	// Metrics is the HOST:PORT /metrics is served on in the Prometheus
+	// text format (observe.go); empty: no metrics. A non-loopback
+	// address shows the node's counters to whoever reaches it.
+	Metrics string
+	// Version labels ovlsw_build_info.
+	Version string
 }
 
 // DefaultConfig returns the defaults `ovlsw up` starts from.
@@ -138,6 +145,7 @@ type Daemon struct {
 	cluster atomic.Pointer[cluster] // nil until gossip runs
 	ctl     *control.Server
 	conf    *reloader // the configuration as given, and Reload (reload.go)
+	obs     observer  // metrics (observe.go)
 }
 
 // ConfigError is a Config value that cannot be used. Its message names the
@@ -238,6 +246,9 @@ func (c *Config) Validate() error {
 	}
 	if err := (secret.Schedule{Interval: c.KeyRotation}).Validate(); err != nil {
 		return configErrorf("%v", err)
+	}
+	if err := checkMetricsAddr(c.Metrics); err != nil {
+		return err
 	}
 	if c.Token != "" && c.TokenFile != "" {
 		return configErrorf("join token and join token file: give one")
@@ -377,6 +388,9 @@ func New(cfg Config) (d *Daemon, reterr error) {
 	}
 	d.eps.readoptSettle(readopted, d.cluster.Load().agent)
 	d.eps.watch()
+	if err := d.startObserver(); err != nil {
+		return d, err
+	}
 	d.ctl.Serve(d.handler(), d.log)
 	d.trust.announce()
 	d.log.Info("ovlsw up", "node", cfg.Name, "vtep", d.vtep, "vni", cfg.VNI, "tap", cfg.TAP,
@@ -470,6 +484,7 @@ func (d *Daemon) close(keepPorts bool) error {
 	if d.eps != nil {
 		d.eps.stopWatch()
 	}
+	errs = append(errs, d.obs.close())
 	if c := d.cluster.Load(); c != nil {
 		errs = append(errs, c.close(!keepPorts))
 	}

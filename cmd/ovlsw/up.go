@@ -118,6 +118,7 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 			cfg.LogLevel = level
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LevelVar}))
 			cfg.Out = c.OutOrStdout()
+			cfg.Version = version
 			return run(c, cfg, cf)
 		},
 	}
@@ -155,6 +156,7 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 	f.StringVar(&cfg.State, "state", "", "`FILE` recording the attached containers, for a restart to take back (default: beside --socket, <socket without .sock>.state.json)")
 	f.StringVar(&cfg.Name, "name", "", "node name (default: the host name)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics (off by default; a non-loopback address shows the node's counters to anyone who reaches it)")
 	return c
 }
 
@@ -205,6 +207,7 @@ var flagNames = []struct{ value, flag string }{
 	{"MAC limit per port", "--max-macs-per-port"},
 	{"MAC limit per VNI", "--max-macs-per-vni"},
 	{"control socket", "--socket"},
+	{"metrics address", "--metrics"},
 	{"bind address", "--bind"},
 	{"data address", "--data-addr"},
 	{"flood policy", "--flood"},
