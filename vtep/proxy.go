@@ -168,76 +168,115 @@ func (p *port) owns(ip netip.Addr) bool {
 	return !p.secure || ip.IsLinkLocalUnicast() || slices.Contains(p.ips, ip)
 }
 
+// proxyVerdict is what the proxy makes of an ARP or ND frame read from a
+// port: the question, and for one it can answer the parsed request and the
+// MAC to answer with.
+type proxyVerdict struct {
+	q      question
+	nd     bool // an IPv6 neighbour solicitation, not an ARP request
+	arp    arpRequest
+	ns     neighborSolicitation
+	target netip.Addr // the address asked about
+	mac    fdb.MAC    // the answer, when q is answered
+}
+
+// proxyDecide reads the ARP or ND frame read from port p and says what the
+// proxy does with it: answer (q answered, with the MAC the FDB vouches
+// for), flood it as a question about an unknown address, drop it as
+// spoofed, or let it pass. With learn it also learns the bindings the frame
+// announces, as the data path does; without, it changes nothing (trace).
+func (s *Switch) proxyDecide(p *port, frame []byte, c *frameClass, learn bool) proxyVerdict {
+	var v proxyVerdict
+	switch c.EtherType {
+	case 0x0806:
+		req, op, ok := parseARP(frame, c)
+		if !ok {
+			return v
+		}
+		if !req.Probe {
+			if p.secure && (req.SenderMAC != p.mac || !p.owns(req.SenderIP)) {
+				v.q = spoofed
+				return v
+			}
+			if learn {
+				s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: req.SenderMAC}, req.SenderIP)
+			}
+		}
+		if op != arpOpRequest || req.Gratuitous {
+			return v
+		}
+		v.arp, v.target = req, req.TargetIP
+		mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: req.TargetIP})
+		if !ok {
+			v.q = unknownQuestion
+			return v
+		}
+		if mac == req.SenderMAC {
+			return v // someone asking about itself: let the owner answer
+		}
+		v.q, v.mac = answered, mac
+	case 0x86dd:
+		switch ndType(frame, c) {
+		case 135:
+			ns, ok := parseNS(frame, c)
+			if !ok {
+				return v
+			}
+			if ns.DAD {
+				return v // never answered: the prober would give up its address
+			}
+			if ns.HasSourceLLA && learn {
+				s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: ns.SourceLLA}, ns.Src)
+			}
+			v.nd, v.ns, v.target = true, ns, ns.Target
+			mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: ns.Target})
+			if !ok {
+				v.q = unknownQuestion
+				return v
+			}
+			if mac == ns.SrcMAC {
+				return v
+			}
+			v.q, v.mac = answered, mac
+		case 136:
+			if p.secure {
+				if na, ok := parseNA(frame, c); ok && (!p.owns(na.Target) || (na.HasTargetLLA && na.TargetLLA != p.mac)) {
+					v.q = spoofed
+					return v
+				}
+			}
+			if learn {
+				s.learnNA(p.vni, frame, c)
+			}
+		}
+	}
+	return v
+}
+
 // proxy learns bindings from the ARP or ND frame in buf[off:off+size],
 // read from port p, and answers it in place if it asks about an address the
 // FDB vouches for (fdb.Table.LookupIPVouched). It returns the reply's length
 // when answered.
 func (s *Switch) proxy(p *port, buf []byte, off, size int, c *frameClass) (question, int) {
 	frame := buf[off : off+size]
-	switch c.EtherType {
-	case 0x0806:
-		req, op, ok := parseARP(frame, c)
-		if !ok {
-			return notQuestion, 0
-		}
-		if !req.Probe {
-			if p.secure && (req.SenderMAC != p.mac || !p.owns(req.SenderIP)) {
-				return spoofed, 0
-			}
-			s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: req.SenderMAC}, req.SenderIP)
-		}
-		if op != arpOpRequest || req.Gratuitous {
-			return notQuestion, 0
-		}
-		mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: req.TargetIP})
-		if !ok {
-			return unknownQuestion, 0
-		}
-		if mac == req.SenderMAC {
-			return notQuestion, 0 // someone asking about itself: let the owner answer
-		}
-		n := buildARPReply(buf[off:], req, frame, c, mac)
+	v := s.proxyDecide(p, frame, c, true)
+	if v.q != answered {
+		return v.q, 0
+	}
+	if v.nd {
+		n := buildNA(buf[off:], v.ns, frame, c, v.mac, false)
 		if n == 0 {
 			return notQuestion, 0
 		}
-		s.proxyCtr.arpAnswered.Add(1)
+		s.proxyCtr.ndAnswered.Add(1)
 		return answered, n
-	case 0x86dd:
-		switch ndType(frame, c) {
-		case 135:
-			ns, ok := parseNS(frame, c)
-			if !ok {
-				return notQuestion, 0
-			}
-			if ns.DAD {
-				return notQuestion, 0 // never answered: the prober would give up its address
-			}
-			if ns.HasSourceLLA {
-				s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: ns.SourceLLA}, ns.Src)
-			}
-			mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: ns.Target})
-			if !ok {
-				return unknownQuestion, 0
-			}
-			if mac == ns.SrcMAC {
-				return notQuestion, 0
-			}
-			n := buildNA(buf[off:], ns, frame, c, mac, false)
-			if n == 0 {
-				return notQuestion, 0
-			}
-			s.proxyCtr.ndAnswered.Add(1)
-			return answered, n
-		case 136:
-			if p.secure {
-				if na, ok := parseNA(frame, c); ok && (!p.owns(na.Target) || (na.HasTargetLLA && na.TargetLLA != p.mac)) {
-					return spoofed, 0
-				}
-			}
-			s.learnNA(p.vni, frame, c)
-		}
 	}
-	return notQuestion, 0
+	n := buildARPReply(buf[off:], v.arp, frame, c, v.mac)
+	if n == 0 {
+		return notQuestion, 0
+	}
+	s.proxyCtr.arpAnswered.Add(1)
+	return answered, n
 }
 
 // learnFromWire learns bindings from ARP and NA frames decapsulated from a

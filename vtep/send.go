@@ -242,17 +242,8 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			_ = h.Decode(buf)
 		}
 		var c frameClass
-		if reason, ok := classify(frame, &c); !ok {
+		if reason, ok := p.admit(frame, &c, end == len(buf), lay.vnet && h.GSOType != offload.GSONone); !ok {
 			s.drops.add(reason, 1)
-			continue
-		}
-		super := lay.vnet && h.GSOType != offload.GSONone
-		if end == len(buf) || (!super && !fitsMTU(frame, &c, p.mtu)) {
-			s.drops.add(dropMTU, 1)
-			continue
-		}
-		if p.secure && c.Src != p.mac {
-			s.drops.add(dropPortSecurity, 1)
 			continue
 		}
 		s.fdb.Learn(fdb.Key{VNI: p.vni, MAC: c.Src}, fdb.Location{Port: p.id}, fdb.OriginLocal, now)
@@ -280,28 +271,17 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			_ = Header{VNI: p.vni}.Encode(buf)
 		}
 
-		if !c.Dst.IsMulticast() {
-			if loc, ok := s.fdb.Lookup(fdb.Key{VNI: p.vni, MAC: c.Dst}); ok {
-				if !loc.IsLocal() {
-					to := peers.byAddr[loc.VTEP.Addr()]
-					if to == nil || to.addr != loc.VTEP {
-						sc.orphan.addr = loc.VTEP
-						to = &sc.orphan
-					}
-					sc.one[0] = to
-					s.toPeers(p, sc, pkt, frame, h, &c, sc.one)
-					continue
-				}
-				if loc.Port == p.id {
-					s.drops.add(dropHairpin, 1)
-					continue
-				}
-				if dp := ports.byID[loc.Port]; dp != nil {
-					local.add(dp, pkt)
-					continue
-				}
-				// A stale local entry: treat as unknown.
-			}
+		switch kind, loc, dp := s.destination(p, &c, ports); kind {
+		case destRemote:
+			sc.one[0] = peers.peerAt(loc.VTEP, &sc.orphan)
+			s.toPeers(p, sc, pkt, frame, h, &c, sc.one)
+			continue
+		case destHairpin:
+			s.drops.add(dropHairpin, 1)
+			continue
+		case destLocal:
+			local.add(dp, pkt)
+			continue
 		}
 		// Broadcast, multicast, unknown unicast: every other port of the
 		// VNI and every member VTEP (head-end replication) or the VNI's
@@ -341,22 +321,13 @@ func (s *Switch) toPeers(p *port, sc *sendScratch, pkt, frame []byte, h *offload
 // mayFlood applies the VNI's flood policy to a frame the FDB cannot place,
 // counting what it drops. Multicast other than ARP and ND always floods.
 func (s *Switch) mayFlood(vni uint32, c *frameClass, q question) bool {
-	pol := s.policy(vni)
-	var act FloodAction
-	switch {
-	case q == unknownQuestion:
-		act = pol.UnknownARP
+	act := floodAction(s.policy(vni), c, q)
+	if q == unknownQuestion {
 		if act == Drop {
 			s.proxyCtr.dropped.Add(1)
 		} else {
 			s.proxyCtr.flooded.Add(1)
 		}
-	case c.EtherType == 0x0806:
-		act = pol.UnknownARP
-	case c.Dst == fdb.Broadcast:
-		act = pol.Broadcast
-	case !c.Dst.IsMulticast():
-		act = pol.UnknownUnicast
 	}
 	if act == Drop {
 		s.drops.add(dropPolicy, 1)
@@ -375,15 +346,20 @@ func (p *port) floodToken(now int64) bool {
 	}
 	p.floodMu.Lock()
 	defer p.floodMu.Unlock()
-	if p.floodAt == 0 {
-		p.floodTokens, p.floodAt = float64(p.floodRate), now
-	}
-	p.floodTokens = min(float64(p.floodRate), p.floodTokens+float64(now-p.floodAt)*float64(p.floodRate)/1e9)
-	p.floodAt = now
+	p.floodTokens, p.floodAt = p.floodBudgetLocked(now), now
 	if p.floodTokens < 1 {
 		p.drops.add(dropFloodRate, 1)
 		return false
 	}
 	p.floodTokens--
 	return true
+}
+
+// floodBudgetLocked returns the tokens the port's flood budget holds at
+// now, refilled since the last take, without taking one. floodMu is held.
+func (p *port) floodBudgetLocked(now int64) float64 {
+	if p.floodAt == 0 {
+		return float64(p.floodRate)
+	}
+	return min(float64(p.floodRate), p.floodTokens+float64(now-p.floodAt)*float64(p.floodRate)/1e9)
 }

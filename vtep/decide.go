@@ -1,0 +1,89 @@
+package vtep
+
+// This file holds the forwarding decisions of the TAP -> wire path as small
+// functions: admission (classification, MTU, port security), where the FDB
+// places a destination, and the flood policy. sendBatch (send.go) calls
+// them for every frame and Trace (trace.go) for one frame in a dry run, so
+// a trace shows what the data path does, not a re-implementation of it.
+// None of them allocates, and none changes state: the data path counts and
+// learns around them.
+
+import (
+	"net/netip"
+
+	"github.com/ovlsw/ovlsw/fdb"
+)
+
+// admit checks a frame read from port p: that it is an Ethernet frame
+// with a usable source (classify fills c), fits the port's MTU (full: it
+// filled its read buffer; super: a TSO super-frame, larger by design),
+// and on a secure port comes from the port's own MAC. It returns the drop
+// reason when it does not.
+func (p *port) admit(frame []byte, c *frameClass, full, super bool) (DropReason, bool) {
+	if reason, ok := classify(frame, c); !ok {
+		return reason, false
+	}
+	if full || (!super && !fitsMTU(frame, c, p.mtu)) {
+		return dropMTU, false
+	}
+	if p.secure && c.Src != p.mac {
+		return dropPortSecurity, false
+	}
+	return 0, true
+}
+
+// destKind says where the FDB places a frame's destination.
+type destKind uint8
+
+const (
+	destFlood   destKind = iota // broadcast, multicast, unknown, or a stale local entry
+	destRemote                  // behind a remote VTEP
+	destLocal                   // on another local port
+	destHairpin                 // on the port the frame came from: dropped
+)
+
+// destination looks up where c.Dst lives in port p's VNI: the FDB's
+// location and, for a local port, the port in ports.
+func (s *Switch) destination(p *port, c *frameClass, ports *portSet) (destKind, fdb.Location, *port) {
+	if c.Dst.IsMulticast() {
+		return destFlood, fdb.Location{}, nil
+	}
+	loc, ok := s.fdb.Lookup(fdb.Key{VNI: p.vni, MAC: c.Dst})
+	switch {
+	case !ok:
+		return destFlood, loc, nil
+	case !loc.IsLocal():
+		return destRemote, loc, nil
+	case loc.Port == p.id:
+		return destHairpin, loc, nil
+	}
+	if dp := ports.byID[loc.Port]; dp != nil {
+		return destLocal, loc, dp
+	}
+	return destFlood, loc, nil // a stale local entry: treat as unknown
+}
+
+// peerAt returns the peer at vtep, or orphan (its address set) for a VTEP
+// that is not a peer: its frames still go, counted apart.
+func (ps *peerSet) peerAt(vtep netip.AddrPort, orphan *peer) *peer {
+	if to := ps.byAddr[vtep.Addr()]; to != nil && to.addr == vtep {
+		return to
+	}
+	orphan.addr = vtep
+	return orphan
+}
+
+// floodAction is what policy pol does with a frame the FDB cannot place,
+// given what the proxy made of it (q). Multicast other than ARP and ND
+// always floods.
+func floodAction(pol FloodPolicy, c *frameClass, q question) FloodAction {
+	switch {
+	case q == unknownQuestion, c.EtherType == 0x0806:
+		return pol.UnknownARP
+	case c.Dst == fdb.Broadcast:
+		return pol.Broadcast
+	case !c.Dst.IsMulticast():
+		return pol.UnknownUnicast
+	}
+	return Flood
+}
