@@ -83,7 +83,7 @@ func (s *Switch) receiveLoop(r BatchReader) {
 // GRO) several of Segment bytes back to back. It is separate from the loop
 // so tests and fuzzers can drive it directly.
 func (s *Switch) receiveBatch(msgs []Message, rs *recvScratch) {
-	ports, peers := s.ports.Load(), s.peers.Load()
+	ports, peers, cs := s.ports.Load(), s.peers.Load(), s.captures.Load()
 	now := s.fdb.Now().UnixNano()
 	rs.local.lay = ports.lay
 	rs.memo.valid = false // the table and the ports may have changed
@@ -104,6 +104,9 @@ func (s *Switch) receiveBatch(msgs []Message, rs *recvScratch) {
 		for len(b) > 0 {
 			d := b[:min(seg, len(b))]
 			b = b[len(d):]
+			if cs != nil {
+				cs.peerIn(d, m.Addr, from, ports)
+			}
 			s.receiveOne(d, from, ports, now, rs)
 		}
 	}

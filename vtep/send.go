@@ -53,6 +53,9 @@ func (s *Switch) flushLocal(q *localQueue) {
 	for i := range q.outs {
 		o := &q.outs[i]
 		n, _ := o.p.dev.Write(o.bufs, q.lay.ioOff)
+		if cs := s.captures.Load(); cs != nil {
+			cs.portOut(o.p, o.bufs, n, q.lay.frameOff)
+		}
 		bytes := 0
 		for _, b := range o.bufs[:n] {
 			bytes += len(b) - q.lay.frameOff
@@ -88,6 +91,11 @@ func (s *Switch) flushRemote(q *remoteQueue) {
 		return
 	}
 	s.conn.WriteBatch(q.msgs)
+	if cs := s.captures.Load(); cs != nil {
+		for i := range q.msgs {
+			cs.peerOut(&q.msgs[i])
+		}
+	}
 	lost := 0
 	for i, m := range q.msgs {
 		if !m.Sent { // skipped: the others still went
@@ -119,6 +127,8 @@ type sendScratch struct {
 	// lazy is the port's TAP while it has virtio-net headers but no TSO
 	// yet (tap.Config.LazyTSO): it gets TSO when the port is busy.
 	lazy tap.TSOEnabler
+
+	capture captureScratch // the frame in hand's capture slots (capturehook.go)
 }
 
 // initialBatch is how many read buffers a port starts with. A port that
@@ -221,7 +231,7 @@ func (s *Switch) sendLoop(p *port, q tap.Device) {
 
 // sendBatch forwards the n frames in sc.bufs read from port p.
 func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
-	ports, peers := s.ports.Load(), s.peers.Load()
+	ports, peers, cs := s.ports.Load(), s.peers.Load(), s.captures.Load()
 	now := s.fdb.Now().UnixNano()
 	bufs, sizes, local, remote := sc.bufs, sc.sizes, &sc.local, &sc.remote
 	lay := p.lay
@@ -237,13 +247,16 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		}
 		frame := buf[lay.frameOff:end]
 		rxBytes += len(frame)
+		if cs != nil {
+			sc.capture.next(cs, p, frame)
+		}
 		h := &sc.hdr
 		if lay.vnet {
 			_ = h.Decode(buf)
 		}
 		var c frameClass
 		if reason, ok := p.admit(frame, &c, end == len(buf), lay.vnet && h.GSOType != offload.GSONone); !ok {
-			s.drops.add(reason, 1)
+			sc.capture.drop(&s.drops, reason)
 			continue
 		}
 		s.fdb.Learn(fdb.Key{VNI: p.vni, MAC: c.Src}, fdb.Location{Port: p.id}, fdb.OriginLocal, now)
@@ -256,7 +269,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 				continue
 			}
 			if q == spoofed {
-				s.drops.add(dropPortSecurity, 1)
+				sc.capture.drop(&s.drops, dropPortSecurity)
 				continue
 			}
 		}
@@ -277,7 +290,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			s.toPeers(p, sc, pkt, frame, h, &c, sc.one)
 			continue
 		case destHairpin:
-			s.drops.add(dropHairpin, 1)
+			sc.capture.drop(&s.drops, dropHairpin)
 			continue
 		case destLocal:
 			local.add(dp, pkt)
@@ -286,7 +299,12 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		// Broadcast, multicast, unknown unicast: every other port of the
 		// VNI and every member VTEP (head-end replication) or the VNI's
 		// group (group.go), as the VNI's flood policy allows.
-		if !s.mayFlood(p.vni, &c, q) || !p.floodToken(now) {
+		if !s.mayFlood(p.vni, &c, q) {
+			sc.capture.why, sc.capture.dropped = dropPolicy, true // counted by mayFlood
+			continue
+		}
+		if !p.floodToken(now) {
+			sc.capture.why, sc.capture.dropped = dropFloodRate, true // counted by floodToken
 			continue
 		}
 		for _, dp := range ports.byVNI[p.vni] {
@@ -295,6 +313,9 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			}
 		}
 		s.toPeers(p, sc, pkt, frame, h, &c, peers.floodList(p.vni))
+	}
+	if cs != nil {
+		sc.capture.flush()
 	}
 	p.traffic.rx(n, rxBytes)
 	s.flushLocal(local)

@@ -133,6 +133,7 @@ type Switch struct {
 	groups      map[uint32]netip.AddrPort       // VNIs in multicast mode, as SetGroup set them (group.go)
 
 	policies atomic.Pointer[map[uint32]FloodPolicy] // copy-on-write under mu
+	captures atomic.Pointer[captureSet]             // running captures (capturehook.go), nil if none; copy-on-write under mu
 
 	drops    dropCounters
 	proxyCtr proxyCounters
