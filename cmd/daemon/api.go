@@ -126,6 +126,7 @@ func (d *Daemon) handler() http.Handler {
 	})
 	handlePost(mux, "/v1/attach", func(req control.AttachRequest) (any, error) { return d.Attach(req) })
 	handlePost(mux, "/v1/detach", func(req control.DetachRequest) (any, error) { return d.Detach(req) })
+	d.observeRoutes(mux) // events, capture, trace (observe_api.go)
 	return mux
 }
 

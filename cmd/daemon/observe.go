@@ -2,21 +2,34 @@ package daemon
 
 // This file holds the observer: the owner of what the node shows about
 // itself beyond the control API's snapshots: the Prometheus /metrics
-// server (--metrics). It reads the other owners through their public
-// methods and keeps no node state of its own.
+// server (--metrics), the event hub and its watcher (watch.go), and the
+// streams of the control API that outlive a request's usual span (events
+// and captures, observe_api.go), which it ends on close. It reads the
+// other owners through their methods and keeps no node state of its own.
 
 import (
+	"context"
 	"net"
 	"strconv"
 
+	"github.com/ovlsw/ovlsw/cmd/control"
+	"github.com/ovlsw/ovlsw/cmd/daemon/events"
 	"github.com/ovlsw/ovlsw/cmd/daemon/metrics"
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/gossip"
 )
 
-// observer owns the metrics server. Its fields are set once in start.
+// observer owns the metrics server, the event hub and the streams. Its
+// fields are set once in startObserver.
 type observer struct {
 	metrics *metrics.Server // nil without --metrics
+	hub     *events.Hub[control.Event]
+	watch   *watcher
+	// ctx ends every stream (events, captures) when the node closes, so
+	// that the control server's shutdown does not wait for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	caps   captureSessions
 }
 
 // checkMetricsAddr checks a --metrics address: host:port, the host
@@ -64,13 +77,30 @@ func (d *Daemon) metricsSources() metrics.Sources {
 	}
 }
 
-// startObserver starts what cfg asks for: the metrics server on
-// cfg.Metrics.
+// startObserver starts the event hub and its watcher, and what cfg asks
+// for: the metrics server on cfg.Metrics.
 func (d *Daemon) startObserver() error {
+	d.obs.ctx, d.obs.cancel = context.WithCancel(context.Background())
+	d.obs.hub = events.New[control.Event]()
+	d.obs.watch = newWatcher(d, d.obs.hub)
 	if d.cfg.Metrics == "" {
 		return nil
 	}
-	c := metrics.New(d.metricsSources(), metrics.BuildInfo{Version: d.cfg.Version})
+	src := d.metricsSources()
+	src.Extra = append(src.Extra, metrics.Table{
+		Snapshot: func() any { p, l := d.obs.hub.Stats(); return [2]uint64{p, l} },
+		Counters: []metrics.Counter{
+			{Name: "ovlsw_events_published_total", Help: "Events published to followers of ovlsw events.", Get: func(s any) uint64 { return s.([2]uint64)[0] }},
+			{Name: "ovlsw_events_lost_total", Help: "Events lost by followers that fell behind.", Get: func(s any) uint64 { return s.([2]uint64)[1] }},
+		},
+	}, metrics.Table{
+		Snapshot: func() any { c, l := d.captureStats(); return [2]uint64{c, l} },
+		Counters: []metrics.Counter{
+			{Name: "ovlsw_capture_frames_total", Help: "Frames copied to ovlsw capture sessions.", Get: func(s any) uint64 { return s.([2]uint64)[0] }},
+			{Name: "ovlsw_capture_lost_total", Help: "Frames capture sessions lost: their reader fell behind.", Get: func(s any) uint64 { return s.([2]uint64)[1] }},
+		},
+	})
+	c := metrics.New(src, metrics.BuildInfo{Version: d.cfg.Version})
 	srv, err := metrics.Listen(d.cfg.Metrics, metrics.Registry(c), d.log)
 	if err != nil {
 		return err
@@ -80,8 +110,17 @@ func (d *Daemon) startObserver() error {
 	return nil
 }
 
-// close stops what the observer started. It is idempotent.
+// close stops what the observer started and ends the streams. It is
+// idempotent.
 func (o *observer) close() error {
+	if o.cancel != nil {
+		o.cancel()
+	}
+	if o.watch != nil {
+		o.watch.close()
+		o.hub.Close()
+		o.watch = nil
+	}
 	if o.metrics == nil {
 		return nil
 	}
