@@ -23,7 +23,7 @@ func newReloader(given Config) *reloader { return &reloader{given: given} }
 
 // fixedSkip names the Config fields that are not settings: Reload neither
 // applies nor compares them.
-var fixedSkip = map[string]bool{"Logger": true, "Out": true, "LevelVar": true}
+var fixedSkip = map[string]bool{"Logger": true, "Out": true, "LevelVar": true, "Version": true}
 
 // Reload applies next to the running node where it can. It validates next
 // first, and an invalid one changes nothing (a ConfigError). applied names

@@ -27,6 +27,7 @@ func runUp(c *cobra.Command, cfg daemon.Config, cf *configFile) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	cfg.Version = version // labels ovlsw_build_info
 	d, err := daemon.New(cfg)
 	if err != nil {
 		return flagError(err)

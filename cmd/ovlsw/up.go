@@ -118,7 +118,6 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 			cfg.LogLevel = level
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LevelVar}))
 			cfg.Out = c.OutOrStdout()
-			cfg.Version = version
 			return run(c, cfg, cf)
 		},
 	}
