@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ovlsw/ovlsw/fdb"
@@ -290,6 +292,35 @@ func BenchmarkScrape(b *testing.B) {
 	for b.Loop() {
 		if _, err := reg.Gather(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDashboardNames: every ovlsw_ metric the Grafana dashboard
+// (docs/grafana-dashboard.json) queries is one the node exports.
+func TestDashboardNames(t *testing.T) {
+	b, err := os.ReadFile("../../../docs/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	ch := make(chan *prometheus.Desc, 256)
+	New(Sources{Extra: []Table{{Counters: []Counter{
+		{Name: "ovlsw_capture_frames_total"}, {Name: "ovlsw_capture_lost_total"},
+		{Name: "ovlsw_events_published_total"}, {Name: "ovlsw_events_lost_total"},
+	}}}}, BuildInfo{}).Describe(ch)
+	close(ch)
+	for d := range ch {
+		name, _, _ := strings.Cut(strings.TrimPrefix(d.String(), `Desc{fqName: "`), `"`)
+		exported[name] = true
+	}
+	used := regexp.MustCompile(`ovlsw_[a-z_]+`).FindAllString(string(b), -1)
+	if len(used) == 0 {
+		t.Fatal("the dashboard queries no ovlsw metric")
+	}
+	for _, n := range used {
+		if !exported[n] {
+			t.Errorf("the dashboard queries %s, which the node does not export", n)
 		}
 	}
 }
