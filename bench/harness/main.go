@@ -63,6 +63,7 @@ type options struct {
 	Ovlsw    string        // path to the ovlsw binary
 	NoAttach bool          // use the host-TAP fallback even if `ovlsw attach` exists
 	UpArgs   []string      // extra arguments for every `ovlsw up`, e.g. --offload=off
+	Observe  bool          // scrape metrics and run a capture while measuring ovlsw (observe.go)
 
 	// FDBEntries is how many distinct source MACs the fdb scenario sends.
 	FDBEntries int
@@ -127,6 +128,7 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 		") and scenarios ("+strings.Join(allScenarios, ",")+"); naming no build means all builds, naming no scenario all scenarios")
 	fs.StringVar(&opts.Ovlsw, "ovlsw", opts.Ovlsw, "path to the ovlsw binary (make build)")
 	upArgs := fs.String("up-args", "", "extra arguments, space-separated, for every `ovlsw up` (e.g. --offload=off to measure without the fast path)")
+	fs.BoolVar(&opts.Observe, "observe", false, "while measuring ovlsw, scrape each node's /metrics every second and run a capture on its host TAP port (to compare with a run without)")
 	fs.BoolVar(&opts.NoAttach, "no-attach", false, "attach no containers to ovlsw: put the address on its host TAP port (the fallback used when the attach subcommand is missing)")
 	fs.Usage = func() {
 		fmt.Fprintln(usageOut, "usage: harness [flags]  (run as root; see docs/benchmarks.md)")

@@ -30,8 +30,15 @@ func (h *harness) withTopo(ctx context.Context, scenario, build string, npairs i
 		desc += ", " + t.wiring.String()
 	}
 	h.log.printf("%s: topology up (%s)", build, desc)
+	var obs *observer
+	if h.opts.Observe && build == buildOvlsw {
+		obs = h.observe(ctx, t) // observe.go
+	}
 	a, errA := machineCPU()
 	fn(ctx, t)
+	if obs != nil {
+		h.log.printf("%s: observed: %s", build, obs.stop())
+	}
 	if b, errB := machineCPU(); errA == nil && errB == nil && ctx.Err() == nil {
 		h.otherWork(fmt.Sprintf("while measuring %s on %s", scenario, build), otherCores(a, b))
 	}

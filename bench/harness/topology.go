@@ -365,6 +365,9 @@ func (h *harness) startNode(ctx context.Context, t *topo, side int, bind, peer n
 	if hasFlag(ctx, h.opts.Ovlsw, "--flood-rate", "up") {
 		argv = append(argv, "--flood-rate", "0")
 	}
+	if h.opts.Observe {
+		argv = append(argv, "--metrics", metricsAddr)
+	}
 	argv = append(argv, h.opts.UpArgs...)
 	if err := h.launchNode(ctx, n, argv); err != nil {
 		return nil, err

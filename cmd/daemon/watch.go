@@ -58,6 +58,11 @@ func (w *watcher) follow() *events.Follower[control.Event] {
 	if w.prev == nil {
 		w.prev = w.take()
 	}
+	w.mu.Lock()
+	if w.entries == nil {
+		w.seedLocked() // here, not on the data plane's first change
+	}
+	w.mu.Unlock()
 	return f
 }
 
@@ -89,8 +94,8 @@ func (w *watcher) where(l fdb.Location) string {
 	return l.VTEP.String()
 }
 
-// seed fills entries from the FDB, without publishing, when the first
-// follower arrives.
+// seedLocked fills entries from the FDB, without publishing, when the
+// first follower arrives. mu is held.
 func (w *watcher) seedLocked() {
 	w.entries = map[fdb.Key]fdbState{}
 	for _, e := range w.d.fdb.Entries() {
