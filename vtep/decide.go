@@ -1,8 +1,8 @@
 package vtep
 
 // This file holds the forwarding decisions of the TAP -> wire path as small
-// functions: admission (classification, MTU, port security), where the FDB
-// places a destination, and the flood policy. sendBatch (send.go) calls
+// functions: admission (after classification: MTU, port security), where
+// the FDB places a destination, and the flood policy. sendBatch (send.go) calls
 // them for every frame and Trace (trace.go) for one frame in a dry run, so
 // a trace shows what the data path does, not a re-implementation of it.
 // None of them allocates, and none changes state: the data path counts and
@@ -14,15 +14,12 @@ import (
 	"github.com/ovlsw/ovlsw/fdb"
 )
 
-// admit checks a frame read from port p: that it is an Ethernet frame
-// with a usable source (classify fills c), fits the port's MTU (full: it
-// filled its read buffer; super: a TSO super-frame, larger by design),
-// and on a secure port comes from the port's own MAC. It returns the drop
-// reason when it does not.
+// admit checks a frame read from port p, which classify has described in
+// c: that it fits the port's MTU (full: it filled its read buffer; super:
+// a TSO super-frame, larger by design) and on a secure port comes from the
+// port's own MAC. It returns the drop reason when it does not. It is
+// small enough to be inlined into the data path.
 func (p *port) admit(frame []byte, c *frameClass, full, super bool) (DropReason, bool) {
-	if reason, ok := classify(frame, c); !ok {
-		return reason, false
-	}
 	if full || (!super && !fitsMTU(frame, c, p.mtu)) {
 		return dropMTU, false
 	}
@@ -42,25 +39,31 @@ const (
 	destHairpin                 // on the port the frame came from: dropped
 )
 
-// destination looks up where c.Dst lives in port p's VNI: the FDB's
-// location and, for a local port, the port in ports.
-func (s *Switch) destination(p *port, c *frameClass, ports *portSet) (destKind, fdb.Location, *port) {
-	if c.Dst.IsMulticast() {
-		return destFlood, fdb.Location{}, nil
+// lookupDst looks dst up in vni of table t; a broadcast or multicast
+// destination has no entry.
+func lookupDst(t *fdb.Table, vni uint32, dst fdb.MAC) (loc fdb.Location, found bool) {
+	if dst[0]&1 == 0 { // not multicast (fdb.MAC.IsMulticast, spelled out to stay within the inliner's budget)
+		loc, found = t.Lookup(fdb.Key{VNI: vni, MAC: dst})
 	}
-	loc, ok := s.fdb.Lookup(fdb.Key{VNI: p.vni, MAC: c.Dst})
+	return loc, found
+}
+
+// place says where a frame from port p goes given its destination's
+// entry (loc, if found): to the entry's VTEP, to another local port (in
+// ports), nowhere (the port it came from), or flooded.
+func (p *port) place(loc fdb.Location, found bool, ports *portSet) (destKind, *port) {
 	switch {
-	case !ok:
-		return destFlood, loc, nil
+	case !found:
+		return destFlood, nil
 	case !loc.IsLocal():
-		return destRemote, loc, nil
+		return destRemote, nil
 	case loc.Port == p.id:
-		return destHairpin, loc, nil
+		return destHairpin, nil
 	}
 	if dp := ports.byID[loc.Port]; dp != nil {
-		return destLocal, loc, dp
+		return destLocal, dp
 	}
-	return destFlood, loc, nil // a stale local entry: treat as unknown
+	return destFlood, nil // a stale local entry: treat as unknown
 }
 
 // peerAt returns the peer at vtep, or orphan (its address set) for a VTEP

@@ -255,7 +255,11 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			_ = h.Decode(buf)
 		}
 		var c frameClass
-		if reason, ok := p.admit(frame, &c, end == len(buf), lay.vnet && h.GSOType != offload.GSONone); !ok {
+		reason, ok := classify(frame, &c)
+		if ok {
+			reason, ok = p.admit(frame, &c, end == len(buf), lay.vnet && h.GSOType != offload.GSONone)
+		}
+		if !ok {
 			sc.capture.drop(&s.drops, reason)
 			continue
 		}
@@ -284,7 +288,8 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			_ = Header{VNI: p.vni}.Encode(buf)
 		}
 
-		switch kind, loc, dp := s.destination(p, &c, ports); kind {
+		loc, found := lookupDst(s.fdb, p.vni, c.Dst)
+		switch kind, dp := p.place(loc, found, ports); kind {
 		case destRemote:
 			sc.one[0] = peers.peerAt(loc.VTEP, &sc.orphan)
 			s.toPeers(p, sc, pkt, frame, h, &c, sc.one)

@@ -84,7 +84,11 @@ func (s *Switch) Trace(portID int, frame []byte) (Trace, error) {
 	frame = slices.Clone(frame) // decisions read only; a private copy all the same
 	t := Trace{Port: p.name, VNI: p.vni}
 	var c frameClass
-	if reason, ok := p.admit(frame, &c, len(frame) > maxFrameLen(p.mtu), false); !ok {
+	reason, ok := classify(frame, &c)
+	if ok {
+		reason, ok = p.admit(frame, &c, len(frame) > maxFrameLen(p.mtu), false)
+	}
+	if !ok {
 		if reason == dropPortSecurity {
 			t.step("port_security", "drop", "source MAC %v is not the port's %v", c.Src, p.mac)
 		} else {
@@ -117,7 +121,8 @@ func (s *Switch) Trace(portID int, frame []byte) (Trace, error) {
 			t.step("proxy", "pass", "not a question the proxy answers")
 		}
 	}
-	kind, loc, dp := s.destination(p, &c, ports)
+	loc, found := lookupDst(s.fdb, p.vni, c.Dst)
+	kind, dp := p.place(loc, found, ports)
 	if e, ok := s.fdb.Get(fdb.Key{VNI: p.vni, MAC: c.Dst}); ok && !c.Dst.IsMulticast() {
 		t.FDB = &TraceFDB{Origin: e.Origin.String(), Node: e.Node, Seq: e.Seq, Dup: e.Duplicate,
 			Age: s.fdb.Now().Sub(e.Seen).Round(time.Millisecond).Seconds()}
