@@ -83,6 +83,35 @@ func (s *Switch) PortID(name string) (int, bool) {
 	return 0, false
 }
 
+// atPort returns cs if one of its sessions captures at port p, else nil:
+// a batch read from a port nobody captures pays nothing per frame.
+func (cs *captureSet) atPort(p *port) *captureSet {
+	if cs == nil {
+		return nil
+	}
+	for _, sess := range cs.sessions {
+		if sess.MatchPort(p.id, p.vni) {
+			return cs
+		}
+	}
+	return nil
+}
+
+// atPeers returns cs if one of its sessions captures at peers (a peer's
+// or a VNI's), else nil: with captures at ports only, the receive path
+// pays nothing per datagram.
+func (cs *captureSet) atPeers() *captureSet {
+	if cs == nil {
+		return nil
+	}
+	for _, sess := range cs.sessions {
+		if f := sess.Filter(); f.Peer.IsValid() || f.VNI != 0 {
+			return cs
+		}
+	}
+	return nil
+}
+
 // captureScratch is a port reader's capture state for the frame in hand:
 // the slots it reserved, and why the frame was dropped, if it was.
 type captureScratch struct {

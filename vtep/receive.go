@@ -83,7 +83,7 @@ func (s *Switch) receiveLoop(r BatchReader) {
 // GRO) several of Segment bytes back to back. It is separate from the loop
 // so tests and fuzzers can drive it directly.
 func (s *Switch) receiveBatch(msgs []Message, rs *recvScratch) {
-	ports, peers, cs := s.ports.Load(), s.peers.Load(), s.captures.Load()
+	ports, peers, cs := s.ports.Load(), s.peers.Load(), s.captures.Load().atPeers()
 	now := s.fdb.Now().UnixNano()
 	rs.local.lay = ports.lay
 	rs.memo.valid = false // the table and the ports may have changed

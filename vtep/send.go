@@ -231,7 +231,7 @@ func (s *Switch) sendLoop(p *port, q tap.Device) {
 
 // sendBatch forwards the n frames in sc.bufs read from port p.
 func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
-	ports, peers, cs := s.ports.Load(), s.peers.Load(), s.captures.Load()
+	ports, peers, cs := s.ports.Load(), s.peers.Load(), s.captures.Load().atPort(p)
 	now := s.fdb.Now().UnixNano()
 	bufs, sizes, local, remote := sc.bufs, sc.sizes, &sc.local, &sc.remote
 	lay := p.lay
