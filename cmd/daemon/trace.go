@@ -83,8 +83,16 @@ func (d *Daemon) traceSource(from string, vni uint32) (traceSource, error) {
 			src.mac, src.ips = ep.MAC, []netip.Addr{ep.Address.Addr()}
 		}
 	}
+	if src.mac.IsZero() { // a port of no endpoint: the MAC learned on it, if one was
+		for _, e := range d.fdb.Entries() {
+			if e.Port == id && e.VNI == vni {
+				src.mac, src.ips = e.MAC, e.IPs
+				break
+			}
+		}
+	}
 	if src.mac.IsZero() {
-		return traceSource{}, userErrorf("port %s: its MAC is unknown to this node; trace from an endpoint", from)
+		return traceSource{}, userErrorf("port %s: no MAC is known on it; trace from an endpoint, or give --src-mac", from)
 	}
 	return src, nil
 }
