@@ -9,8 +9,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strconv"
+	"syscall"
 
 	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/cmd/daemon/events"
@@ -103,7 +105,10 @@ func (d *Daemon) startObserver() error {
 	c := metrics.New(src, metrics.BuildInfo{Version: d.cfg.Version})
 	srv, err := metrics.Listen(d.cfg.Metrics, metrics.Registry(c), d.log)
 	if err != nil {
-		return err
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return configErrorf("metrics address %s is already in use: choose another port", d.cfg.Metrics)
+		}
+		return configErrorf("%v", err)
 	}
 	d.obs.metrics = srv
 	d.log.Info("metrics served", "addr", srv.Addr())
