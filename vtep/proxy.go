@@ -185,34 +185,35 @@ type proxyVerdict struct {
 // for), flood it as a question about an unknown address, drop it as
 // spoofed, or let it pass. With learn it also learns the bindings the frame
 // announces, as the data path does; without, it changes nothing (trace).
-func (s *Switch) proxyDecide(p *port, frame []byte, c *frameClass, learn bool) proxyVerdict {
-	var v proxyVerdict
+// It fills v, which the caller zeroed (a pointer: the verdict is too large
+// to return by value on the data path).
+func (s *Switch) proxyDecide(p *port, frame []byte, c *frameClass, learn bool, v *proxyVerdict) {
 	switch c.EtherType {
 	case 0x0806:
 		req, op, ok := parseARP(frame, c)
 		if !ok {
-			return v
+			return
 		}
 		if !req.Probe {
 			if p.secure && (req.SenderMAC != p.mac || !p.owns(req.SenderIP)) {
 				v.q = spoofed
-				return v
+				return
 			}
 			if learn {
 				s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: req.SenderMAC}, req.SenderIP)
 			}
 		}
 		if op != arpOpRequest || req.Gratuitous {
-			return v
+			return
 		}
 		v.arp, v.target = req, req.TargetIP
 		mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: req.TargetIP})
 		if !ok {
 			v.q = unknownQuestion
-			return v
+			return
 		}
 		if mac == req.SenderMAC {
-			return v // someone asking about itself: let the owner answer
+			return // someone asking about itself: let the owner answer
 		}
 		v.q, v.mac = answered, mac
 	case 0x86dd:
@@ -220,10 +221,10 @@ func (s *Switch) proxyDecide(p *port, frame []byte, c *frameClass, learn bool) p
 		case 135:
 			ns, ok := parseNS(frame, c)
 			if !ok {
-				return v
+				return
 			}
 			if ns.DAD {
-				return v // never answered: the prober would give up its address
+				return // never answered: the prober would give up its address
 			}
 			if ns.HasSourceLLA && learn {
 				s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: ns.SourceLLA}, ns.Src)
@@ -232,17 +233,17 @@ func (s *Switch) proxyDecide(p *port, frame []byte, c *frameClass, learn bool) p
 			mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: ns.Target})
 			if !ok {
 				v.q = unknownQuestion
-				return v
+				return
 			}
 			if mac == ns.SrcMAC {
-				return v
+				return
 			}
 			v.q, v.mac = answered, mac
 		case 136:
 			if p.secure {
 				if na, ok := parseNA(frame, c); ok && (!p.owns(na.Target) || (na.HasTargetLLA && na.TargetLLA != p.mac)) {
 					v.q = spoofed
-					return v
+					return
 				}
 			}
 			if learn {
@@ -250,7 +251,6 @@ func (s *Switch) proxyDecide(p *port, frame []byte, c *frameClass, learn bool) p
 			}
 		}
 	}
-	return v
 }
 
 // proxy learns bindings from the ARP or ND frame in buf[off:off+size],
@@ -259,7 +259,8 @@ func (s *Switch) proxyDecide(p *port, frame []byte, c *frameClass, learn bool) p
 // when answered.
 func (s *Switch) proxy(p *port, buf []byte, off, size int, c *frameClass) (question, int) {
 	frame := buf[off : off+size]
-	v := s.proxyDecide(p, frame, c, true)
+	var v proxyVerdict
+	s.proxyDecide(p, frame, c, true, &v)
 	if v.q != answered {
 		return v.q, 0
 	}

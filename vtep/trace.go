@@ -104,7 +104,8 @@ func (s *Switch) Trace(portID int, frame []byte) (Trace, error) {
 	}
 	q := notQuestion
 	if c.EtherType == 0x0806 || c.EtherType == 0x86dd {
-		v := s.proxyDecide(p, frame, &c, false)
+		var v proxyVerdict
+		s.proxyDecide(p, frame, &c, false, &v)
 		q = v.q
 		switch v.q {
 		case answered:
