@@ -224,6 +224,30 @@ func TestE2EMetrics(t *testing.T) {
 		if !strings.Contains(string(out), in) || !strings.Contains(string(out), outbound) {
 			t.Errorf("tshark shows no %q and %q:\n%s", in, outbound, out)
 		}
+		// Streamed into tshark through a pipe, as `ovlsw capture | tshark -r -`.
+		pipe := exec.Command("sh", "-c", fmt.Sprintf("%s capture --port %s --count 2 --socket %s | %s -r - -T fields -e frame.comment",
+			ovlswBinary(t), eps[0].Name, nodes[0].socket, tshark))
+		var piped bytes.Buffer
+		pipe.Stdout = &piped
+		pipe.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the shell, ovlsw and tshark: one group to kill
+		if err := pipe.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pdone := make(chan error, 1)
+		go func() { pdone <- pipe.Wait() }()
+		t.Cleanup(func() { syscall.Kill(-pipe.Process.Pid, syscall.SIGKILL) })
+		var perr error
+		if !poll(30*time.Second, func() bool {
+			_ = cs[0].Ping(ctx, eps[1].Address.Addr(), 1)
+			select {
+			case perr = <-pdone:
+				return true
+			default:
+				return false
+			}
+		}) || perr != nil || strings.Count(piped.String(), "port "+eps[0].Name) != 2 {
+			t.Errorf("ovlsw capture | tshark -r -: %v\n%s", perr, piped.String())
+		}
 	} else if os.Getenv(testbed.RequireRootEnv) == "1" {
 		t.Errorf("tshark is not installed (apt-get install tshark) and %s=1 forbids skipping it", testbed.RequireRootEnv)
 	}
