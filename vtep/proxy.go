@@ -189,7 +189,7 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *frameClass) (quest
 		if op != arpOpRequest || req.Gratuitous {
 			return notQuestion, 0
 		}
-		mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: req.TargetIP})
+		mac, ok := s.proxyTarget(p.vni, req.TargetIP)
 		if !ok {
 			return unknownQuestion, 0
 		}
@@ -215,14 +215,14 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *frameClass) (quest
 			if ns.HasSourceLLA {
 				s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: ns.SourceLLA}, ns.Src)
 			}
-			mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: ns.Target})
+			mac, ok := s.proxyTarget(p.vni, ns.Target)
 			if !ok {
 				return unknownQuestion, 0
 			}
 			if mac == ns.SrcMAC {
 				return notQuestion, 0
 			}
-			n := buildNA(buf[off:], ns, frame, c, mac, false)
+			n := buildNA(buf[off:], ns, frame, c, mac, IsRouterMAC(mac))
 			if n == 0 {
 				return notQuestion, 0
 			}

@@ -132,7 +132,8 @@ type Switch struct {
 	counters    map[netip.Addr]*trafficCounters // per-peer counters, kept across changes
 	groups      map[uint32]netip.AddrPort       // VNIs in multicast mode, as SetGroup set them (group.go)
 
-	policies atomic.Pointer[map[uint32]FloodPolicy] // copy-on-write under mu
+	policies atomic.Pointer[map[uint32]FloodPolicy]  // copy-on-write under mu
+	gateways atomic.Pointer[map[uint32][]netip.Addr] // copy-on-write under mu (gateway.go)
 
 	drops    dropCounters
 	proxyCtr proxyCounters
@@ -175,6 +176,7 @@ func New(cfg Config) (*Switch, error) {
 	s.ports.Store(&portSet{byID: map[int]*port{}, byVNI: map[uint32][]*port{}, lay: plainLayout})
 	s.peers.Store(&peerSet{byAddr: map[netip.Addr]*peer{}, byVNI: map[uint32][]*peer{}})
 	s.policies.Store(&map[uint32]FloodPolicy{})
+	s.gateways.Store(&map[uint32][]netip.Addr{})
 	readers := s.conn.Readers()
 	s.wg.Add(len(readers) + 1)
 	for _, r := range readers {
