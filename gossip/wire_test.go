@@ -36,6 +36,12 @@ func sampleMessages() map[string]message {
 			Key: fdb.Key{VNI: 1, MAC: mac1}, VTEP: netip.MustParseAddrPort("[::ffff:192.0.2.1]:1"),
 			IPs: []netip.Addr{netip.MustParseAddr("::ffff:10.0.0.1")},
 		}},
+		"names": {Owner: "node01", Rec: record{
+			Key: fdb.Key{VNI: 42, MAC: mac1}, Seq: 1, Gen: 2, VTEP: v4VTEP,
+			IPs:   []netip.Addr{netip.MustParseAddr("10.1.0.1")},
+			Names: &fdb.Names{Name: "nginx_web_2", Service: "web", Aliases: []string{"www", "front.end"}},
+		}},
+		"names-bare": {Owner: "n", Rec: record{Key: fdb.Key{VNI: 1, MAC: mac1}, VTEP: v6VTEP, Names: &fdb.Names{Name: "c1"}}},
 		"withdrawn": {Owner: "node02", Rec: record{Key: fdb.Key{VNI: 7, MAC: mac1}, Withdrawn: true, Seq: 9, Gen: 12}},
 		"leave":     {Owner: "node03", Leave: true, Rec: record{Gen: 77}},
 		"max-ips": {Owner: string(bytes.Repeat([]byte{'x'}, 255)), Rec: record{
@@ -151,6 +157,10 @@ func TestDecodeRejects(t *testing.T) {
 		{"message/tomb with vtep", decMsg, encodeMessage(&message{Owner: "n", Rec: record{Withdrawn: true, VTEP: v4VTEP}}), errMalformed},
 		{"message/tomb with ips", decMsg, append(bytes.Clone(tomb[:len(tomb)-1]), 1, 4, 1, 2, 3, 4), errMalformed},
 		{"message/too many ips", decMsg, patch(live, recOff+27+7, MaxIPs+1), errTooLarge},
+		{"message/tomb with names", decMsg, append(patch(tomb, recOff+10, flagWithdrawn|flagNames), 1, 'a', 0, 0), errMalformed},
+		{"message/empty name", decMsg, append(patch(live, recOff+10, flagNames), 0, 0, 0), errMalformed},
+		{"message/empty alias", decMsg, append(patch(live, recOff+10, flagNames), 1, 'a', 0, 1, 0), errMalformed},
+		{"message/too many aliases", decMsg, append(patch(live, recOff+10, flagNames), 1, 'a', 0, MaxAliases+1), errTooLarge},
 		{"message/zero ip", decMsg, encodeMessage(&message{Owner: "n", Rec: record{VTEP: v4VTEP, IPs: []netip.Addr{{}}}}), errMalformed},
 		{"state/withdrawn", decState, oneSection(section{Owner: "n", Recs: []record{{Withdrawn: true, Gen: 1}}}), errMalformed},
 		{"state/count", decState, patch(st, stRecOff-4, 0, 0, 0, 6), errMalformed},
