@@ -31,10 +31,19 @@ func sampleNetRecords() map[string]netRecord {
 		"group6": {Net: Network{
 			Name: "g6", VNI: 7, Group: netip.MustParseAddr("ff0e::1:1"),
 		}, Version: 4, Writer: "n", Created: 4},
+		"dns4": {Net: Network{
+			Name: "d4", VNI: 4095, Subnet: netip.MustParsePrefix("10.30.0.0/24"), Gateway: netip.MustParseAddr("10.30.0.1"),
+			DNS: netip.MustParseAddr("10.30.0.53"),
+		}, Version: 5, Writer: "n", Created: 5},
+		"dns6-group": {Net: Network{
+			Name: "d6", VNI: 8, Subnet: netip.MustParsePrefix("fd00:53::/64"), DNS: netip.MustParseAddr("fd00:53::53"),
+			Group: netip.MustParseAddr("239.1.1.3"),
+		}, Version: 6, Writer: "n", Created: 6},
 		"tombstone": {Net: Network{Name: "red"}, Deleted: true, Version: 9, Time: 5, Writer: "node02"},
 		"max": {Net: Network{
-			Name: strings.Repeat("n", 255), VNI: 1, Subnet: netip.PrefixFrom(long6, 128), Gateway: long6,
+			Name: strings.Repeat("n", 255), VNI: 1, Subnet: netip.PrefixFrom(long6, 127), Gateway: long6,
 			MTU: 65535, Flood: strings.Repeat("f", maxFlood), Group: netip.MustParseAddr("ff05::ffff:ffff:ffff:ffff"),
+			DNS: long6.Next(),
 		}, Version: maxNetVersion, Time: math.MaxInt64, Writer: strings.Repeat("w", 255), Created: 1},
 	}
 }
@@ -93,13 +102,16 @@ func TestNetDecodeRejects(t *testing.T) {
 		{"message/trailing", decNet, append(bytes.Clone(live), 0), errMalformed},
 		{"message/empty name", decNet, with(func(r *netRecord) { r.Net.Name = "" }), errMalformed},
 		{"message/empty writer", decNet, with(func(r *netRecord) { r.Writer = "" }), errMalformed},
-		{"message/flags", decNet, patch(live, flagsOff, 4), errMalformed},
+		{"message/flags", decNet, patch(live, flagsOff, 8), errMalformed},
 		{"message/group flag without group", decNet, append(patch(live, flagsOff, flagGroup), 0), errMalformed},
 		{"message/group flag at end", decNet, patch(live, flagsOff, flagGroup), errMalformed},
 		{"message/group not multicast", decNet, append(patch(live, flagsOff, flagGroup), 4, 10, 0, 0, 1), errMalformed},
 		{"message/group family", decNet, append(patch(live, flagsOff, flagGroup), 5, 239, 1, 1, 1), errMalformed},
 		{"message/group mapped", decNet, with(func(r *netRecord) { r.Net.Group = netip.MustParseAddr("::ffff:239.1.1.1") }), errMalformed},
 		{"message/tombstone with group flag", decNet, patch(tomb, flagsOff, flagDeleted|flagGroup), errMalformed},
+		{"message/dns flag without dns", decNet, append(patch(live, flagsOff, flagDNS), 0), errMalformed},
+		{"message/dns outside subnet", decNet, append(patch(live, flagsOff, flagDNS), 4, 192, 0, 2, 1), errMalformed},
+		{"message/tombstone with dns flag", decNet, patch(tomb, flagsOff, flagDeleted|flagDNS), errMalformed},
 		{"message/version zero", decNet, with(func(r *netRecord) { r.Version = 0 }), errMalformed},
 		{"message/version bound", decNet, with(func(r *netRecord) { r.Version = maxNetVersion + 1 }), errTooLarge},
 		{"message/created zero", decNet, with(func(r *netRecord) { r.Created = 0 }), errMalformed},

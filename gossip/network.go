@@ -28,6 +28,16 @@ type Network struct {
 	MTU     int          // 0 to 65535
 	Flood   string       // flood policy, opaque here; at most 255 bytes
 	Group   netip.Addr   // underlay multicast group (CheckGroup); the zero Addr for head-end replication
+	DNS     netip.Addr   // where the switch answers DNS (CheckDNS); the zero Addr for the gateway
+}
+
+// DNSAddr returns the address the switch answers DNS queries on in n: DNS,
+// or else the gateway; the zero Addr for none.
+func (n *Network) DNSAddr() netip.Addr {
+	if n.DNS.IsValid() {
+		return n.DNS
+	}
+	return n.Gateway
 }
 
 // NetworkTombstoneTTL is how long a deleted network is remembered, by the

@@ -90,3 +90,22 @@ func CheckGroup(g netip.Addr) error {
 	}
 	return nil
 }
+
+// CheckDNS checks a network's DNS address, where the switch answers its
+// endpoints' DNS queries: none (the gateway's then), or a unicast address
+// inside the subnet, so that endpoints reach it on the link.
+func CheckDNS(a netip.Addr, subnet netip.Prefix) error {
+	switch {
+	case !a.IsValid():
+		return nil
+	case a.Zone() != "":
+		return fmt.Errorf("DNS address %v: give the address without a zone", a)
+	case !subnet.IsValid():
+		return fmt.Errorf("DNS address %v needs a subnet to be in", a)
+	case !subnet.Contains(a):
+		return fmt.Errorf("DNS address %v is not in subnet %v", a, subnet)
+	case a == subnet.Addr() || a.IsMulticast():
+		return fmt.Errorf("DNS address %v is not a host address of %v", a, subnet)
+	}
+	return nil
+}
