@@ -1,0 +1,265 @@
+package dns
+
+// This file holds forwarding: a query for a name outside the networks goes,
+// off the data path, to the upstream resolvers, and their answer (or
+// SERVFAIL) comes back to the client through Deliver.
+//
+// Design notes: each forwarded query runs in its own goroutine with its own
+// connected UDP socket, so the kernel picks a fresh random source port and
+// drops datagrams from anyone but the upstream; the query goes out with a
+// fresh random ID, and an answer counts only if its ID, QR bit and question
+// match (anything else is ignored, and the wait goes on). The upstreams are
+// tried in order, each given an equal share of what remains of
+// Config.Timeout, so the client hears back within Timeout whatever the
+// upstreams do. A semaphore bounds the goroutines; Close cancels them all.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// errNoAnswer is what an exchange returns when no upstream answered.
+var errNoAnswer = errors.New("dns: no upstream answered")
+
+// job is one query being forwarded.
+type job struct {
+	port int
+	rp   reply
+	tcp  tcpState // zero for a UDP client
+	q    query
+	msg  []byte // the query as the client sent it
+}
+
+// newBufPool returns a pool of *[]byte of length size.
+func newBufPool(size int) *sync.Pool {
+	return &sync.Pool{New: func() any { b := make([]byte, size); return &b }}
+}
+
+// forward starts forwarding the query msg that q holds, parsed, and
+// reports the verdict: Forwarded, or Dropped (and counted) when too many
+// queries are in flight or the responder is closed. msg is copied.
+func (r *Responder) forward(port int, rp *reply, msg []byte, q *query, st tcpState) Verdict {
+	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		r.c.dropClosed.Add(1)
+		return Dropped
+	}
+	select {
+	case r.sem <- struct{}{}:
+	default:
+		r.mu.RUnlock()
+		r.c.dropInFlight.Add(1)
+		return Dropped
+	}
+	r.wg.Add(1)
+	r.mu.RUnlock()
+	r.c.forwarded.Add(1)
+	j := &job{port: port, rp: *rp, tcp: st, q: *q, msg: slices.Clone(msg)}
+	go r.run(j)
+	return Forwarded
+}
+
+// run forwards j and delivers the answer, or SERVFAIL.
+func (r *Responder) run(j *job) {
+	defer func() {
+		<-r.sem
+		r.wg.Done()
+	}()
+	ans, err := r.exchange(j)
+	if r.ctx.Err() != nil {
+		return // closed: deliver nothing
+	}
+	if err != nil {
+		r.c.servfail.Add(1)
+		r.reply(j, nil, &answer{rcode: dnsmessage.RCodeServerFailure})
+		return
+	}
+	r.c.upstreamAnswered.Add(1)
+	binary.BigEndian.PutUint16(ans[0:2], j.q.hdr.ID)
+	r.reply(j, ans, nil)
+}
+
+// reply delivers to j's client either the upstream answer ans (its ID
+// already the client's) or, with ans nil, the answer a built here. Over
+// UDP an upstream answer larger than the client takes goes truncated.
+func (r *Responder) reply(j *job, ans []byte, a *answer) {
+	hl := j.rp.hdrLen()
+	if j.tcp.mss != 0 {
+		stream := make([]byte, 2, 2+maxTCPMessage)
+		if ans == nil {
+			msg, _ := buildAnswer(stream[2:2:cap(stream)], &j.q, a, r.cfg.TTL, r.cfg.MaxUDPSize)
+			ans = msg
+		}
+		if len(ans) == 0 {
+			return
+		}
+		binary.BigEndian.PutUint16(stream[0:2], uint16(len(ans)))
+		stream = append(stream[:2], ans...)
+		r.sendStream(j.port, nil, &j.rp, j.tcp, stream)
+		return
+	}
+	limit := min(j.q.udpSize, r.cfg.MaxUDPSize)
+	frame := make([]byte, max(hl+limit, ethMinFrameLen))
+	var msg []byte
+	if ans != nil && len(ans) <= limit {
+		msg = frame[hl : hl+copy(frame[hl:], ans)]
+	} else {
+		if ans != nil {
+			// Too big: header and question with TC set, so the client
+			// asks again over TCP.
+			var p dnsmessage.Parser
+			h, err := p.Start(ans)
+			if err != nil {
+				return
+			}
+			a = &answer{rcode: h.RCode, auth: h.Authoritative, tc: true}
+			r.c.truncated.Add(1)
+		}
+		var tc bool
+		msg, tc = buildAnswer(frame[hl:hl:hl+limit], &j.q, a, r.cfg.TTL, r.cfg.MaxUDPSize)
+		if msg == nil {
+			return
+		}
+		if tc && !a.tc {
+			r.c.truncated.Add(1)
+		}
+	}
+	n := j.rp.writeUDP(frame, len(msg))
+	r.cfg.Deliver(j.port, frame[:n])
+}
+
+// exchange asks the upstreams j's query in turn within Config.Timeout and
+// returns the first valid answer. A UDP answer with TC set is asked again
+// over TCP of the same upstream; if that fails, the truncated answer is
+// returned (the client then retries over TCP itself).
+func (r *Responder) exchange(j *job) ([]byte, error) {
+	deadline := time.Now().Add(r.cfg.Timeout)
+	ctx, cancel := context.WithDeadline(r.ctx, deadline)
+	defer cancel()
+	out := slices.Clone(j.msg)
+	id := uint16(rand.Uint32())
+	binary.BigEndian.PutUint16(out[0:2], id)
+	ups := r.cfg.Upstreams
+	err := errNoAnswer
+	for i, up := range ups {
+		left := time.Until(deadline)
+		if left <= 0 || ctx.Err() != nil {
+			break
+		}
+		try := time.Now().Add(left / time.Duration(len(ups)-i))
+		var ans []byte
+		var tc bool
+		ans, tc, err = exchangeUDP(ctx, up, out, id, &j.q, try)
+		if err != nil {
+			continue
+		}
+		if tc {
+			if full, err := exchangeTCP(ctx, up, out, id, &j.q, try); err == nil {
+				return full, nil
+			}
+		}
+		return ans, nil
+	}
+	return nil, err
+}
+
+// exchangeUDP sends out to up over UDP and waits until deadline for a
+// valid answer, reporting whether it has TC set.
+func exchangeUDP(ctx context.Context, up netip.AddrPort, out []byte, id uint16, q *query, deadline time.Time) ([]byte, bool, error) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(up))
+	if err != nil {
+		return nil, false, err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	if err := c.SetDeadline(deadline); err != nil {
+		return nil, false, err
+	}
+	if _, err := c.Write(out); err != nil {
+		return nil, false, err
+	}
+	buf := make([]byte, maxTCPMessage)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return nil, false, err // timeout, or ICMP unreachable (a dead upstream)
+		}
+		if h, ok := validAnswer(buf[:n], id, q); ok {
+			return buf[:n], h.Truncated, nil
+		}
+	}
+}
+
+// exchangeTCP sends out to up over TCP and reads one answer until
+// deadline.
+func exchangeTCP(ctx context.Context, up netip.AddrPort, out []byte, id uint16, q *query, deadline time.Time) ([]byte, error) {
+	d := net.Dialer{Deadline: deadline}
+	c, err := d.DialContext(ctx, "tcp", up.String())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	if err := c.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 2+len(out))
+	binary.BigEndian.PutUint16(b, uint16(len(out)))
+	copy(b[2:], out)
+	if _, err := c.Write(b); err != nil {
+		return nil, err
+	}
+	var l [2]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		return nil, err
+	}
+	ans := make([]byte, binary.BigEndian.Uint16(l[:]))
+	if _, err := io.ReadFull(c, ans); err != nil {
+		return nil, err
+	}
+	if _, ok := validAnswer(ans, id, q); !ok {
+		return nil, errors.New("dns: upstream answer over TCP does not match the query")
+	}
+	return ans, nil
+}
+
+// validAnswer reports whether ans answers the query q sent with ID id: its
+// ID, QR bit, opcode and single question (the name compared
+// case-insensitively) match.
+func validAnswer(ans []byte, id uint16, q *query) (dnsmessage.Header, bool) {
+	var p dnsmessage.Parser
+	h, err := p.Start(ans)
+	if err != nil || h.ID != id || !h.Response || h.OpCode != q.hdr.OpCode || binary.BigEndian.Uint16(ans[4:6]) != 1 {
+		return h, false
+	}
+	aq, err := p.Question()
+	if err != nil || aq.Type != q.q.Type || aq.Class != q.q.Class || aq.Name.Length != q.q.Name.Length {
+		return h, false
+	}
+	for i := 0; i < int(aq.Name.Length); i++ {
+		if lower(aq.Name.Data[i]) != lower(q.q.Name.Data[i]) {
+			return h, false
+		}
+	}
+	return h, true
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
