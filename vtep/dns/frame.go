@@ -200,9 +200,10 @@ func tcpMSSOption(opts []byte) uint16 {
 // unicastSource reports whether p came from an address a reply may go to:
 // a unicast MAC and an IP that is neither unspecified, loopback, multicast,
 // nor a broadcast address (255.255.255.255 or that of one of the
-// network's IPv4 subnets).
+// network's IPv4 subnets). The query must also have been sent to a
+// unicast MAC, which the reply comes from.
 func unicastSource(p *packet, n *network) bool {
-	if p.srcMAC[0]&1 != 0 || p.srcMAC == [6]byte{} {
+	if p.srcMAC[0]&1 != 0 || p.srcMAC == [6]byte{} || p.dstMAC[0]&1 != 0 {
 		return false
 	}
 	ip := p.src

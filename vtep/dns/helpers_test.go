@@ -152,6 +152,7 @@ type q struct {
 	dst    netip.Addr
 	sport  uint16
 	srcMAC fdb.MAC
+	dstMAC fdb.MAC // the frame's destination MAC; gwMAC by default
 }
 
 func (x q) fill() q {
@@ -173,6 +174,9 @@ func (x q) fill() q {
 	}
 	if x.srcMAC == (fdb.MAC{}) {
 		x.srcMAC = cliMAC
+	}
+	if x.dstMAC == (fdb.MAC{}) {
+		x.dstMAC = gwMAC
 	}
 	return x
 }
@@ -203,7 +207,7 @@ func (x q) dnsBytes(t testing.TB) []byte {
 // l3 returns the Ethernet and IP layers of a frame from x's source to its
 // destination, and the IP layer for L4 checksums.
 func (x q) l3(proto layers.IPProtocol) ([]gopacket.SerializableLayer, gopacket.NetworkLayer) {
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(x.srcMAC[:]), DstMAC: net.HardwareAddr(gwMAC[:])}
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(x.srcMAC[:]), DstMAC: net.HardwareAddr(x.dstMAC[:])}
 	if x.src.Is6() {
 		eth.EthernetType = layers.EthernetTypeIPv6
 		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: x.src.AsSlice(), DstIP: x.dst.AsSlice()}
@@ -282,8 +286,8 @@ func checkFrame(t *testing.T, x q, frame []byte) gopacket.Packet {
 	if eth == nil {
 		t.Fatalf("reply is not Ethernet: %v", pkt)
 	}
-	if fdb.MAC(eth.DstMAC) != x.srcMAC || fdb.MAC(eth.SrcMAC) != gwMAC {
-		t.Errorf("reply MACs %v -> %v, want %v -> %v", eth.SrcMAC, eth.DstMAC, gwMAC, x.srcMAC)
+	if fdb.MAC(eth.DstMAC) != x.srcMAC || fdb.MAC(eth.SrcMAC) != x.dstMAC {
+		t.Errorf("reply MACs %v -> %v, want %v -> %v", eth.SrcMAC, eth.DstMAC, x.dstMAC, x.srcMAC)
 	}
 	var src, dst netip.Addr
 	var l4 []byte

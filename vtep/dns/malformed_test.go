@@ -39,6 +39,7 @@ func TestMalformedAndNotOurs(t *testing.T) {
 		{name: "from the subnet broadcast", frame: q{name: "web", typ: layers.DNSTypeA, src: addrs("10.0.255.255")[0]}.udpFrame(t, nil), verdict: Dropped, stat: func(s Stats) uint64 { return s.Dropped.NotUnicast }},
 		{name: "from 0.0.0.0", frame: q{name: "web", typ: layers.DNSTypeA, src: addrs("0.0.0.0")[0]}.udpFrame(t, nil), verdict: Dropped, stat: func(s Stats) uint64 { return s.Dropped.NotUnicast }},
 		{name: "from a multicast MAC", frame: q{name: "web", typ: layers.DNSTypeA, srcMAC: [6]byte{0x01, 0, 0x5e, 0, 0, 1}}.udpFrame(t, nil), verdict: Dropped, stat: func(s Stats) uint64 { return s.Dropped.NotUnicast }},
+		{name: "to the broadcast MAC", frame: q{name: "web", typ: layers.DNSTypeA, dstMAC: [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}.udpFrame(t, nil), verdict: Dropped, stat: func(s Stats) uint64 { return s.Dropped.NotUnicast }},
 		{name: "from source port 0", frame: frame(func(f []byte) []byte { f[udp], f[udp+1] = 0, 0; return f }), verdict: Dropped, stat: func(s Stats) uint64 { return s.Dropped.NotUnicast }},
 		{name: "another port", frame: frame(func(f []byte) []byte { f[udp+3] = 54; return f }), verdict: NotDNS},
 		{name: "another address", frame: q{name: "web", typ: layers.DNSTypeA, dst: addrs("10.0.0.3")[0]}.udpFrame(t, nil), verdict: NotDNS},
