@@ -31,13 +31,21 @@ import (
 // errNoAnswer is what an exchange returns when no upstream answered.
 var errNoAnswer = errors.New("dns: no upstream answered")
 
-// job is one query being forwarded.
+// job is what one frame asks that needs the upstreams: over UDP one
+// query; over TCP the queries of one segment (glibc pipelines its A and
+// AAAA queries), some of which may have been answered locally already.
 type job struct {
-	port int
-	rp   reply
-	tcp  tcpState // zero for a UDP client
-	q    query
-	msg  []byte // the query as the client sent it
+	port  int
+	rp    reply
+	tcp   tcpState // zero for a UDP client
+	parts []part
+}
+
+// part is one query of a job and its answer.
+type part struct {
+	q   query
+	msg []byte // the query as the client sent it; nil when answered locally
+	ans []byte // the answer, its ID the client's; nil until there is one
 }
 
 // newBufPool returns a pool of *[]byte of length size.
@@ -45,10 +53,10 @@ func newBufPool(size int) *sync.Pool {
 	return &sync.Pool{New: func() any { b := make([]byte, size); return &b }}
 }
 
-// forward starts forwarding the query msg that q holds, parsed, and
-// reports the verdict: Forwarded, or Dropped (and counted) when too many
-// queries are in flight or the responder is closed. msg is copied.
-func (r *Responder) forward(port int, rp *reply, msg []byte, q *query, st tcpState) Verdict {
+// forward starts j, whose parts with a msg go upstream, and reports the
+// verdict: Forwarded, or Dropped (and counted) when too many jobs are in
+// flight or the responder is closed.
+func (r *Responder) forward(j *job) Verdict {
 	r.mu.RLock()
 	if r.closed {
 		r.mu.RUnlock()
@@ -64,90 +72,109 @@ func (r *Responder) forward(port int, rp *reply, msg []byte, q *query, st tcpSta
 	}
 	r.wg.Add(1)
 	r.mu.RUnlock()
-	r.c.forwarded.Add(1)
-	j := &job{port: port, rp: *rp, tcp: st, q: *q, msg: slices.Clone(msg)}
+	for i := range j.parts {
+		if j.parts[i].msg != nil {
+			r.c.forwarded.Add(1)
+		}
+	}
 	go r.run(j)
 	return Forwarded
 }
 
-// run forwards j and delivers the answer, or SERVFAIL.
+// run forwards the parts of j that need it, at once, and delivers the
+// answers.
 func (r *Responder) run(j *job) {
 	defer func() {
 		<-r.sem
 		r.wg.Done()
 	}()
-	ans, err := r.exchange(j)
+	var wg sync.WaitGroup
+	for i := range j.parts {
+		if pt := &j.parts[i]; pt.msg != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.resolveUpstream(pt)
+			}()
+		}
+	}
+	wg.Wait()
 	if r.ctx.Err() != nil {
 		return // closed: deliver nothing
 	}
-	if err != nil {
-		r.c.servfail.Add(1)
-		r.reply(j, nil, &answer{rcode: dnsmessage.RCodeServerFailure})
-		return
-	}
-	r.c.upstreamAnswered.Add(1)
-	binary.BigEndian.PutUint16(ans[0:2], j.q.hdr.ID)
-	r.reply(j, ans, nil)
-}
-
-// reply delivers to j's client either the upstream answer ans (its ID
-// already the client's) or, with ans nil, the answer a built here. Over
-// UDP an upstream answer larger than the client takes goes truncated.
-func (r *Responder) reply(j *job, ans []byte, a *answer) {
-	hl := j.rp.hdrLen()
 	if j.tcp.mss != 0 {
-		stream := make([]byte, 2, 2+maxTCPMessage)
-		if ans == nil {
-			msg, _ := buildAnswer(stream[2:2:cap(stream)], &j.q, a, r.cfg.TTL, r.cfg.MaxUDPSize)
-			ans = msg
+		n := 0
+		for _, pt := range j.parts {
+			n += 2 + len(pt.ans)
 		}
-		if len(ans) == 0 {
-			return
+		stream := make([]byte, 0, n)
+		for _, pt := range j.parts {
+			stream = binary.BigEndian.AppendUint16(stream, uint16(len(pt.ans)))
+			stream = append(stream, pt.ans...)
 		}
-		binary.BigEndian.PutUint16(stream[0:2], uint16(len(ans)))
-		stream = append(stream[:2], ans...)
 		r.sendStream(j.port, nil, &j.rp, j.tcp, stream)
 		return
 	}
-	limit := min(j.q.udpSize, r.cfg.MaxUDPSize)
+	r.replyUDP(j, &j.parts[0])
+}
+
+// resolveUpstream asks the upstreams pt's query and sets pt.ans to their
+// answer, or to SERVFAIL.
+func (r *Responder) resolveUpstream(pt *part) {
+	ans, err := r.exchange(pt)
+	if r.ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		r.c.servfail.Add(1)
+		b := make([]byte, 0, maxTCPMessage)
+		pt.ans, _ = buildAnswer(b, &pt.q, &answer{rcode: dnsmessage.RCodeServerFailure}, r.cfg.TTL, r.cfg.MaxUDPSize)
+		return
+	}
+	r.c.upstreamAnswered.Add(1)
+	binary.BigEndian.PutUint16(ans[0:2], pt.q.hdr.ID)
+	pt.ans = ans
+}
+
+// replyUDP delivers pt's answer to j's client over UDP; one larger than
+// the client takes goes truncated.
+func (r *Responder) replyUDP(j *job, pt *part) {
+	if len(pt.ans) < dnsHeaderLen {
+		return
+	}
+	hl := j.rp.hdrLen()
+	limit := min(pt.q.udpSize, r.cfg.MaxUDPSize)
 	frame := make([]byte, max(hl+limit, ethMinFrameLen))
 	var msg []byte
-	if ans != nil && len(ans) <= limit {
-		msg = frame[hl : hl+copy(frame[hl:], ans)]
+	if len(pt.ans) <= limit {
+		msg = frame[hl : hl+copy(frame[hl:], pt.ans)]
 	} else {
-		if ans != nil {
-			// Too big: header and question with TC set, so the client
-			// asks again over TCP.
-			var p dnsmessage.Parser
-			h, err := p.Start(ans)
-			if err != nil {
-				return
-			}
-			a = &answer{rcode: h.RCode, auth: h.Authoritative, tc: true}
-			r.c.truncated.Add(1)
+		// Too big: header and question with TC set, so the client asks
+		// again over TCP.
+		var p dnsmessage.Parser
+		h, err := p.Start(pt.ans)
+		if err != nil {
+			return
 		}
-		var tc bool
-		msg, tc = buildAnswer(frame[hl:hl:hl+limit], &j.q, a, r.cfg.TTL, r.cfg.MaxUDPSize)
+		msg, _ = buildAnswer(frame[hl:hl:hl+limit], &pt.q, &answer{rcode: h.RCode, auth: h.Authoritative, tc: true}, r.cfg.TTL, r.cfg.MaxUDPSize)
 		if msg == nil {
 			return
 		}
-		if tc && !a.tc {
-			r.c.truncated.Add(1)
-		}
+		r.c.truncated.Add(1)
 	}
 	n := j.rp.writeUDP(frame, len(msg))
 	r.cfg.Deliver(j.port, frame[:n])
 }
 
-// exchange asks the upstreams j's query in turn within Config.Timeout and
-// returns the first valid answer. A UDP answer with TC set is asked again
+// exchange asks the upstreams pt's query in turn within Config.Timeout
+// and returns the first valid answer. A UDP answer with TC set is asked again
 // over TCP of the same upstream; if that fails, the truncated answer is
 // returned (the client then retries over TCP itself).
-func (r *Responder) exchange(j *job) ([]byte, error) {
+func (r *Responder) exchange(pt *part) ([]byte, error) {
 	deadline := time.Now().Add(r.cfg.Timeout)
 	ctx, cancel := context.WithDeadline(r.ctx, deadline)
 	defer cancel()
-	out := slices.Clone(j.msg)
+	out := slices.Clone(pt.msg)
 	id := uint16(rand.Uint32())
 	binary.BigEndian.PutUint16(out[0:2], id)
 	ups := r.cfg.Upstreams
@@ -160,12 +187,12 @@ func (r *Responder) exchange(j *job) ([]byte, error) {
 		try := time.Now().Add(left / time.Duration(len(ups)-i))
 		var ans []byte
 		var tc bool
-		ans, tc, err = exchangeUDP(ctx, up, out, id, &j.q, try)
+		ans, tc, err = exchangeUDP(ctx, up, out, id, &pt.q, try)
 		if err != nil {
 			continue
 		}
 		if tc {
-			if full, err := exchangeTCP(ctx, up, out, id, &j.q, try); err == nil {
+			if full, err := exchangeTCP(ctx, up, out, id, &pt.q, try); err == nil {
 				return full, nil
 			}
 		}

@@ -5,6 +5,7 @@ package dns
 // query goes through (answer locally, or forward).
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,9 +31,11 @@ type Config struct {
 	Timeout time.Duration
 	// TTL is the TTL of the records the responder answers itself.
 	TTL uint32
-	// RatePerPort is how many queries per second a port may send, with
-	// Burst more at once; beyond it queries are dropped and counted.
-	// Zero RatePerPort means no limit.
+	// RatePerPort is how many queries per second a port may send on
+	// average, and Burst how many at once (the token bucket's size; zero
+	// means RatePerPort). Beyond them, queries are dropped and counted.
+	// TCP SYNs and TCP query segments draw from the same bucket. Zero
+	// RatePerPort means no limit.
 	RatePerPort float64
 	Burst       int
 	// MaxInFlight bounds the queries upstream at once; beyond it queries
@@ -91,6 +94,8 @@ const (
 	Dropped
 )
 
+// String returns the verdict's name: not-dns, answered, forwarded or
+// dropped.
 func (v Verdict) String() string {
 	switch v {
 	case NotDNS:
@@ -238,7 +243,7 @@ func (r *Responder) Handle(port int, vni uint32, buf []byte, off, size int) (Ver
 	case actDrop:
 		return Dropped, 0
 	case actForward:
-		return r.forward(port, &rp, room[p.pay:p.end], &q, tcpState{}), 0
+		return r.forward(&job{port: port, rp: rp, parts: []part{{q: q, msg: bytes.Clone(room[p.pay:p.end])}}}), 0
 	}
 	hl := rp.hdrLen()
 	limit := min(q.udpSize, r.cfg.MaxUDPSize, len(room)-hl)

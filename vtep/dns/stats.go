@@ -5,7 +5,9 @@ package dns
 import "sync/atomic"
 
 // Stats is a snapshot of what the responder did, for `ovlsw status` and
-// metrics. Every query is counted once by its outcome; Truncated and TCP
+// metrics. A query answered locally counts once by its outcome (Answered,
+// NoData, NXDomain, Refused, FormErr, NotImp); a forwarded one counts as
+// Forwarded and then as UpstreamAnswered or ServFail; Truncated and TCP
 // count alongside.
 type Stats struct {
 	Answered         uint64    `json:"answered"`          // local names answered with records

@@ -17,6 +17,7 @@ package dns
 // connection after a truncated UDP answer, so that is enough here.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 )
@@ -103,47 +104,100 @@ func (r *Responder) handleTCP(port int, n *network, room []byte, p *packet) (Ver
 		r.c.dropTCPStale.Add(1)
 		return Answered, rp.writeTCP(room, p.ack, 0, tcpRST, 0, 0)
 	}
-	mss := int(mssTable[cookie&7])
-	data := room[p.pay:p.end]
-	if dlen < 2 || int(binary.BigEndian.Uint16(data))+2 != dlen {
-		r.c.dropTCPUnsupported.Add(1) // split or pipelined queries
-		return Dropped, 0
-	}
-	if !r.lim.allow(port) {
-		r.c.dropRate.Add(1)
-		return Dropped, 0
-	}
-	r.c.tcp.Add(1)
-	st := tcpState{seq: p.ack, ack: p.seq + uint32(dlen), mss: mss}
+	st := tcpState{seq: p.ack, ack: p.seq + uint32(dlen), mss: int(mssTable[cookie&7])}
 	if p.flags&tcpFIN != 0 {
 		st.ack++
 	}
-	var q query
-	var a answer
-	switch r.decide(n, data[2:], &q, &a) {
-	case actDrop:
+	var msgs [maxPipelined][]byte
+	nq := splitQueries(room[p.pay:p.end], &msgs)
+	if nq == 0 {
+		r.c.dropTCPUnsupported.Add(1) // a query split over segments, or too many
 		return Dropped, 0
-	case actForward:
-		return r.forward(port, &rp, data[2:], &q, st), 0
 	}
+	for range nq {
+		if !r.lim.allow(port) {
+			r.c.dropRate.Add(1)
+			return Dropped, 0
+		}
+	}
+	r.c.tcp.Add(uint64(nq))
+
+	// Answer what is local into the stream, and note what is not.
 	sb := streamPool.Get().(*[]byte)
 	defer streamPool.Put(sb)
-	stream := *sb
-	msg, _ := buildAnswer(stream[2:2:cap(stream)], &q, &a, r.cfg.TTL, r.cfg.MaxUDPSize)
-	if msg == nil {
-		r.c.dropNoRoom.Add(1)
-		return Dropped, 0
+	stream := (*sb)[:0]
+	var qs [maxPipelined]query
+	var fwd [maxPipelined]bool
+	nfwd := 0
+	for i := range nq {
+		var a answer
+		switch r.decide(n, msgs[i], &qs[i], &a) {
+		case actDrop:
+			return Dropped, 0 // counted by decide
+		case actForward:
+			fwd[i] = true
+			nfwd++
+			continue
+		}
+		msg, _ := buildAnswer(stream[len(stream)+2:len(stream)+2:len(stream)+2+maxTCPMessage], &qs[i], &a, r.cfg.TTL, r.cfg.MaxUDPSize)
+		if msg == nil {
+			r.c.dropNoRoom.Add(1)
+			return Dropped, 0
+		}
+		stream = binary.BigEndian.AppendUint16(stream, uint16(len(msg)))
+		stream = stream[:len(stream)+len(msg)]
 	}
-	binary.BigEndian.PutUint16(stream[0:2], uint16(len(msg)))
-	if nf := r.sendStream(port, room, &rp, st, stream[:2+len(msg)]); nf > 0 {
+	if nfwd > 0 {
+		// The answers go in the order of the queries: hand them all to
+		// the job, the local ones already built.
+		j := &job{port: port, rp: rp, tcp: st, parts: make([]part, nq)}
+		local := stream
+		for i := range nq {
+			j.parts[i].q = qs[i]
+			if fwd[i] {
+				j.parts[i].msg = bytes.Clone(msgs[i])
+				continue
+			}
+			l := int(binary.BigEndian.Uint16(local))
+			j.parts[i].ans = bytes.Clone(local[2 : 2+l])
+			local = local[2+l:]
+		}
+		return r.forward(j), 0
+	}
+	if nf := r.sendStream(port, room, &rp, st, stream); nf > 0 {
 		return Answered, nf
 	}
 	r.c.dropNoRoom.Add(1)
 	return Dropped, 0
 }
 
-// streamPool holds buffers for a length-prefixed TCP answer.
-var streamPool = newBufPool(2 + maxTCPMessage)
+// maxPipelined is how many length-prefixed queries one segment may carry:
+// glibc sends its A and AAAA queries together; 4 leaves room for others.
+const maxPipelined = 4
+
+// splitQueries splits data, the payload of one segment, into the DNS
+// messages of its length-prefixed queries and returns how many there are,
+// or 0 unless data is exactly 1 to maxPipelined whole ones.
+func splitQueries(data []byte, msgs *[maxPipelined][]byte) int {
+	n := 0
+	for len(data) > 0 {
+		if n == maxPipelined || len(data) < 2 {
+			return 0
+		}
+		l := int(binary.BigEndian.Uint16(data))
+		if l == 0 || len(data) < 2+l {
+			return 0
+		}
+		msgs[n] = data[2 : 2+l]
+		data = data[2+l:]
+		n++
+	}
+	return n
+}
+
+// streamPool holds buffers for the length-prefixed answers to one
+// segment's queries.
+var streamPool = newBufPool(maxPipelined * (2 + maxTCPMessage))
 
 // sendStream sends stream, the length-prefixed answer, as segments of at
 // most st.mss bytes ACKing st.ack, the last with FIN set. With room not

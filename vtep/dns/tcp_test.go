@@ -1,9 +1,11 @@
 package dns
 
 import (
+	"bytes"
 	"encoding/binary"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket/layers"
 )
@@ -162,7 +164,8 @@ func TestTCPUnsupported(t *testing.T) {
 	}{
 		{name: "stale ACK gets RST", payload: lengthPrefixed(msg), verdict: Answered, stat: func(s Stats) uint64 { return s.Dropped.TCPStale }},
 		{name: "split query", payload: lengthPrefixed(msg)[:10], goodAck: true, verdict: Dropped, stat: func(s Stats) uint64 { return s.Dropped.TCPUnsupported }},
-		{name: "pipelined queries", payload: append(lengthPrefixed(msg), lengthPrefixed(msg)...), goodAck: true, verdict: Dropped, stat: func(s Stats) uint64 { return s.Dropped.TCPUnsupported }},
+		{name: "five pipelined queries", payload: bytes.Repeat(lengthPrefixed(msg), 5), goodAck: true, verdict: Dropped, stat: func(s Stats) uint64 { return s.Dropped.TCPUnsupported }},
+		{name: "zero-length query", payload: []byte{0, 0}, goodAck: true, verdict: Dropped, stat: func(s Stats) uint64 { return s.Dropped.TCPUnsupported }},
 		{name: "one byte", payload: []byte{0}, goodAck: true, verdict: Dropped, stat: func(s Stats) uint64 { return s.Dropped.TCPUnsupported }},
 	}
 	for _, tt := range tests {
@@ -205,5 +208,84 @@ func TestSYNRetransmit(t *testing.T) {
 	}
 	if sa == sc {
 		t.Errorf("another source port got the same ISN %d", sa)
+	}
+}
+
+// readStream splits a TCP answer stream into its DNS messages.
+func readStream(t *testing.T, stream []byte) []*layers.DNS {
+	t.Helper()
+	var out []*layers.DNS
+	for len(stream) > 0 {
+		if len(stream) < 2 || int(binary.BigEndian.Uint16(stream))+2 > len(stream) {
+			t.Fatalf("stream does not split into length-prefixed messages: % x", stream)
+		}
+		l := int(binary.BigEndian.Uint16(stream))
+		out = append(out, decodeDNS(t, stream[2:2+l]))
+		stream = stream[2+l:]
+	}
+	return out
+}
+
+// segmentStream collects the payloads of the TCP segments to x (the first
+// of them in frames[0]), checking their sequence numbers from seq on.
+func segmentStream(t *testing.T, x q, frames [][]byte, seq uint32) []byte {
+	t.Helper()
+	var stream []byte
+	for i, f := range frames {
+		seg := tcpReply(t, x, f)
+		if seg.Seq != seq || seg.FIN != (i == len(frames)-1) {
+			t.Errorf("segment %d: seq %d fin %v, want seq %d", i, seg.Seq, seg.FIN, seq)
+		}
+		stream = append(stream, seg.Payload...)
+		seq += uint32(len(seg.Payload))
+	}
+	return stream
+}
+
+// TestTCPPipelined sends the A and AAAA queries in one segment, as glibc's
+// resolver does over TCP: both are answered, in order.
+func TestTCPPipelined(t *testing.T) {
+	a := q{name: "web", typ: layers.DNSTypeA, id: 1}
+	aaaa := q{name: "web", typ: layers.DNSTypeAAAA, id: 2}
+	outside := q{name: "example.com", typ: layers.DNSTypeA, id: 3}
+	tests := []struct {
+		name    string
+		qs      []q
+		verdict Verdict
+	}{
+		{name: "local A and AAAA", qs: []q{a, aaaa}, verdict: Answered},
+		{name: "local and forwarded", qs: []q{outside, aaaa}, verdict: Forwarded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := startUpstream(t, upAnswer)
+			r, d := forwarder(t, 5*time.Second, up.addr)
+			_, sa := handle(r, 1, vniA, a.tcpFrame(t, true, false, false, false, 10, 0, 1460, nil))
+			sisn := tcpReply(t, a, sa).Seq
+			var data []byte
+			for _, x := range tt.qs {
+				data = append(data, lengthPrefixed(x.dnsBytes(t))...)
+			}
+			v, frame := handle(r, 1, vniA, a.tcpFrame(t, false, true, false, false, 11, sisn+1, 0, data))
+			if v != tt.verdict {
+				t.Fatalf("verdict %v, want %v", v, tt.verdict)
+			}
+			frames := [][]byte{frame}
+			if v == Forwarded {
+				frames = d.wait(t, 1, waitTimeout)
+			}
+			ans := readStream(t, segmentStream(t, a, frames, sisn+1))
+			if len(ans) != len(tt.qs) {
+				t.Fatalf("%d answers, want %d", len(ans), len(tt.qs))
+			}
+			for i, x := range tt.qs {
+				if ans[i].ID != x.id || ans[i].ResponseCode != 0 || len(ans[i].Answers) != 1 {
+					t.Errorf("answer %d: id %d rcode %v, %d records; want id %d, one record", i, ans[i].ID, ans[i].ResponseCode, len(ans[i].Answers), x.id)
+				}
+			}
+			if st := r.Stats(); st.TCP != uint64(len(tt.qs)) {
+				t.Errorf("tcp counter %d, want %d", st.TCP, len(tt.qs))
+			}
+		})
 	}
 }
