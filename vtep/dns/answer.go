@@ -18,6 +18,10 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
+// rcodeBadVers is the extended RCODE BADVERS (RFC 6891 section 9): an EDNS
+// version the responder does not implement.
+const rcodeBadVers dnsmessage.RCode = 16
+
 // DNS sizes.
 const (
 	dnsHeaderLen = 12
@@ -40,6 +44,7 @@ type query struct {
 	q       dnsmessage.Question
 	opt     bool // the query had an OPT record (EDNS0)
 	udpSize int  // the payload size the client accepts over UDP
+	badVers bool // the OPT record has an EDNS version other than 0
 }
 
 // parseResult says what parseQuery found.
@@ -64,7 +69,7 @@ func parseQuery(msg []byte, q *query) parseResult {
 		return parsedDrop
 	}
 	q.hdr = h
-	q.opt, q.udpSize = false, minUDPSize
+	q.opt, q.udpSize, q.badVers = false, minUDPSize, false
 	if h.OpCode != 0 {
 		return parsedNotImp
 	}
@@ -91,6 +96,7 @@ func parseQuery(msg []byte, q *query) parseResult {
 			}
 			q.opt = true
 			q.udpSize = max(int(rh.Class), minUDPSize)
+			q.badVers = rh.TTL>>16&0xff != 0 // RFC 6891 section 6.1.3
 		}
 		if p.SkipAdditional() != nil {
 			return parsedFormErr
@@ -188,7 +194,7 @@ func buildAnswer(dst []byte, q *query, a *answer, ttl uint32, ednsSize int) (msg
 		RecursionDesired:   q.hdr.RecursionDesired,
 		RecursionAvailable: true,
 		CheckingDisabled:   q.hdr.CheckingDisabled,
-		RCode:              a.rcode,
+		RCode:              a.rcode & 0xf, // the upper bits go in the OPT record
 		Truncated:          a.tc,
 	}
 	full := *a
@@ -233,7 +239,7 @@ func buildAnswer(dst []byte, q *query, a *answer, ttl uint32, ednsSize int) (msg
 	}
 	if q.opt {
 		var rh dnsmessage.ResourceHeader
-		if rh.SetEDNS0(ednsSize, dnsmessage.RCodeSuccess, false) != nil ||
+		if rh.SetEDNS0(ednsSize, a.rcode, false) != nil ||
 			b.StartAdditionals() != nil || b.OPTResource(rh, dnsmessage.OPTResource{}) != nil {
 			return nil, truncated
 		}

@@ -81,3 +81,22 @@ func TestHandleBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestEDNSBadVersion checks an EDNS version other than 0 is answered
+// BADVERS: RCODE 16, its upper bits in the OPT record (RFC 6891 6.1.3).
+func TestEDNSBadVersion(t *testing.T) {
+	r, _ := newTestResponder(t, nil)
+	x := q{name: "web", typ: layers.DNSTypeA, edns: 1232}
+	msg := x.dnsBytes(t)
+	msg[len(msg)-5] = 1 // the OPT record's TTL: extended RCODE, version, flags
+	_, frame := handle(r, 1, vniA, x.udpFrame(t, msg))
+	d, raw := udpAnswer(t, x, frame)
+	// gopacket joins the header's 4 bits and the OPT record's upper 8.
+	if d.ResponseCode != 16 || raw[3]&0xf != 0 || len(d.Answers) != 0 || len(d.Additionals) != 1 {
+		t.Fatalf("rcode %v (header bits %d), %d answers, %d additionals; want BADVERS, 0 in the header, no answer, an OPT",
+			d.ResponseCode, raw[3]&0xf, len(d.Answers), len(d.Additionals))
+	}
+	if opt := d.Additionals[0]; opt.Type != layers.DNSTypeOPT || opt.TTL>>24 != 1 {
+		t.Errorf("OPT %v TTL %#x, want the extended RCODE 1 (16 >> 4)", opt.Type, opt.TTL)
+	}
+}

@@ -289,6 +289,11 @@ func (r *Responder) decide(n *network, msg []byte, q *query, a *answer) action {
 		*a = answer{rcode: dnsmessage.RCodeNotImplemented, noQuestion: true}
 		return actAnswer
 	}
+	if q.badVers {
+		r.c.formerr.Add(1)
+		*a = answer{rcode: rcodeBadVers}
+		return actAnswer
+	}
 	res := n.resolve(&q.q.Name)
 	switch res.kind {
 	case resAddrs:

@@ -17,7 +17,7 @@ type Stats struct {
 	UpstreamAnswered uint64    `json:"upstream_answered"` // upstream answers relayed to the client
 	ServFail         uint64    `json:"servfail"`          // SERVFAIL answers: upstreams timed out, failed or answered garbage
 	Refused          uint64    `json:"refused"`           // outside names with no upstream configured
-	FormErr          uint64    `json:"formerr"`           // malformed queries answered FORMERR
+	FormErr          uint64    `json:"formerr"`           // malformed queries answered FORMERR, and EDNS versions other than 0 answered BADVERS
 	NotImp           uint64    `json:"notimp"`            // opcodes other than QUERY answered NOTIMP
 	Truncated        uint64    `json:"truncated"`         // UDP answers sent with TC set
 	TCP              uint64    `json:"tcp"`               // queries received over TCP
