@@ -88,17 +88,21 @@ func (r *Responder) run(j *job) {
 		<-r.sem
 		r.wg.Done()
 	}()
-	var wg sync.WaitGroup
-	for i := range j.parts {
-		if pt := &j.parts[i]; pt.msg != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r.resolveUpstream(pt)
-			}()
+	if len(j.parts) == 1 {
+		r.resolveUpstream(&j.parts[0])
+	} else {
+		var wg sync.WaitGroup
+		for i := range j.parts {
+			if pt := &j.parts[i]; pt.msg != nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r.resolveUpstream(pt)
+				}()
+			}
 		}
+		wg.Wait()
 	}
-	wg.Wait()
 	if r.ctx.Err() != nil {
 		return // closed: deliver nothing
 	}
@@ -127,7 +131,7 @@ func (r *Responder) resolveUpstream(pt *part) {
 	}
 	if err != nil {
 		r.c.servfail.Add(1)
-		b := make([]byte, 0, maxTCPMessage)
+		b := make([]byte, 0, minUDPSize) // header, question, OPT: at most 282 bytes
 		pt.ans, _ = buildAnswer(b, &pt.q, &answer{rcode: dnsmessage.RCodeServerFailure}, r.cfg.TTL, r.cfg.MaxUDPSize)
 		return
 	}

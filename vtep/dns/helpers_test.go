@@ -181,6 +181,14 @@ func (x q) fill() q {
 	return x
 }
 
+// hdrLen is the length of the headers of x's TCP frames, without options.
+func (x q) hdrLen() int {
+	if x.src.Is6() {
+		return ethHeaderLen + ipv6HeaderLen + tcpHeaderLen
+	}
+	return ethHeaderLen + ipv4HeaderLen + tcpHeaderLen
+}
+
 // dnsLayer returns the DNS query x as gopacket's layer.
 func (x q) dnsLayer() *layers.DNS {
 	d := &layers.DNS{ID: x.id, RD: true, OpCode: layers.DNSOpCodeQuery,

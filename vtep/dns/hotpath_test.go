@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"encoding/binary"
 	"testing"
 
 	"github.com/google/gopacket/layers"
@@ -77,4 +78,50 @@ func BenchmarkHandle(b *testing.B) {
 			r.Handle(1, vniA, buf, testOff, len(frame))
 		}
 	})
+}
+
+// tcpQuery returns the segment carrying x's query on a connection whose
+// SYN r has answered, as a client sends it.
+func tcpQuery(tb testing.TB, r *Responder, x q) []byte {
+	tb.Helper()
+	buf := make([]byte, testOff+testMTU+ethHeaderLen)
+	syn := x.tcpFrame(tb, true, false, false, false, 10, 0, 1460, nil)
+	copy(buf[testOff:], syn)
+	if v, _ := r.Handle(1, vniA, buf, testOff, len(syn)); v != Answered {
+		tb.Fatalf("SYN: verdict %v", v)
+	}
+	sisn := binary.BigEndian.Uint32(buf[testOff+x.fill().hdrLen()-tcpHeaderLen+4:])
+	return x.tcpFrame(tb, false, true, false, false, 11, sisn+1, 0, lengthPrefixed(x.dnsBytes(tb)))
+}
+
+// TestAllocsTCP checks a local answer over TCP (one segment) does not
+// allocate either.
+func TestAllocsTCP(t *testing.T) {
+	r, _ := newTestResponder(t, nil)
+	x := q{name: "web", typ: layers.DNSTypeA}
+	frame := tcpQuery(t, r, x)
+	buf := make([]byte, testOff+testMTU+ethHeaderLen)
+	allocs := testing.AllocsPerRun(1000, func() {
+		copy(buf[testOff:], frame)
+		if v, _ := r.Handle(1, vniA, buf, testOff, len(frame)); v != Answered {
+			t.Fatalf("verdict %v", v)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per TCP query, want 0", allocs)
+	}
+}
+
+func BenchmarkHandleTCP(b *testing.B) {
+	r, _ := newTestResponder(b, nil)
+	x := q{name: "web", typ: layers.DNSTypeA}
+	frame := tcpQuery(b, r, x)
+	buf := make([]byte, testOff+testMTU+ethHeaderLen)
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(buf[testOff:], frame)
+		if v, _ := r.Handle(1, vniA, buf, testOff, len(frame)); v != Answered {
+			b.Fatalf("verdict %v", v)
+		}
+	}
 }

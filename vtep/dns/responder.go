@@ -38,9 +38,10 @@ type Config struct {
 	// RatePerPort means no limit.
 	RatePerPort float64
 	Burst       int
-	// MaxInFlight bounds the queries upstream at once; beyond it queries
-	// to forward are dropped and counted (the client retries). Zero
-	// means the default.
+	// MaxInFlight bounds the forwarding jobs at once (a job is a UDP
+	// query, or the queries of one TCP segment, at most 4); beyond it
+	// queries to forward are dropped and counted (the client retries).
+	// Zero means the default.
 	MaxInFlight int
 	// MaxUDPSize is the largest DNS message the responder sends over UDP,
 	// whatever the client's EDNS0 payload size; larger answers go with TC
