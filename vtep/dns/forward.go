@@ -171,9 +171,11 @@ func (r *Responder) replyUDP(j *job, pt *part) {
 }
 
 // exchange asks the upstreams pt's query in turn within Config.Timeout
-// and returns the first valid answer. A UDP answer with TC set is asked again
-// over TCP of the same upstream; if that fails, the truncated answer is
-// returned (the client then retries over TCP itself).
+// and returns the first valid answer. A UDP answer with TC set is asked
+// again over TCP of the same upstream; if that fails, the truncated answer
+// stands (the client then retries over TCP itself). An answer SERVFAIL or
+// REFUSED gives way to the next upstream's, and is returned only if no
+// later upstream answers at all.
 func (r *Responder) exchange(pt *part) ([]byte, error) {
 	deadline := time.Now().Add(r.cfg.Timeout)
 	ctx, cancel := context.WithDeadline(r.ctx, deadline)
@@ -183,6 +185,7 @@ func (r *Responder) exchange(pt *part) ([]byte, error) {
 	binary.BigEndian.PutUint16(out[0:2], id)
 	ups := r.cfg.Upstreams
 	err := errNoAnswer
+	var fallback []byte
 	for i, up := range ups {
 		left := time.Until(deadline)
 		if left <= 0 || ctx.Err() != nil {
@@ -190,81 +193,91 @@ func (r *Responder) exchange(pt *part) ([]byte, error) {
 		}
 		try := time.Now().Add(left / time.Duration(len(ups)-i))
 		var ans []byte
-		var tc bool
-		ans, tc, err = exchangeUDP(ctx, up, out, id, &pt.q, try)
+		var h dnsmessage.Header
+		ans, h, err = exchangeUDP(ctx, up, out, id, &pt.q, try)
 		if err != nil {
 			continue
 		}
-		if tc {
-			if full, err := exchangeTCP(ctx, up, out, id, &pt.q, try); err == nil {
-				return full, nil
+		if h.Truncated {
+			if full, fh, err := exchangeTCP(ctx, up, out, id, &pt.q, try); err == nil {
+				ans, h = full, fh
 			}
 		}
+		if h.RCode == dnsmessage.RCodeServerFailure || h.RCode == dnsmessage.RCodeRefused {
+			fallback = ans
+			continue
+		}
 		return ans, nil
+	}
+	if fallback != nil {
+		return fallback, nil
 	}
 	return nil, err
 }
 
 // exchangeUDP sends out to up over UDP and waits until deadline for a
-// valid answer, reporting whether it has TC set.
-func exchangeUDP(ctx context.Context, up netip.AddrPort, out []byte, id uint16, q *query, deadline time.Time) ([]byte, bool, error) {
+// valid answer, which it returns with its header.
+func exchangeUDP(ctx context.Context, up netip.AddrPort, out []byte, id uint16, q *query, deadline time.Time) ([]byte, dnsmessage.Header, error) {
+	var h dnsmessage.Header
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(up))
 	if err != nil {
-		return nil, false, err
+		return nil, h, err
 	}
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
 	if err := c.SetDeadline(deadline); err != nil {
-		return nil, false, err
+		return nil, h, err
 	}
 	if _, err := c.Write(out); err != nil {
-		return nil, false, err
+		return nil, h, err
 	}
 	buf := make([]byte, maxTCPMessage)
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
-			return nil, false, err // timeout, or ICMP unreachable (a dead upstream)
+			return nil, h, err // timeout, or ICMP unreachable (a dead upstream)
 		}
 		if h, ok := validAnswer(buf[:n], id, q); ok {
-			return buf[:n], h.Truncated, nil
+			return buf[:n], h, nil
 		}
 	}
 }
 
 // exchangeTCP sends out to up over TCP and reads one answer until
-// deadline.
-func exchangeTCP(ctx context.Context, up netip.AddrPort, out []byte, id uint16, q *query, deadline time.Time) ([]byte, error) {
+// deadline, which it returns with its header.
+func exchangeTCP(ctx context.Context, up netip.AddrPort, out []byte, id uint16, q *query, deadline time.Time) ([]byte, dnsmessage.Header, error) {
+	var h dnsmessage.Header
 	d := net.Dialer{Deadline: deadline}
 	c, err := d.DialContext(ctx, "tcp", up.String())
 	if err != nil {
-		return nil, err
+		return nil, h, err
 	}
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
 	if err := c.SetDeadline(deadline); err != nil {
-		return nil, err
+		return nil, h, err
 	}
 	b := make([]byte, 2+len(out))
 	binary.BigEndian.PutUint16(b, uint16(len(out)))
 	copy(b[2:], out)
 	if _, err := c.Write(b); err != nil {
-		return nil, err
+		return nil, h, err
 	}
 	var l [2]byte
 	if _, err := io.ReadFull(c, l[:]); err != nil {
-		return nil, err
+		return nil, h, err
 	}
 	ans := make([]byte, binary.BigEndian.Uint16(l[:]))
 	if _, err := io.ReadFull(c, ans); err != nil {
-		return nil, err
+		return nil, h, err
 	}
-	if _, ok := validAnswer(ans, id, q); !ok {
-		return nil, errors.New("dns: upstream answer over TCP does not match the query")
+	h, ok := validAnswer(ans, id, q)
+	if !ok {
+		return nil, h, errors.New("dns: upstream answer over TCP does not match the query")
 	}
-	return ans, nil
+	return ans, h, nil
 }
 
 // validAnswer reports whether ans answers the query q sent with ID id: its

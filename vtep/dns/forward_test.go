@@ -23,6 +23,7 @@ const (
 	upGarbage    = "garbage"     // answers bytes that are no DNS message
 	upTruncated  = "truncated"   // answers UDP with TC set; TCP completely
 	upBigAnswers = "big-answers" // answers 100 A records
+	upRefused    = "refused"     // answers REFUSED
 )
 
 // upstream is a fake resolver on 127.0.0.1, UDP and TCP on one port.
@@ -128,6 +129,8 @@ func (u *upstream) answer(msg []byte, tcp bool) []byte {
 		return []byte("this is not a DNS message")
 	case upWrongID:
 		a.ID++
+	case upRefused:
+		a.ResponseCode = layers.DNSResponseCodeRefused
 	case upTruncated:
 		if !tcp {
 			a.TC = true
@@ -222,15 +225,39 @@ func TestForwardFailures(t *testing.T) {
 	}
 }
 
-// TestForwardFailover checks a dead first upstream gives way to the next.
+// TestForwardFailover checks a dead first upstream, or one answering
+// REFUSED, gives way to the next; a REFUSED with no other answer is
+// relayed.
 func TestForwardFailover(t *testing.T) {
-	up := startUpstream(t, upAnswer)
-	r, d := forwarder(t, 5*time.Second, deadUpstream(t), up.addr)
-	x := q{name: "example.com", typ: layers.DNSTypeA}
-	handle(r, 1, vniA, x.udpFrame(t, nil))
-	ans, _ := udpAnswer(t, x, d.wait(t, 1, waitTimeout)[0])
-	if ans.ResponseCode != 0 || len(ans.Answers) != 1 {
-		t.Errorf("rcode %v with %d answers, want the second upstream's answer", ans.ResponseCode, len(ans.Answers))
+	tests := []struct {
+		name  string
+		ups   func(t *testing.T) []netip.AddrPort
+		rcode layers.DNSResponseCode
+	}{
+		{name: "dead, then answering", ups: func(t *testing.T) []netip.AddrPort {
+			return []netip.AddrPort{deadUpstream(t), startUpstream(t, upAnswer).addr}
+		}},
+		{name: "refusing, then answering", ups: func(t *testing.T) []netip.AddrPort {
+			return []netip.AddrPort{startUpstream(t, upRefused).addr, startUpstream(t, upAnswer).addr}
+		}},
+		{name: "refusing, then dead", rcode: layers.DNSResponseCodeRefused, ups: func(t *testing.T) []netip.AddrPort {
+			return []netip.AddrPort{startUpstream(t, upRefused).addr, deadUpstream(t)}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, d := forwarder(t, 5*time.Second, tt.ups(t)...)
+			x := q{name: "example.com", typ: layers.DNSTypeA}
+			handle(r, 1, vniA, x.udpFrame(t, nil))
+			ans, _ := udpAnswer(t, x, d.wait(t, 1, waitTimeout)[0])
+			wantAnswers := 1
+			if tt.rcode != 0 {
+				wantAnswers = 0
+			}
+			if ans.ResponseCode != tt.rcode || len(ans.Answers) != wantAnswers {
+				t.Errorf("rcode %v with %d answers, want %v with %d", ans.ResponseCode, len(ans.Answers), tt.rcode, wantAnswers)
+			}
+		})
 	}
 }
 
