@@ -131,6 +131,7 @@ func (r *Responder) resolveUpstream(pt *part) {
 	}
 	if err != nil {
 		r.c.servfail.Add(1)
+		r.logUpstreamFailure(err)
 		b := make([]byte, 0, minUDPSize) // header, question, OPT: at most 282 bytes
 		pt.ans, _ = buildAnswer(b, &pt.q, &answer{rcode: dnsmessage.RCodeServerFailure}, r.cfg.TTL, r.cfg.MaxUDPSize)
 		return
@@ -138,6 +139,21 @@ func (r *Responder) resolveUpstream(pt *part) {
 	r.c.upstreamAnswered.Add(1)
 	binary.BigEndian.PutUint16(ans[0:2], pt.q.hdr.ID)
 	pt.ans = ans
+}
+
+// upstreamLogEvery is how often at most a failing upstream is logged: the
+// SERVFAIL counter has every failure.
+const upstreamLogEvery = 30 * time.Second
+
+// logUpstreamFailure logs err, at most once per upstreamLogEvery.
+func (r *Responder) logUpstreamFailure(err error) {
+	now := time.Now().UnixNano()
+	last := r.lastUpstreamLog.Load()
+	if now-last < int64(upstreamLogEvery) || !r.lastUpstreamLog.CompareAndSwap(last, now) {
+		return
+	}
+	r.log.Warn("dns: upstreams failed, answering SERVFAIL", "upstreams", r.cfg.Upstreams, "err", err,
+		"servfail_total", r.c.servfail.Load())
 }
 
 // replyUDP delivers pt's answer to j's client over UDP; one larger than

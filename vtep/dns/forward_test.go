@@ -1,11 +1,14 @@
 package dns
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -209,7 +212,12 @@ func TestForwardFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, d := forwarder(t, 300*time.Millisecond, tt.ups(t)...)
+			var logs bytes.Buffer
+			r, d := newTestResponder(t, func(c *Config) {
+				c.Upstreams = tt.ups(t)
+				c.Timeout = 300 * time.Millisecond
+				c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			})
 			x := q{name: "example.com", typ: layers.DNSTypeA}
 			if v, _ := handle(r, 1, vniA, x.udpFrame(t, nil)); v != Forwarded {
 				t.Fatalf("verdict %v, want forwarded", v)
@@ -220,6 +228,12 @@ func TestForwardFailures(t *testing.T) {
 			}
 			if st := r.Stats(); st.ServFail != 1 || st.UpstreamAnswered != 0 {
 				t.Errorf("stats %+v, want one SERVFAIL", st)
+			}
+			// A second failure within upstreamLogEvery is not logged.
+			handle(r, 1, vniA, x.udpFrame(t, nil))
+			d.wait(t, 2, waitTimeout)
+			if n := strings.Count(logs.String(), "upstreams failed"); n != 1 {
+				t.Errorf("%d log lines for 2 failures, want 1:\n%s", n, logs.String())
 			}
 		})
 	}

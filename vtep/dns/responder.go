@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -128,6 +129,10 @@ type Responder struct {
 	mu     sync.RWMutex
 	closed bool
 	wg     sync.WaitGroup
+
+	// lastUpstreamLog is when an upstream failure was last logged, in
+	// Unix nanoseconds.
+	lastUpstreamLog atomic.Int64
 }
 
 // New returns a Responder configured by cfg, whose zero fields take the
