@@ -100,3 +100,23 @@ func TestEDNSBadVersion(t *testing.T) {
 		t.Errorf("OPT %v TTL %#x, want the extended RCODE 1 (16 >> 4)", opt.Type, opt.TTL)
 	}
 }
+
+// TestIPv4Options checks a query whose IPv4 header carries options is
+// answered with a plain 20-byte header, the answer where it belongs.
+func TestIPv4Options(t *testing.T) {
+	r, _ := newTestResponder(t, nil)
+	x := q{name: "web", typ: layers.DNSTypeA}
+	plain := x.udpFrame(t, nil)
+	const l4 = ethHeaderLen + ipv4HeaderLen
+	frame := append(append(append([]byte(nil), plain[:l4]...), 1, 1, 1, 1), plain[l4:]...) // four NOPs
+	frame[ethHeaderLen] = 0x46
+	binary.BigEndian.PutUint16(frame[ethHeaderLen+2:], binary.BigEndian.Uint16(plain[ethHeaderLen+2:])+4)
+	v, reply := handle(r, 1, vniA, frame)
+	if v != Answered {
+		t.Fatalf("verdict %v", v)
+	}
+	d, _ := udpAnswer(t, x, reply)
+	if got := answerIPs(d); len(got) != 1 || got[0] != addrs("10.0.0.10")[0] {
+		t.Errorf("answer %v", got)
+	}
+}
