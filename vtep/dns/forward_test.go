@@ -308,8 +308,12 @@ func TestForwardBigAnswer(t *testing.T) {
 	_, sa := handle(r, 1, vniA, x.tcpFrame(t, true, false, false, false, cisn, 0, 1000, nil))
 	sisn := tcpReply(t, x, sa).Seq
 	data := lengthPrefixed(x.dnsBytes(t))
-	if v, _ := handle(r, 1, vniA, x.tcpFrame(t, false, true, false, false, cisn+1, sisn+1, 0, data)); v != Forwarded {
-		t.Fatalf("TCP query: verdict %v, want forwarded", v)
+	v, ack := handle(r, 1, vniA, x.tcpFrame(t, false, true, false, false, cisn+1, sisn+1, 0, data))
+	if v != Answered {
+		t.Fatalf("TCP query: verdict %v, want answered (a bare ACK; the query goes upstream)", v)
+	}
+	if a := tcpReply(t, x, ack); !a.ACK || a.FIN || len(a.Payload) != 0 || a.Seq != sisn+1 || a.Ack != cisn+1+uint32(len(data)) {
+		t.Errorf("ACK of the forwarded query: ack %v fin %v %d bytes seq %d ack %d", a.ACK, a.FIN, len(a.Payload), a.Seq, a.Ack)
 	}
 	// 100 records of 27 bytes: 6 segments at the cookie's MSS of 536 (the
 	// largest of mssTable not above the SYN's 1000).

@@ -52,8 +52,10 @@ type Config struct {
 	// Deliver writes frame (a complete Ethernet frame) to port port of the
 	// switch. It is called from the responder's goroutines with forwarded
 	// answers, and from within Handle with the second and later TCP
-	// segments of an answer larger than one segment. It must not block
-	// for long and must not retain frame after it returns. Required.
+	// segments of an answer larger than one segment (which may thus reach
+	// the client before the first, written in place: TCP reorders them).
+	// It may be called concurrently, must not block for long and must
+	// not retain frame after it returns. Required.
 	Deliver func(port int, frame []byte)
 	// Logger receives the responder's few log lines; nothing per query
 	// is logged. Nil discards them.
@@ -88,7 +90,9 @@ const (
 	// back to the port.
 	Answered
 	// Forwarded: the query went upstream; its answer will come through
-	// Deliver. The switch does nothing more with the frame.
+	// Deliver. The switch does nothing more with the frame. (A query
+	// over TCP that goes upstream is Answered instead, with a bare ACK of
+	// its segment, so the client does not retransmit it meanwhile.)
 	Forwarded
 	// Dropped: the frame was for the resolver and needs nothing sent back
 	// (a TCP ACK or RST), or was dropped and counted. The switch does

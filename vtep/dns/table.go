@@ -275,7 +275,7 @@ func (n *network) build() {
 			n.holders[k] = o
 			n.names[k] = target{set: set}
 		}
-		if name := strings.TrimSuffix(strings.ToLower(r.Name), "."); name != "" {
+		if name := strings.TrimSuffix(r.Name, "."); name != "" { // PTR answers keep the name's case
 			fq := name + "."
 			if n.name != "" {
 				fq = name + "." + n.name + "."

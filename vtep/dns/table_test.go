@@ -171,3 +171,21 @@ func TestTableConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestPTRKeepsCase checks a PTR answer spells the name as the record does,
+// the network's name in lower case, while lookups ignore case.
+func TestPTRKeepsCase(t *testing.T) {
+	r, _ := newTestResponder(t, nil)
+	r.cfg.Table.Set(vniA, fdb.MAC{0x02, 0, 0, 0, 9, 9}, Record{Name: "Mixed_Case", IPs: addrs("10.0.0.77")})
+	x := q{name: "77.0.0.10.in-addr.arpa", typ: layers.DNSTypePTR}
+	_, frame := handle(r, 1, vniA, x.udpFrame(t, nil))
+	d, _ := udpAnswer(t, x, frame)
+	if len(d.Answers) != 1 || string(d.Answers[0].PTR) != "Mixed_Case.mynet" {
+		t.Errorf("answers %+v, want PTR Mixed_Case.mynet", d.Answers)
+	}
+	y := q{name: "mixed_case", typ: layers.DNSTypeA}
+	_, frame = handle(r, 1, vniA, y.udpFrame(t, nil))
+	if d, _ := udpAnswer(t, y, frame); len(answerIPs(d)) != 1 {
+		t.Errorf("lookup in lower case: %v", answerIPs(d))
+	}
+}

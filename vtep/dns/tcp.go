@@ -162,7 +162,12 @@ func (r *Responder) handleTCP(port int, n *network, room []byte, p *packet) (Ver
 			j.parts[i].ans = bytes.Clone(local[2 : 2+l])
 			local = local[2+l:]
 		}
-		return r.forward(j), 0
+		if r.forward(j) != Forwarded {
+			return Dropped, 0
+		}
+		// ACK the query now, so the client does not retransmit it while
+		// the upstreams answer; the answer follows from st.seq.
+		return Answered, rp.writeTCP(room, st.seq, st.ack, tcpACK, 0, 0)
 	}
 	if nf := r.sendStream(port, room, &rp, st, stream); nf > 0 {
 		return Answered, nf

@@ -254,7 +254,7 @@ func TestTCPPipelined(t *testing.T) {
 		verdict Verdict
 	}{
 		{name: "local A and AAAA", qs: []q{a, aaaa}, verdict: Answered},
-		{name: "local and forwarded", qs: []q{outside, aaaa}, verdict: Forwarded},
+		{name: "local and forwarded", qs: []q{outside, aaaa}, verdict: Answered}, // a bare ACK, the answers later
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,7 +271,7 @@ func TestTCPPipelined(t *testing.T) {
 				t.Fatalf("verdict %v, want %v", v, tt.verdict)
 			}
 			frames := [][]byte{frame}
-			if v == Forwarded {
+			if seg := tcpReply(t, a, frame); len(seg.Payload) == 0 { // a bare ACK: the answers come later
 				frames = d.wait(t, 1, waitTimeout)
 			}
 			ans := readStream(t, segmentStream(t, a, frames, sisn+1))
