@@ -221,7 +221,7 @@ func (s *Switch) sendLoop(p *port, q tap.Device) {
 
 // sendBatch forwards the n frames in sc.bufs read from port p.
 func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
-	ports, peers := s.ports.Load(), s.peers.Load()
+	ports, peers, res := s.ports.Load(), s.peers.Load(), s.resolver.Load()
 	now := s.fdb.Now().UnixNano()
 	bufs, sizes, local, remote := sc.bufs, sc.sizes, &sc.local, &sc.remote
 	lay := p.lay
@@ -256,6 +256,15 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			continue
 		}
 		s.fdb.Learn(fdb.Key{VNI: p.vni, MAC: c.Src}, fdb.Location{Port: p.id}, fdb.OriginLocal, now)
+		if res != nil && (c.EtherType == 0x0800 || c.EtherType == 0x86dd) && !super {
+			if taken, n := s.resolve(res, p, buf, lay.frameOff, len(frame)); taken {
+				if n > 0 {
+					clear(buf[:lay.frameOff])          // no offload asked of the answer
+					local.add(p, buf[:lay.frameOff+n]) // the answer, built in place
+				}
+				continue
+			}
+		}
 		q := notQuestion
 		if c.EtherType == 0x0806 || c.EtherType == 0x86dd {
 			var n int

@@ -134,6 +134,7 @@ type Switch struct {
 
 	policies atomic.Pointer[map[uint32]FloodPolicy]  // copy-on-write under mu
 	gateways atomic.Pointer[map[uint32][]netip.Addr] // copy-on-write under mu (gateway.go)
+	resolver atomic.Pointer[resolverBox]             // the name service; nil for none (resolver.go)
 
 	drops    dropCounters
 	proxyCtr proxyCounters
@@ -285,6 +286,9 @@ func (s *Switch) RemovePort(id int) error {
 	err := p.dev.Close()
 	<-p.done
 	s.fdb.DeleteFunc(func(e fdb.Entry) bool { return e.Port == id })
+	if rb := s.resolver.Load(); rb != nil {
+		rb.r.ForgetPort(id)
+	}
 	s.log.Debug("port removed", "port", p.name, "id", id)
 	return err
 }
