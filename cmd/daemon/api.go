@@ -121,6 +121,10 @@ func (d *Daemon) handler() http.Handler {
 		}
 		return d.token(), nil
 	})
+	mux.HandleFunc("GET /v1/names", func(w http.ResponseWriter, r *http.Request) {
+		names, err := d.listNames(r.URL.Query().Get("network"))
+		reply(w, names, err)
+	})
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, r *http.Request) {
 		control.WriteJSON(w, http.StatusOK, d.listEndpoints(""))
 	})
@@ -237,7 +241,36 @@ func (d *Daemon) status() control.Status {
 		FDB:    control.FDBStat{Entries: d.fdb.Len(), Refused: d.fdb.Refused()},
 	}
 	d.queueDrops(st.Ports)
+	if d.names != nil {
+		st.Stats.DNS = toControlDNS(d.names.stats(), d.names.upstreams())
+	}
 	return st
+}
+
+// names lists the names of network, or (network "") of every network
+// this node serves.
+func (d *Daemon) listNames(network string) ([]control.Name, error) {
+	var nets []gossip.Network
+	if network != "" {
+		n, ok := d.nets.get(network)
+		if !ok {
+			return nil, fmt.Errorf("network %s: %w", network, errNotFound)
+		}
+		nets = append(nets, n)
+	} else {
+		nets = d.nets.list()
+	}
+	out := []control.Name{}
+	for _, n := range nets {
+		for _, r := range d.names.list(n.VNI) {
+			node := d.cfg.Name
+			if e, ok := d.fdb.Get(fdb.Key{VNI: n.VNI, MAC: r.Owner}); ok && e.Origin == fdb.OriginGossip {
+				node = e.Node
+			}
+			out = append(out, toControlName(n.Name, r, node))
+		}
+	}
+	return out, nil
 }
 
 // token returns this node's join token.

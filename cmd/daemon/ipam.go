@@ -83,6 +83,9 @@ func (a *allocator) inUseLocked(n gossip.Network, addr netip.Addr) string {
 	if addr == n.Gateway {
 		return "the gateway"
 	}
+	if addr == n.DNS {
+		return "the network's DNS address"
+	}
 	if who := a.holder(n.VNI, addr); who != "" {
 		return who
 	}

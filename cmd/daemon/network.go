@@ -54,6 +54,10 @@ type networks struct {
 	store atomic.Pointer[networkStore] // nil until gossip runs
 
 	groups networkGroups // set once before use; zero: groups are ignored (tests)
+	// watch, set once before use, is told of every network that changes
+	// (old, new) or goes (new the zero Network), with r.mu held: it must
+	// not call back into the registry.
+	watch func(old, n gossip.Network)
 
 	// mu guards byName and early; vnis is written under it and read
 	// without it.
@@ -89,6 +93,9 @@ func checkNetwork(n *gossip.Network, maxMTU int, defFlood string) error {
 		return userErrorf("network %s: %v", n.Name, err)
 	}
 	if err := gossip.CheckGroup(n.Group); err != nil {
+		return userErrorf("network %s: %v", n.Name, err)
+	}
+	if err := gossip.CheckDNS(n.DNS, n.Subnet); err != nil {
 		return userErrorf("network %s: %v", n.Name, err)
 	}
 	if n.MTU == 0 {
@@ -192,12 +199,18 @@ func (r *networks) apply(list []gossip.Network) (removed []string) {
 		if old.Group != n.Group || old.VNI != n.VNI {
 			r.groupChangedLocked(old, n)
 		}
+		if r.watch != nil && (!ok || old != n) {
+			r.watch(old, n)
+		}
 	}
 	for name, old := range r.byName {
 		if _, ok := next[name]; !ok {
 			removed = append(removed, name)
 			changed = true
 			r.groupChangedLocked(old, gossip.Network{})
+			if r.watch != nil {
+				r.watch(old, gossip.Network{})
+			}
 		}
 	}
 	r.byName = next

@@ -34,6 +34,7 @@ func newAttach() *cobra.Command {
 		Short: "Put a network namespace on an overlay network through a new TAP port",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			req.DNSName = req.Name
 			if ip != "" {
 				p, err := netip.ParsePrefix(ip)
 				if err != nil {
@@ -59,7 +60,10 @@ func newAttach() *cobra.Command {
 	f.StringVar(&ip, "ip", "", "`ADDRESS/PREFIX` for the interface (default: allocated from the network's subnet)")
 	f.StringVar(&req.IfName, "ifname", "eth0", "interface name inside the namespace")
 	f.StringVar(&req.MAC, "mac", "", "MAC address (default: generated, locally administered)")
-	f.StringVar(&req.Name, "name", "", "endpoint name (default NETNS/IFNAME)")
+	f.StringVar(&req.Name, "name", "", "endpoint `NAME`, unique in the network, which its other endpoints resolve (default: the namespace's name)")
+	f.StringArrayVar(&req.Aliases, "alias", nil, "another DNS `NAME` of the endpoint (repeatable)")
+	f.StringVar(&req.Service, "service", "", "`SERVICE` the endpoint is a task of: tasks.SERVICE resolves to every task, SERVICE to all in a fresh random order")
+	f.BoolVar(&req.NoResolvConf, "no-resolv-conf", false, "do not write /etc/netns/NETNS/resolv.conf (nameserver: the network's DNS address)")
 	f.BoolVar(&req.NoPortSecurity, "no-port-security", false, "let the port send from other MACs and claim other addresses (a container that routes or bridges)")
 	_ = c.MarkFlagRequired("netns")
 	return c
@@ -114,9 +118,9 @@ func newNetworkCreate() *cobra.Command {
 	var cf clientFlags
 	var n control.Network
 	var vni uint32
-	var subnet, gateway, group string
+	var subnet, gateway, group, dnsAddr string
 	c := &cobra.Command{
-		Use:   "create NAME --vni N [--subnet CIDR] [--gateway IP] [--mtu N] [--group ADDR]",
+		Use:   "create NAME --vni N [--subnet CIDR] [--gateway IP] [--dns-address IP] [--mtu N] [--group ADDR]",
 		Short: "Create an overlay network",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -143,6 +147,14 @@ func newNetworkCreate() *cobra.Command {
 					return err
 				}
 			}
+			if dnsAddr != "" {
+				if n.DNS, err = netip.ParseAddr(dnsAddr); err != nil {
+					return fmt.Errorf("--dns-address %q is not an IP address", dnsAddr)
+				}
+				if err := gossip.CheckDNS(n.DNS, n.Subnet); err != nil {
+					return fmt.Errorf("--dns-address: %v", err)
+				}
+			}
 			var d control.NetworkDetail
 			if err := cf.call(http.MethodPost, "/v1/networks", n, &d); err != nil {
 				return err
@@ -158,6 +170,7 @@ func newNetworkCreate() *cobra.Command {
 	c.Flags().Uint32Var(&vni, "vni", 0, "VXLAN network identifier, 1..16777215")
 	c.Flags().StringVar(&subnet, "subnet", "", "`CIDR` to allocate endpoint addresses from")
 	c.Flags().StringVar(&gateway, "gateway", "", "gateway `IP` (endpoints get a default route via it)")
+	c.Flags().StringVar(&dnsAddr, "dns-address", "", "`IP` in the subnet where every node's switch answers the network's DNS queries (default: the gateway)")
 	c.Flags().IntVar(&n.MTU, "mtu", 0, "MTU of the network's ports (default: the node's overlay MTU: underlay MTU minus 50, or 70 over IPv6)")
 	c.Flags().StringVar(&n.Flood, "flood", "", "flood policy (see ovlsw up --flood; default: the node's)")
 	c.Flags().StringVar(&group, "group", "", "underlay multicast group `ADDR` the network's floods go to, as a kernel vxlan's group (default: a copy to each node)")
@@ -227,9 +240,9 @@ func newNetworkRm() *cobra.Command {
 
 func writeNetworks(out io.Writer, ns []control.Network) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "NETWORK\tVNI\tSUBNET\tGATEWAY\tMTU\tFLOOD\tGROUP")
+	fmt.Fprintln(w, "NETWORK\tVNI\tSUBNET\tGATEWAY\tDNS\tMTU\tFLOOD\tGROUP")
 	for _, n := range ns {
-		subnet, gw, group := "-", "-", "-"
+		subnet, gw, group, dnsAddr := "-", "-", "-", "-"
 		if n.Subnet.IsValid() {
 			subnet = n.Subnet.String()
 		}
@@ -239,7 +252,10 @@ func writeNetworks(out io.Writer, ns []control.Network) {
 		if n.Group.IsValid() {
 			group = n.Group.String()
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", n.Name, n.VNI, subnet, gw, n.MTU, n.Flood, group)
+		if n.DNS.IsValid() {
+			dnsAddr = n.DNS.String()
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", n.Name, n.VNI, subnet, gw, dnsAddr, n.MTU, n.Flood, group)
 	}
 	w.Flush()
 }
