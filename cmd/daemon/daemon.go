@@ -100,6 +100,10 @@ type Config struct {
 	// DNSTTL is the TTL of the name service's answers: 0 keeps resolvers
 	// from caching a name that may move.
 	DNSTTL uint32
+	// DNSRate limits the DNS queries each port may send, a second (bursts
+	// of a fifth of that); past it they are dropped and counted. 0: no
+	// limit.
+	DNSRate int
 	// NetnsEtc is where attach writes a named namespace's resolv.conf,
 	// which `ip netns exec` mounts over /etc/resolv.conf; empty means
 	// /etc/netns.
@@ -127,6 +131,7 @@ func DefaultConfig() Config {
 		ClaimSettle:    time.Second,            // a few gossip rounds (200 ms each) on a LAN
 		Offload:        true,                   // each offload is probed; off only to compare
 		KeyRotation:    secret.DefaultInterval, // as Docker swarm rotates its gossip key
+		DNSRate:        1000,                   // far above what a container's resolver asks; a runaway loop cannot starve the others
 	}
 }
 
@@ -169,6 +174,9 @@ func configErrorf(format string, args ...any) error {
 
 // Validate checks cfg without touching the host.
 func (c *Config) Validate() error {
+	if c.DNSRate < 0 {
+		return configErrorf("DNS rate %d: give 0 (no limit) or more", c.DNSRate)
+	}
 	if c.NoDNSUpstream && len(c.DNSUpstreams) > 0 {
 		return configErrorf("DNS upstream none and DNS upstreams %v: give one or the other", c.DNSUpstreams)
 	}
@@ -431,7 +439,7 @@ func (d *Daemon) wire(conn vtep.Conn) error {
 		}
 	})
 	d.nets.groups = networkGroups{check: d.checkNetworkGroup, join: d.joinNetworkGroup, leave: d.leaveNetworkGroup}
-	if d.names, err = newNames(namesConfig{Upstreams: d.dnsUpstreams(), TTL: cfg.DNSTTL, Log: d.log}, d.fdb, d.sw); err != nil {
+	if d.names, err = newNames(namesConfig{Upstreams: d.dnsUpstreams(), TTL: cfg.DNSTTL, Rate: cfg.DNSRate, Log: d.log}, d.fdb, d.sw); err != nil {
 		d.sw.Close()
 		return err
 	}

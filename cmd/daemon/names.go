@@ -30,6 +30,7 @@ type namesConfig struct {
 	// answers them REFUSED.
 	Upstreams []netip.AddrPort
 	TTL       uint32 // of the answers; 0 keeps caches from holding names
+	Rate      int    // queries a second per port; 0: no limit
 	Log       *slog.Logger
 }
 
@@ -51,6 +52,7 @@ func newNames(cfg namesConfig, t *fdb.Table, sw *vtep.Switch) (*names, error) {
 	n := &names{cfg: cfg, log: cfg.Log, fdb: t, sw: sw, table: dns.NewTable()}
 	rc := dns.DefaultConfig()
 	rc.Table, rc.Upstreams, rc.TTL, rc.Logger = n.table, cfg.Upstreams, cfg.TTL, cfg.Log
+	rc.RatePerPort, rc.Burst = float64(cfg.Rate), max(cfg.Rate/5, 1)
 	rc.Deliver = func(port int, frame []byte) { sw.WriteToPort(port, frame) }
 	var err error
 	if n.resp, err = dns.New(rc); err != nil {

@@ -166,6 +166,7 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 	f.DurationVar(&cfg.KeyRotation, "key-rotation", cfg.KeyRotation, "how long each gossip key is used before the next, the same on every member (keys derive from the cluster secret and the time)")
 	f.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "`FILE` holding a base64 32-byte cluster secret (with --insecure: a static gossip key) instead of one made by the founding node")
 	f.StringArrayVar(&dnsUpstreams, "dns-upstream", nil, "resolver `IP[:PORT]` the networks' name service forwards names outside the overlay to (repeatable), or none to answer them REFUSED (default: the nameservers of /etc/resolv.conf)")
+	f.IntVar(&cfg.DNSRate, "dns-rate", cfg.DNSRate, "most DNS queries a second each port may send to the name service (bursts of a fifth of that); past it they are dropped and counted (0: no limit)")
 	f.Uint32Var(&cfg.DNSTTL, "dns-ttl", cfg.DNSTTL, "TTL in seconds of the name service's answers (0: resolvers never cache a name, which may move)")
 	f.StringVar(&cfg.Socket, "socket", cfg.Socket, "control socket path")
 	f.StringVar(&cfg.State, "state", "", "`FILE` recording the attached containers, for a restart to take back (default: beside --socket, <socket without .sock>.state.json)")
@@ -224,6 +225,7 @@ var flagNames = []struct{ value, flag string }{
 	{"DNS upstream none", "--dns-upstream none"},
 	{"DNS upstreams", "--dns-upstream"},
 	{"DNS upstream", "--dns-upstream"},
+	{"DNS rate", "--dns-rate"},
 	{"bind address", "--bind"},
 	{"data address", "--data-addr"},
 	{"flood policy", "--flood"},
