@@ -137,7 +137,7 @@ func TestNameFreshness(t *testing.T) {
 	o1, o3 := mustNetns(t, bed, "o1"), mustNetns(t, bed, "o3")
 	nodes[0].attach(o1, "--network", "web", "--name", "o1")
 	nodes[2].attach(o3, "--network", "web", "--name", "o3")
-	obs := []*testbed.Netns{o1, o3}   // observers on the nodes other than the second
+	obs := []*testbed.Netns{o1, o3} // observers on the nodes other than the second
 	moveObs := []*testbed.Netns{o1} // a name moving to the third node, seen from the first
 
 	var attach, attachRet, detach, move []time.Duration
