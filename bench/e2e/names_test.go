@@ -161,6 +161,27 @@ func TestE2ENames(t *testing.T) {
 		t.Errorf("ping c1.web from c3: %v\n%s", err, out)
 	}
 
+	if out, err := c3.Run(ctx, "getent", "hosts", "tasks.api"); err != nil || !strings.Contains(out, a1) || !strings.Contains(out, a2) {
+		t.Errorf("getent hosts tasks.api in c3: %q %v", out, err)
+	}
+	// ovlsw-attach does what attach does: the namespace's name is its DNS
+	// name, and its resolver asks the switch.
+	scripted := fmt.Sprintf("ovlsw-s%d", os.Getpid())
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", scripted).Run() })
+	if out, code := runAttachScript(t, nodes[1], scripted, "web"); code != 0 {
+		t.Fatalf("ovlsw-attach: %d\n%s", code, out)
+	}
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", scripted, "getent", "hosts", "c3").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), a3+" ") {
+		t.Errorf("getent hosts c3 in the ovlsw-attach namespace: %q %v", out, err)
+	}
+	if got := digShort(ctx, c1, scripted); len(got) != 1 {
+		t.Errorf("%s (attached by ovlsw-attach) from c1: %v", scripted, got)
+	}
+	nodes[1].cli("detach", "--netns", scripted)
+	if _, err := os.Stat(filepath.Join("/etc/netns", scripted)); !os.IsNotExist(err) {
+		t.Errorf("/etc/netns/%s left after detach: %v", scripted, err)
+	}
+
 	// Reverse: every endpoint's address answers NAME.NETWORK.
 	if got := digShort(ctx, c3, "-x", a2); !slices.Equal(got, []string{"nginx_web_2.web."}) {
 		t.Errorf("reverse of %s from c3: %v", a2, got)
