@@ -52,7 +52,10 @@ func (q *localQueue) add(p *port, pkt []byte) {
 func (s *Switch) flushLocal(q *localQueue) {
 	for i := range q.outs {
 		o := &q.outs[i]
-		n, _ := o.p.dev.Write(o.bufs, q.lay.ioOff)
+		n, err := o.p.dev.Write(o.bufs, q.lay.ioOff)
+		if err != nil {
+			s.warnWrite(o.p, err)
+		}
 		bytes := 0
 		for _, b := range o.bufs[:n] {
 			bytes += len(b) - q.lay.frameOff

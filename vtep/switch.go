@@ -6,6 +6,7 @@ package vtep
 // receive.go (wire -> TAP).
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ovlsw/ovlsw/fdb"
@@ -138,6 +140,9 @@ type Switch struct {
 
 	drops    dropCounters
 	proxyCtr proxyCounters
+	// lastWriteWarn is when a failed port write was last logged (unix
+	// nanoseconds): at most one a writeWarnEvery.
+	lastWriteWarn atomic.Int64
 
 	unsubIPMove func() // the FDB's address-move subscription
 
@@ -340,6 +345,28 @@ func (s *Switch) expireLoop() {
 			s.fdb.Expire()
 		}
 	}
+}
+
+// writeWarnEvery bounds how often failed port writes are logged: a port
+// whose writes fail fails them for every frame.
+const writeWarnEvery = 10 * time.Second
+
+// warnWrite logs a failed write to port p, at most once a writeWarnEvery
+// for the whole switch; the frames are counted as write_error either way.
+// EIO, the link being down (a port being attached, before its TAP is up
+// in the namespace, or one its container set down), is only a debug
+// message.
+func (s *Switch) warnWrite(p *port, err error) {
+	now := time.Now().UnixNano()
+	last := s.lastWriteWarn.Load()
+	if now-last < int64(writeWarnEvery) || !s.lastWriteWarn.CompareAndSwap(last, now) {
+		return
+	}
+	level := slog.LevelWarn
+	if errors.Is(err, syscall.EIO) {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "frames not written to a port (counted as write_error; next such message in 10 s at the earliest)", "port", p.name, "err", err)
 }
 
 // closed reports whether Close has begun.

@@ -324,4 +324,11 @@ func TestDNSPerfFigure(t *testing.T) {
 			t.Logf("round %d %-8s %8.0f queries/s (%d lost); at 2000/s: p50 %v, p99 %v", round+1, s.name, qps, lost, p50, p99)
 		}
 	}
+	st := n1.status()
+	t.Logf("p1: %d answered, drops %v", st.DNS.Answered, st.Drops)
+	for _, l := range strings.Split(n1.proc.Output(), "\n") {
+		if strings.Contains(l, "level=WARN") {
+			t.Log(l)
+		}
+	}
 }
