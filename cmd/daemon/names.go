@@ -83,6 +83,10 @@ func (n *names) onFDB(ev fdb.Event) {
 		n.table.Remove(e.VNI, e.MAC)
 		return
 	}
+	if r, ok := n.table.Get(e.VNI, e.MAC); ok && r.Name == e.Names.Name && r.Service == e.Names.Service &&
+		slices.Equal(r.Aliases, e.Names.Aliases) && slices.Equal(r.IPs, e.IPs) {
+		return // a refresh: nothing to rebuild
+	}
 	n.table.Set(e.VNI, e.MAC, dns.Record{
 		Name: e.Names.Name, Aliases: e.Names.Aliases, Service: e.Names.Service, IPs: e.IPs,
 	})

@@ -169,8 +169,23 @@ func (t *Table) Set(vni uint32, owner fdb.MAC, r Record) {
 	})
 }
 
+// Get returns the record of the endpoint with MAC owner in vni. It takes
+// no lock, so a caller fed every change of a large table (the FDB's) can
+// skip what changes nothing cheaply.
+func (t *Table) Get(vni uint32, owner fdb.MAC) (Record, bool) {
+	n := t.network(vni)
+	if n == nil {
+		return Record{}, false
+	}
+	r, ok := n.records[owner]
+	return r, ok
+}
+
 // Remove deletes the record of the endpoint with MAC owner from vni.
 func (t *Table) Remove(vni uint32, owner fdb.MAC) {
+	if _, ok := t.Get(vni, owner); !ok {
+		return // nothing to copy the network for
+	}
 	t.update(vni, func(old *network) *network {
 		if old == nil {
 			return nil

@@ -189,3 +189,27 @@ func TestPTRKeepsCase(t *testing.T) {
 		t.Errorf("lookup in lower case: %v", answerIPs(d))
 	}
 }
+
+// TestTableGet: Get reads a record without a lock; Remove of a record
+// that is not there changes nothing.
+func TestTableGet(t *testing.T) {
+	tab := NewTable()
+	owner := fdb.MAC{2, 0, 0, 0, 0, 1}
+	if _, ok := tab.Get(1, owner); ok {
+		t.Fatal("a record in an empty table")
+	}
+	tab.SetNetwork(1, "web", nil, nil)
+	tab.Set(1, owner, Record{Name: "c1"})
+	if r, ok := tab.Get(1, owner); !ok || r.Name != "c1" || r.Owner != owner {
+		t.Fatalf("Get = %+v, %v", r, ok)
+	}
+	before := tab.snap.Load()
+	tab.Remove(1, fdb.MAC{2, 0, 0, 0, 0, 2})
+	if tab.snap.Load() != before {
+		t.Error("removing an absent record made a new snapshot")
+	}
+	tab.Remove(1, owner)
+	if _, ok := tab.Get(1, owner); ok {
+		t.Error("record still there after Remove")
+	}
+}
