@@ -10,5 +10,6 @@
 // allocates; the switch (vtep/routing.go) decides what to call.
 //
 // Files: packet.go (Parse, Forward), icmp.go (MayError, BuildError),
+// echo.go (EchoReply: the gateway answers ping),
 // limit.go (Limiter).
 package route

@@ -43,6 +43,13 @@ func FuzzRoute(f *testing.F) {
 			t.Fatal("a refused Forward changed the frame")
 		}
 		copy(frame, orig)
+		if q := p; EchoReply(frame, &q, routerMAC) {
+			l4 := frame[14+p.HdrLen : 14+p.Len]
+			if v4ok && (offload.Checksum(frame[14:14+p.HdrLen], 0) != 0xffff || offload.Checksum(orig[14+p.HdrLen:14+p.Len], 0) == 0xffff && offload.Checksum(l4, 0) != 0xffff) {
+				t.Fatal("EchoReply broke a valid checksum")
+			}
+		}
+		copy(frame, orig)
 		from := gw4
 		if p.V6 {
 			from = gw6

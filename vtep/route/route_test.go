@@ -400,3 +400,67 @@ func BenchmarkForward(b *testing.B) {
 		})
 	}
 }
+
+func echoFrame(t testing.TB, src, dst netip.Addr, reply bool) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(hostMAC[:]), DstMAC: net.HardwareAddr(routerMAC[:])}
+	if reply {
+		eth.SrcMAC, eth.DstMAC = net.HardwareAddr(routerMAC[:]), net.HardwareAddr(hostMAC[:])
+	}
+	var ls []gopacket.SerializableLayer
+	if src.Is4() {
+		eth.EthernetType = layers.EthernetTypeIPv4
+		typ := uint8(8)
+		ttl := uint8(7)
+		if reply {
+			typ, ttl = 0, 64
+		}
+		ls = []gopacket.SerializableLayer{eth,
+			&layers.IPv4{Version: 4, TTL: ttl, Protocol: layers.IPProtocolICMPv4, Id: 99, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()},
+			&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, 0), Id: 7, Seq: 3}}
+	} else {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		typ := uint8(128)
+		ttl := uint8(7)
+		if reply {
+			typ, ttl = 129, 64
+		}
+		ip6 := &layers.IPv6{Version: 6, HopLimit: ttl, NextHeader: layers.IPProtocolICMPv6, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}
+		_ = icmp.SetNetworkLayerForChecksum(ip6)
+		ls = []gopacket.SerializableLayer{eth, ip6, icmp, &layers.ICMPv6Echo{Identifier: 7, SeqNumber: 3}}
+	}
+	ls = append(ls, gopacket.Payload("0123456789abcdefghij"))
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestEchoReply(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		src, dst netip.Addr
+	}{{"v4", src4, gw4}, {"v6", src6, gw6}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := echoFrame(t, tc.src, tc.dst, false)
+			p := parse(t, f)
+			if !EchoReply(f, &p, routerMAC) {
+				t.Fatal("EchoReply = false")
+			}
+			if want := echoFrame(t, tc.dst, tc.src, true); !bytes.Equal(f, want) {
+				t.Errorf("reply differs from gopacket's\n got % x\nwant % x", f, want)
+			}
+			p = parse(t, f)
+			if EchoReply(f, &p, routerMAC) {
+				t.Error("answered an echo reply")
+			}
+		})
+	}
+	f := udpFrame(t, src4, gw4, 64, 20, false)
+	p := parse(t, f)
+	if EchoReply(f, &p, routerMAC) {
+		t.Error("answered UDP")
+	}
+}
