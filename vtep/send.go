@@ -249,9 +249,10 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		super := lay.vnet && h.GSOType != offload.GSONone
 		if end == len(buf) || (!super && !fitsMTU(frame, &c, p.mtu)) {
 			s.drops.add(dropMTU, 1)
+			s.tooBig(p, sc, buf, end, &c, now) // routing.go
 			continue
 		}
-		if p.secure && c.Src != p.mac {
+		if p.secure && c.Src != p.mac || IsRouterMAC(c.Src) {
 			s.drops.add(dropPortSecurity, 1)
 			continue
 		}
@@ -271,6 +272,9 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		}
 		if !p.secure && (c.EtherType == 0x0800 || c.EtherType == 0x86dd) {
 			s.learnSourceIP(p.vni, frame, &c)
+		}
+		if c.Dst == RouterMAC(p.vni) && !s.route(p, sc, buf, end, &c, now) { // routing.go
+			continue
 		}
 		// pkt is what a local port is written: the frame behind its
 		// virtio-net header (vnet), or behind room for the VXLAN header

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/tap"
+	"github.com/ovlsw/ovlsw/vtep/route"
 )
 
 // Config configures a Switch.
@@ -102,6 +103,7 @@ type port struct {
 
 	traffic trafficCounters
 	err     atomic.Pointer[error] // why the reader stopped, if it did
+	icmp    route.Limiter         // ICMP errors sent to the port (routing.go)
 }
 
 type portSet struct {
@@ -134,9 +136,11 @@ type Switch struct {
 
 	policies atomic.Pointer[map[uint32]FloodPolicy]  // copy-on-write under mu
 	gateways atomic.Pointer[map[uint32][]netip.Addr] // copy-on-write under mu (gateway.go)
+	subnets  atomic.Pointer[map[uint32][]Subnet]     // copy-on-write under mu (routing.go); nil for none
 
 	drops    dropCounters
 	proxyCtr proxyCounters
+	routeCtr routeCounters
 
 	unsubIPMove func() // the FDB's address-move subscription
 
