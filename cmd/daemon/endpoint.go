@@ -50,6 +50,7 @@ type attachRequest struct {
 	Netns   string       // a name under /run/netns, or a path
 	Network string       // network name
 	Address netip.Prefix // zero: allocate from the subnet
+	Subnet  netip.Prefix // the network's subnet to allocate from; zero: the first with room
 	IfName  string       // default eth0
 	MAC     string       // default: generated
 	Name    string       // default: netns/ifname
@@ -192,7 +193,7 @@ type claim struct {
 // claim reserves the address, picks the MAC, creates the TAP and its port,
 // and announces the binding.
 func (e *endpoints) claim(req attachRequest, n gossip.Network, avoid map[netip.Addr]bool) (_ *claim, reterr error) {
-	addr, err := e.alloc.reserve(n, req.Address, avoid)
+	addr, err := e.alloc.reserveIn(n, req.Subnet, req.Address, avoid)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +237,8 @@ func (e *endpoints) abandon(c *claim) {
 
 // finish places the claimed port into the namespace and records it.
 func (e *endpoints) finish(req attachRequest, path string, c *claim) (endpoint, error) {
-	p := tap.Placement{Netns: path, IfName: req.IfName, Addrs: []netip.Prefix{c.addr}, Gateway: c.n.Gateway}
+	gw := gatewayOf(c.n, c.addr.Addr()) // its subnet's (route.go)
+	p := tap.Placement{Netns: path, IfName: req.IfName, Addrs: []netip.Prefix{c.addr}, Gateway: gw}
 	if err := tap.Place(c.dev.Name(), p); err != nil {
 		e.abandon(c)
 		if errors.Is(err, tap.ErrLinkExists) {
@@ -253,7 +255,7 @@ func (e *endpoints) finish(req attachRequest, path string, c *claim) (endpoint, 
 	}
 	ep := endpoint{
 		Name: c.name, Network: c.n.Name, VNI: c.n.VNI, Node: e.cfg.Node, Netns: req.Netns, IfName: req.IfName,
-		MAC: c.mac, Address: c.addr, Gateway: c.n.Gateway, MTU: c.n.MTU, Secure: req.Secure,
+		MAC: c.mac, Address: c.addr, Gateway: gw, MTU: c.n.MTU, Secure: req.Secure,
 	}
 	ns, _ := tap.NetnsIDOf(path) // zero if gone already: then the reader notices
 	e.mu.Lock()
