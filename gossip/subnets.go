@@ -79,6 +79,11 @@ func (n Network) Overlap(o Network) (mine, theirs netip.Prefix, ok bool) {
 	return netip.Prefix{}, netip.Prefix{}, false
 }
 
+// CheckSubnets checks n's subnets beyond the first as PutNetwork does:
+// each a valid subnet with its gateway inside, packed at the front of
+// More, none without a first subnet, none overlapping another of n's.
+func (n Network) CheckSubnets() error { return checkSubnets(&n) }
+
 // numMore returns how many entries of n.More are in use.
 func (n *Network) numMore() int {
 	for i, s := range n.More {
