@@ -110,7 +110,7 @@ func (s *Switch) vniSubnets(vni uint32) []Subnet {
 func (s *Switch) route(p *port, sc *sendScratch, buf []byte, end int, c *frameClass, now int64) bool {
 	frame := buf[p.lay.frameOff:end]
 	var pk route.Packet
-	if !route.Parse(frame, c.L2Len, c.EtherType, &pk) {
+	if !route.Parse(frame, c.L2Len, c.EtherType, &pk) || !routable(&pk) {
 		s.drops.add(dropNoRoute, 1)
 		return false
 	}
@@ -145,6 +145,14 @@ func (s *Switch) route(p *port, sc *sendScratch, buf []byte, end int, c *frameCl
 	c.Dst, c.Src = mac, rmac
 	s.routeCtr.routed.Add(1)
 	return true
+}
+
+// routable reports whether a router may forward pk at all: not to or from
+// a link-local address (RFC 4291 2.5.6, RFC 3927 2.6.2), not to a
+// multicast one, not from an unspecified one.
+func routable(pk *route.Packet) bool {
+	return !pk.Dst.IsLinkLocalUnicast() && !pk.Src.IsLinkLocalUnicast() && !pk.Dst.IsMulticast() &&
+		!pk.Src.IsUnspecified() && !pk.Dst.IsUnspecified()
 }
 
 // tooBig answers a frame from port p that the MTU check refused (in buf

@@ -211,12 +211,19 @@ func TestRouteErrors(t *testing.T) {
 	if drops(r.sw, "ttl_exceeded") != 3 || drops(r.sw, "no_route") != 4 || drops(r.sw, "mtu") != 4 {
 		t.Errorf("drops %v", r.sw.Stats().Drops)
 	}
-	// No error about an error, nor for an IPv4 packet without DF: dropped.
+	// No error for an IPv4 packet without DF, and nothing routed to or
+	// from a link-local address: dropped.
 	big := ipFrame(t, router, mac1, h1v4, h2v4, 64, 1500, false)
 	big[14+6] = 0 // DF off; the header checksum no longer matters here
 	r.p1.Inject(big)
+	r.fdb.BindIP(fdb.Key{VNI: 42, MAC: mac2}, netip.MustParseAddr("fe80::2"))
+	r.p1.Inject(ipFrame(t, router, mac1, netip.MustParseAddr("fe80::1"), h2v6, 64, 100, false))
+	r.p1.Inject(ipFrame(t, router, mac1, h1v6, netip.MustParseAddr("fe80::2"), 64, 100, false))
 	r.barrierFromPort()
 	r.expectQuiet(r.p1, r.p2, r.p3)
+	if got := drops(r.sw, "no_route"); got != 6 {
+		t.Errorf("no_route drops %d, want 6", got)
+	}
 }
 
 // TestRouteErrorRateLimit: a port gets at most route.ErrorBurst errors at
