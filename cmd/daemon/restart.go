@@ -97,15 +97,24 @@ type savedNetwork struct {
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 	MTU     int          `json:"mtu"`
 	Flood   string       `json:"flood,omitempty"`
+	// More is the subnets after the first (route.go), packed at the front;
+	// absent for one. An array, so that saved records stay comparable.
+	More [gossip.MaxSubnets - 1]control.Subnet `json:"more_subnets,omitzero"`
 }
 
 func saveEndpoint(a *attached) savedEndpoint {
 	ep, n := a.ep, a.net
-	return savedEndpoint{
+	se := savedEndpoint{
 		Name: ep.Name, Network: ep.Network, VNI: ep.VNI, Node: ep.Node, Netns: ep.Netns, IfName: ep.IfName,
 		MAC: ep.MAC.String(), Address: ep.Address, Gateway: ep.Gateway, MTU: ep.MTU, Secure: ep.Secure,
 		Net: savedNetwork{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood},
 	}
+	if subs := n.Subnets(); len(subs) > 1 {
+		for i, s := range subs[1:] {
+			se.Net.More[i] = control.Subnet{Subnet: s.Prefix, Gateway: s.Gateway}
+		}
+	}
+	return se
 }
 
 // DefaultStatePath is the state file of a node whose control socket is
@@ -283,6 +292,9 @@ func (e *endpoints) readoptLocked(se savedEndpoint) (readopted, error) {
 		return readopted{}, fmt.Errorf("add port: %w", err)
 	}
 	nw := gossip.Network{Name: se.Net.Name, VNI: se.Net.VNI, Subnet: se.Net.Subnet, Gateway: se.Net.Gateway, MTU: se.Net.MTU, Flood: se.Net.Flood}
+	for i, s := range se.Net.More {
+		nw.More[i] = gossip.NetSubnet{Prefix: s.Subnet, Gateway: s.Gateway}
+	}
 	if nw.Name != se.Network || nw.VNI != se.VNI { // a record without its network
 		nw = gossip.Network{Name: se.Network, VNI: se.VNI, Gateway: se.Gateway, MTU: se.MTU}
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/json"
 	"net/netip"
 	"slices"
 	"strings"
@@ -188,5 +189,29 @@ func TestControlNetworkSubnets(t *testing.T) {
 		Subnets: []control.Subnet{{Subnet: netip.MustParsePrefix("10.1.0.0/24")}}}
 	if _, err := fromControlNetwork(bad); err == nil {
 		t.Error("a subnet that disagrees with subnets was taken")
+	}
+}
+
+// TestSaveEndpointSubnets: the state file keeps a network's subnets after
+// the first, so a network restored from it routes as before.
+func TestSaveEndpointSubnets(t *testing.T) {
+	n := prodNetwork(t)
+	se := saveEndpoint(&attached{ep: endpoint{Name: "c/eth0", Network: n.Name, VNI: n.VNI, MAC: fdb.MAC{2, 0, 0, 0, 0, 1}}, net: n})
+	want := [gossip.MaxSubnets - 1]control.Subnet{{Subnet: netip.MustParsePrefix("11.1.1.0/24"), Gateway: ip("11.1.1.1")}, {Subnet: netip.MustParsePrefix("fd01::/64")}}
+	if se.Net.More != want {
+		t.Fatalf("saved more subnets %v, want %v", se.Net.More, want)
+	}
+	path := t.TempDir() + "/state.json"
+	if err := writeState(path, stateFile{Version: stateVersion, Endpoints: []savedEndpoint{se}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := readState(path)
+	if err != nil || len(st.Endpoints) != 1 || st.Endpoints[0] != se {
+		t.Fatalf("read back %+v, %v", st, err)
+	}
+	// One subnet: nothing more in the file than before.
+	one := saveEndpoint(&attached{ep: endpoint{Name: "c/eth0", Network: "web", VNI: 9}, net: gossip.Network{Name: "web", VNI: 9, Subnet: netip.MustParsePrefix("10.0.9.0/24")}})
+	if b, _ := json.Marshal(one.Net); strings.Contains(string(b), "more_subnets") {
+		t.Errorf("one subnet saved as %s", b)
 	}
 }
