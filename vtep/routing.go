@@ -35,6 +35,7 @@ import (
 	"sync/atomic"
 
 	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/vtep/offload"
 	"github.com/ovlsw/ovlsw/vtep/route"
 )
 
@@ -168,6 +169,33 @@ func (s *Switch) tooBig(p *port, sc *sendScratch, buf []byte, end int, c *frameC
 		return
 	}
 	s.icmpError(p, sc, buf, end, &pk, route.TooBig, now)
+}
+
+// superTooBig reports whether the segments a TAP super-frame (virtio-net
+// header h) stands for are larger than mtu: each is the IP header, the TCP
+// (or, USO, UDP) header and up to GSOSize bytes. A container whose MTU is
+// above the network's sends them; they get fragmentation needed or packet
+// too big like a single frame that is too large, or TCP would only recover
+// once it retransmits without TSO.
+func superTooBig(frame []byte, c *frameClass, h *offload.VirtioNetHdr, mtu int) bool {
+	l3 := c.L2Len
+	var ipLen int
+	switch {
+	case c.EtherType == 0x0800 && len(frame) > l3:
+		ipLen = int(frame[l3]&0x0f) * 4
+	case c.EtherType == 0x86dd:
+		ipLen = 40
+	default:
+		return false
+	}
+	l4Len := 8 // UDP
+	if h.GSOType&^offload.GSOECN != offload.GSOUDPL4 {
+		if len(frame) < l3+ipLen+13 {
+			return false // the segmenter refuses it
+		}
+		l4Len = int(frame[l3+ipLen+12]>>4) * 4
+	}
+	return ipLen+l4Len+int(h.GSOSize) > mtu
 }
 
 // icmpError turns the frame in buf into the ICMP error kind about it and

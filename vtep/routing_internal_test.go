@@ -1,6 +1,7 @@
 package vtep
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/vtep/offload"
 )
 
 // routeBatchRig is hotRig's switch with VNI 42 routing between 10.1.1.0/24
@@ -103,5 +105,59 @@ func BenchmarkRouteBatch(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "pkts/s")
 		})
+	}
+}
+
+// TestRouteSuperFrames: a TSO super-frame to the router MAC is rewritten
+// once and segmented with the new TTL and MACs; one whose segments exceed
+// the port's MTU (a sender whose MTU is above the network's) gets
+// fragmentation needed with the MTU instead, written back to its port.
+func TestRouteSuperFrames(t *testing.T) {
+	r := newVnetRig(t)
+	r.sw.SetGatewayAddrs(42, []netip.Addr{netip.MustParseAddr("10.9.0.254")})
+	r.sw.SetSubnets(42, []Subnet{{Prefix: netip.MustParsePrefix("10.9.0.0/24"), Gateway: netip.MustParseAddr("10.9.0.254")}})
+	r.sw.fdb.BindIP(fdb.Key{VNI: 42, MAC: fpRemote}, netip.MustParseAddr("10.9.0.2"))
+	payload := bytes.Repeat([]byte("routed"), 5000)
+
+	sc := newSendScratch(r.pa)
+	r.sw.sendBatch(r.pa, sc, readInto(sc, superFrame(t, RouterMAC(42), payload, 1398)))
+	segs := 0
+	for _, m := range r.conn.sent {
+		step := m.Segment
+		if step == 0 {
+			step = m.N
+		}
+		for off := 0; off < m.N; off += step {
+			_, inner, _, ok := decap(m.Buf[off:min(off+step, m.N)])
+			pkt := gopacket.NewPacket(inner, layers.LayerTypeEthernet, gopacket.Default)
+			eth, _ := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+			ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+			if !ok || eth == nil || ip == nil || ip.TTL != 63 || eth.DstMAC.String() != fpRemote.String() || eth.SrcMAC.String() != RouterMAC(42).String() {
+				t.Fatalf("segment %d: %v", segs, pkt)
+			}
+			parseTCP(t, inner)
+			segs++
+		}
+	}
+	if want := (len(payload) + 1397) / 1398; segs != want || r.sw.RouteStats().Routed != 1 {
+		t.Fatalf("%d segments, want %d; route stats %+v", segs, want, r.sw.RouteStats())
+	}
+
+	// Segments of 1460 bytes of payload: 1500-byte packets, MTU 1450.
+	r.conn.sent = nil
+	r.sw.sendBatch(r.pa, sc, readInto(sc, superFrame(t, RouterMAC(42), payload, 1460)))
+	if len(r.conn.sent) != 0 || len(r.a.frames) != 1 {
+		t.Fatalf("%d messages sent, %d frames back to the port", len(r.conn.sent), len(r.a.frames))
+	}
+	back := r.a.frames[0]
+	var h offload.VirtioNetHdr
+	_ = h.Decode(back)
+	pkt := gopacket.NewPacket(back[offload.VirtioNetHdrLen:], layers.LayerTypeEthernet, gopacket.Default)
+	icmp, _ := pkt.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if h != (offload.VirtioNetHdr{}) || icmp == nil || icmp.TypeCode != layers.CreateICMPv4TypeCode(3, 4) || icmp.Seq != 1450 {
+		t.Fatalf("want fragmentation needed, MTU 1450, with a zero virtio-net header (%+v): %v", h, pkt)
+	}
+	if r.sw.drops[dropMTU].Load() != 1 || r.sw.RouteStats().TooBig != 1 {
+		t.Errorf("mtu drops %d, route stats %+v", r.sw.drops[dropMTU].Load(), r.sw.RouteStats())
 	}
 }

@@ -247,7 +247,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			continue
 		}
 		super := lay.vnet && h.GSOType != offload.GSONone
-		if end == len(buf) || (!super && !fitsMTU(frame, &c, p.mtu)) {
+		if end == len(buf) || (!super && !fitsMTU(frame, &c, p.mtu)) || super && superTooBig(frame, &c, h, p.mtu) {
 			s.drops.add(dropMTU, 1)
 			s.tooBig(p, sc, buf, end, &c, now) // routing.go
 			continue

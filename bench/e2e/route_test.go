@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -163,6 +164,15 @@ func TestE2ERouting(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: ping at the overlay MTU: %v\n%s", tc.name, err, out)
 		}
+	}
+	// TCP between two containers whose MTU is 1500 (both ends advertise an
+	// MSS of 1460): the first segments, TSO super-frames, get
+	// fragmentation needed and the stream goes on at the overlay MTU.
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err := testbed.TCPStream(tctx, c[0][0].ns, c[1][0].ns, c[1][0].addr(), 16<<20)
+	cancel()
+	if err != nil {
+		t.Errorf("TCP between MTU-1500 containers: %v", err)
 	}
 	// tracepath from a sender with MTU 1500 to a destination it has no
 	// path MTU for yet: the overlay's.
