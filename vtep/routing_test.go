@@ -312,3 +312,27 @@ func arpReply(t *testing.T, src fdb.MAC, srcIP string, dst fdb.MAC, dstIP string
 			DstHwAddress: dst[:], DstProtAddress: netip.MustParseAddr(dstIP).AsSlice(),
 		})
 }
+
+// TestRoutedFloodPolicy: a routed frame whose destination MAC the FDB
+// cannot place is unknown unicast like a bridged one: the flood policy
+// drops it, or it floods, rewritten, to the VNI's other ports and peers.
+func TestRoutedFloodPolicy(t *testing.T) {
+	r := routedRig(t)
+	router := vtep.RouterMAC(42)
+	macX := fdb.MAC{0x02, 0, 0, 0, 0, 0x77}
+	hX := netip.MustParseAddr("11.1.1.77")
+	r.fdb.BindIP(fdb.Key{VNI: 42, MAC: macX}, hX) // an address known, its MAC's place not
+	r.sw.SetFloodPolicy(42, vtep.FloodPolicy{UnknownUnicast: vtep.Drop})
+	r.p1.Inject(ipFrame(t, router, mac1, h1v4, hX, 64, 100, false))
+	r.barrierFromPort()
+	r.expectQuiet(r.p1, r.p2, r.p3)
+	if drops(r.sw, "flood_policy") != 1 || r.sw.RouteStats().Routed != 1 {
+		t.Fatalf("flood_policy drops %d, stats %+v", drops(r.sw, "flood_policy"), r.sw.RouteStats())
+	}
+	r.sw.SetFloodPolicy(42, vtep.FloodPolicy{})
+	r.p1.Inject(ipFrame(t, router, mac1, h1v4, hX, 64, 100, false))
+	want := ipFrame(t, macX, router, h1v4, hX, 63, 100, false)
+	r.expectFrame(r.p2, want)
+	r.expectDatagram(r.toB, "B", 42, want)
+	r.expectDatagram(r.toC, "C", 42, want)
+}
