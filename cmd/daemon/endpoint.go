@@ -278,6 +278,9 @@ func endpointMAC(t *fdb.Table, vni uint32, s string) (fdb.MAC, error) {
 		if mac.IsMulticast() || mac.IsZero() {
 			return mac, userErrorf("attach: MAC %v is not a unicast address", mac)
 		}
+		if vtep.IsRouterMAC(mac) {
+			return mac, userErrorf("attach: MAC %v is a router MAC (02:6f:76:...), which the switch keeps for the gateways", mac)
+		}
 		if e, ok := t.Get(fdb.Key{VNI: vni, MAC: mac}); ok && e.Origin != fdb.OriginLearned {
 			return mac, userErrorf("attach: MAC %v is already in use on this network", mac)
 		}
@@ -287,7 +290,7 @@ func endpointMAC(t *fdb.Table, vni uint32, s string) (fdb.MAC, error) {
 		var mac fdb.MAC
 		rand.Read(mac[:])
 		mac[0] = mac[0]&^1 | 2 // unicast, locally administered
-		if _, ok := t.Get(fdb.Key{VNI: vni, MAC: mac}); !ok {
+		if _, ok := t.Get(fdb.Key{VNI: vni, MAC: mac}); !ok && !vtep.IsRouterMAC(mac) {
 			return mac, nil
 		}
 	}

@@ -215,3 +215,9 @@ func TestSaveEndpointSubnets(t *testing.T) {
 		t.Errorf("one subnet saved as %s", b)
 	}
 }
+
+func TestEndpointMACNotRouterMAC(t *testing.T) {
+	if _, err := endpointMAC(fdb.New(fdb.Config{}), 4097, vtep.RouterMAC(4097).String()); err == nil || !strings.Contains(err.Error(), "router MAC") {
+		t.Errorf("a router MAC requested: %v", err)
+	}
+}
