@@ -336,3 +336,23 @@ func TestRoutedFloodPolicy(t *testing.T) {
 	r.expectDatagram(r.toB, "B", 42, want)
 	r.expectDatagram(r.toC, "C", 42, want)
 }
+
+// TestRouteBackOutSamePort: a port with hosts of two subnets behind it (a
+// host port bridged to several, say) gets back what the gateway routes
+// between them: routed, it is no hairpin.
+func TestRouteBackOutSamePort(t *testing.T) {
+	r := routedRig(t)
+	router := vtep.RouterMAC(42)
+	macZ := fdb.MAC{0x02, 0, 0, 0, 0, 0x0e}
+	hZ := netip.MustParseAddr("11.1.1.14")
+	r.fdb.Set(fdb.Entry{Key: fdb.Key{VNI: 42, MAC: macZ}, Location: fdb.Location{Port: 1}, Origin: fdb.OriginLocal, IPs: []netip.Addr{hZ}})
+	r.p1.Inject(ipFrame(t, router, mac1, h1v4, hZ, 64, 100, false))
+	r.expectFrame(r.p1, ipFrame(t, macZ, router, h1v4, hZ, 63, 100, false))
+	// Bridged, it still is.
+	r.p1.Inject(ipFrame(t, macZ, mac1, h1v4, hZ, 64, 100, false))
+	r.barrierFromPort()
+	r.expectQuiet(r.p1, r.p2, r.p3)
+	if got := drops(r.sw, "hairpin"); got != 1 {
+		t.Errorf("hairpin drops %d, want 1", got)
+	}
+}

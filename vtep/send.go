@@ -296,7 +296,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 					s.toPeers(p, sc, pkt, frame, h, &c, sc.one)
 					continue
 				}
-				if loc.Port == p.id {
+				if loc.Port == p.id && !IsRouterMAC(c.Src) { // routed, it may go back out its port (routing.go)
 					s.drops.add(dropHairpin, 1)
 					continue
 				}
