@@ -191,7 +191,9 @@ func TestE2ERouting(t *testing.T) {
 		rs.Stats.Routed == 0 || rs.Stats.TimeExceeded == 0 || rs.Stats.Unreachable == 0 || rs.Stats.TooBig == 0 {
 		t.Errorf("routes on n1: %v\n%s", err, jsonString(rs))
 	}
-	if out := n2.cli("routes"); !strings.Contains(out, "fd02::/64") || !strings.Contains(out, c[0][0].addr().String()) {
+	out = n2.cli("routes")
+	t.Logf("ovlsw routes on n2:\n%s\nnetwork inspect prod on n2:\n%s", out, inspect)
+	if !strings.Contains(out, "fd02::/64") || !strings.Contains(out, c[0][0].addr().String()) {
 		t.Errorf("ovlsw routes on n2:\n%s", out)
 	}
 }
