@@ -103,6 +103,17 @@ func (s *Switch) vniSubnets(vni uint32) []Subnet {
 	return nil
 }
 
+// routeMemo is the last destination a port reader routed to in its
+// current batch and the MAC the FDB gave it: the frames of one flow in a
+// batch (a burst of small packets, segments the sender did not coalesce)
+// are looked up once, as the receive path's rxMemo does. sendBatch
+// invalidates it at the start of each batch.
+type routeMemo struct {
+	valid bool
+	dst   netip.Addr
+	mac   fdb.MAC
+}
+
 // route routes the frame in buf (the frame at p.lay.frameOff, ending at
 // end) that port p sent to its VNI's router MAC. It reports true when the
 // frame was rewritten for its next hop (c now says so) and is to be
@@ -116,7 +127,9 @@ func (s *Switch) route(p *port, sc *sendScratch, buf []byte, end int, c *frameCl
 		return false
 	}
 	rmac := RouterMAC(p.vni)
-	if s.gatewayAddr(p.vni, pk.Dst) {
+	memo := &sc.route
+	hit := memo.valid && memo.dst == pk.Dst // then it is no gateway address, and its MAC is known
+	if !hit && s.gatewayAddr(p.vni, pk.Dst) {
 		if route.EchoReply(frame, &pk, rmac) {
 			s.routeCtr.echo.Add(1)
 			s.reply(p, sc, buf, len(frame))
@@ -130,7 +143,10 @@ func (s *Switch) route(p *port, sc *sendScratch, buf []byte, end int, c *frameCl
 		s.icmpError(p, sc, buf, end, &pk, route.TimeExceeded, now)
 		return false
 	}
-	mac, ok := s.fdb.LookupIP(fdb.IPKey{VNI: p.vni, IP: pk.Dst})
+	mac, ok := memo.mac, hit
+	if !hit {
+		mac, ok = s.fdb.LookupIP(fdb.IPKey{VNI: p.vni, IP: pk.Dst})
+	}
 	if !ok || mac == rmac {
 		s.drops.add(dropNoRoute, 1)
 		kind := route.NetUnreachable
@@ -142,6 +158,7 @@ func (s *Switch) route(p *port, sc *sendScratch, buf []byte, end int, c *frameCl
 		s.icmpError(p, sc, buf, end, &pk, kind, now)
 		return false
 	}
+	*memo = routeMemo{valid: true, dst: pk.Dst, mac: mac}
 	route.Forward(frame, &pk, rmac, mac)
 	c.Dst, c.Src = mac, rmac
 	s.routeCtr.routed.Add(1)

@@ -112,6 +112,8 @@ type sendScratch struct {
 	orphan  peer    // stands in for a VTEP that is not a peer, for counting
 	one     []*peer // a single destination, as a slice
 
+	route routeMemo // the batch's last routed destination (routing.go)
+
 	// Offload path only (vnet layout).
 	seg   offload.Segmenter
 	arena arena
@@ -227,6 +229,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 	lay := p.lay
 	local.lay = lay
 	sc.arena.reset()
+	sc.route.valid = false // the table may have changed
 	rxBytes := 0
 	for i := range n {
 		buf := bufs[i]
