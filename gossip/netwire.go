@@ -25,6 +25,15 @@
 //	         a multicast address (CheckGroup)
 //	dns:     only with flag bit 2: family (4 or 6) | 4/16 address bytes,
 //	         the address the switch answers DNS on (CheckDNS)
+//	subnets: only with flag bit 3 (after the DNS address): the
+//	         subnets after the first, count (1..MaxSubnets-1) | count x
+//	         (subnet | gateway) as above; none overlapping another of the
+//	         network's (Network.More)
+//
+// Each optional field comes after every field whose flag bit is lower.
+// A network with one subnet leaves bit 3 clear and has no subnets field,
+// so it stays byte-identical to what nodes that predate several subnets
+// write and read; those nodes reject a record with more as malformed.
 //
 // A network without a group leaves bit 1 clear and has no group field, so
 // it stays byte-identical to what nodes that predate groups write and
@@ -53,6 +62,7 @@ const (
 	flagDeleted = 1 << 0
 	flagGroup   = 1 << 1
 	flagDNS     = 1 << 2
+	flagSubnets = 1 << 3
 
 	// MaxNetworks bounds the network records, live and deleted, one node
 	// keeps and one state carries. Networks are few (one per tenant or
@@ -65,9 +75,9 @@ const (
 	MaxNetworks = 4096
 	// maxNetRecord is the largest record: 256 name + 1 flags + 8 version +
 	// 8 time + 256 writer + 8 created + 4 VNI + 18 subnet + 17 gateway +
-	// 2 MTU + 256 flood + 17 group + 17 DNS. A network message (2 more)
-	// fits one gossip packet.
-	maxNetRecord = 256 + 1 + 8 + 8 + 256 + 8 + 4 + 18 + 17 + 2 + 256 + 17 + 17
+	// 2 MTU + 256 flood + 17 group + 17 DNS + 1 + 7 x 35 more subnets. A
+	// network message (2 more) fits one gossip packet.
+	maxNetRecord = 256 + 1 + 8 + 8 + 256 + 8 + 4 + 18 + 17 + 2 + 256 + 17 + 17 + 1 + (MaxSubnets-1)*(18+17)
 	// minNetRecord is the smallest: a tombstone with one-byte names.
 	minNetRecord = 2 + 1 + 8 + 8 + 2
 	// maxNetVersion bounds versions to half their space, leaving room to
@@ -117,7 +127,10 @@ func checkNetwork(n *Network) error {
 	if err := CheckGroup(n.Group); err != nil {
 		return fmt.Errorf("gossip: network %s: %w", n.Name, err)
 	}
-	if err := CheckDNS(n.DNS, n.Subnet); err != nil {
+	if err := checkSubnets(n); err != nil {
+		return fmt.Errorf("gossip: network %s: %w", n.Name, err)
+	}
+	if err := checkDNSOf(n); err != nil {
 		return fmt.Errorf("gossip: network %s: %w", n.Name, err)
 	}
 	return nil
@@ -142,6 +155,9 @@ func appendNetRecord(b []byte, r *netRecord) []byte {
 		if r.Net.DNS.IsValid() {
 			flags |= flagDNS
 		}
+		if r.Net.numMore() > 0 {
+			flags |= flagSubnets
+		}
 	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, r.Version)
@@ -164,12 +180,19 @@ func appendNetRecord(b []byte, r *netRecord) []byte {
 	if n.DNS.IsValid() {
 		b = appendAddr(b, n.DNS)
 	}
+	if k := n.numMore(); k > 0 {
+		b = append(b, byte(k))
+		for _, s := range n.More[:k] {
+			b = appendPrefix(b, s.Prefix)
+			b = appendAddr(b, s.Gateway)
+		}
+	}
 	return b
 }
 
 // encodeNetMessage encodes the broadcast of r, which has been checked.
 func encodeNetMessage(r *netRecord) []byte {
-	b := make([]byte, 0, 2+64+17+len(r.Net.Name)+len(r.Writer)+len(r.Net.Flood))
+	b := make([]byte, 0, 2+64+17+len(r.Net.Name)+len(r.Writer)+len(r.Net.Flood)+35*r.Net.numMore())
 	b = append(b, wireVersion, typeNetwork)
 	return appendNetRecord(b, r)
 }
@@ -203,7 +226,7 @@ func (r *reader) netRecord() netRecord {
 		return rec
 	}
 	switch {
-	case flags&^(flagDeleted|flagGroup|flagDNS) != 0 || flags&flagDeleted != 0 && flags != flagDeleted || rec.Version == 0:
+	case flags&^(flagDeleted|flagGroup|flagDNS|flagSubnets) != 0 || flags&flagDeleted != 0 && flags != flagDeleted || rec.Version == 0:
 		r.fail(errMalformed)
 	case rec.Version > maxNetVersion:
 		r.fail(errTooLarge)
@@ -226,6 +249,19 @@ func (r *reader) netRecord() netRecord {
 	if flags&flagDNS != 0 {
 		if n.DNS = r.addr(); r.err == nil && !n.DNS.IsValid() {
 			r.fail(errMalformed)
+		}
+	}
+	if flags&flagSubnets != 0 {
+		k := int(r.u8())
+		if r.err == nil && (k == 0 || k > len(n.More)) {
+			r.fail(errMalformed) // the flag promised at least one; at most the array
+		}
+		for i := 0; i < k && r.err == nil; i++ {
+			n.More[i].Prefix = r.prefix()
+			n.More[i].Gateway = r.addr()
+			if r.err == nil && !n.More[i].Prefix.IsValid() {
+				r.fail(errMalformed) // family 0 would end the list early
+			}
 		}
 	}
 	if r.err != nil {

@@ -109,3 +109,14 @@ func CheckDNS(a netip.Addr, subnet netip.Prefix) error {
 	}
 	return nil
 }
+
+// checkDNSOf checks n's DNS address against the subnet of n that holds it.
+func checkDNSOf(n *Network) error {
+	if s, ok := n.SubnetOf(n.DNS); ok {
+		return CheckDNS(n.DNS, s.Prefix)
+	}
+	return CheckDNS(n.DNS, n.Subnet) // outside all: the error names the first
+}
+
+// CheckDNSOf checks n's DNS address: a host address of one of its subnets.
+func (n Network) CheckDNSOf() error { return checkDNSOf(&n) }

@@ -115,6 +115,8 @@ type sendScratch struct {
 	orphan  peer    // stands in for a VTEP that is not a peer, for counting
 	one     []*peer // a single destination, as a slice
 
+	route routeMemo // the batch's last routed destination (routing.go)
+
 	// Offload path only (vnet layout).
 	seg   offload.Segmenter
 	arena arena
@@ -230,6 +232,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 	lay := p.lay
 	local.lay = lay
 	sc.arena.reset()
+	sc.route.valid = false // the table may have changed
 	rxBytes := 0
 	for i := range n {
 		buf := bufs[i]
@@ -250,11 +253,12 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 			continue
 		}
 		super := lay.vnet && h.GSOType != offload.GSONone
-		if end == len(buf) || (!super && !fitsMTU(frame, &c, p.mtu)) {
+		if end == len(buf) || (!super && !fitsMTU(frame, &c, p.mtu)) || super && superTooBig(frame, &c, h, p.mtu) {
 			s.drops.add(dropMTU, 1)
+			s.tooBig(p, sc, buf, end, &c, now) // routing.go
 			continue
 		}
-		if p.secure && c.Src != p.mac {
+		if p.secure && c.Src != p.mac || IsRouterMAC(c.Src) {
 			s.drops.add(dropPortSecurity, 1)
 			continue
 		}
@@ -284,6 +288,9 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		if !p.secure && (c.EtherType == 0x0800 || c.EtherType == 0x86dd) {
 			s.learnSourceIP(p.vni, frame, &c)
 		}
+		if c.Dst == RouterMAC(p.vni) && !s.route(p, sc, buf, end, &c, now) { // routing.go
+			continue
+		}
 		// pkt is what a local port is written: the frame behind its
 		// virtio-net header (vnet), or behind room for the VXLAN header
 		// (plain), where it is also the datagram for the wire.
@@ -304,7 +311,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 					s.toPeers(p, sc, pkt, frame, h, &c, sc.one)
 					continue
 				}
-				if loc.Port == p.id {
+				if loc.Port == p.id && !IsRouterMAC(c.Src) { // routed, it may go back out its port (routing.go)
 					s.drops.add(dropHairpin, 1)
 					continue
 				}

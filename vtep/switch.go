@@ -19,6 +19,7 @@ import (
 
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/tap"
+	"github.com/ovlsw/ovlsw/vtep/route"
 )
 
 // Config configures a Switch.
@@ -104,6 +105,7 @@ type port struct {
 
 	traffic trafficCounters
 	err     atomic.Pointer[error] // why the reader stopped, if it did
+	icmp    route.Limiter         // ICMP errors sent to the port (routing.go)
 }
 
 type portSet struct {
@@ -137,9 +139,11 @@ type Switch struct {
 	policies atomic.Pointer[map[uint32]FloodPolicy]  // copy-on-write under mu
 	gateways atomic.Pointer[map[uint32][]netip.Addr] // copy-on-write under mu (gateway.go)
 	resolver atomic.Pointer[resolverBox]             // the name service; nil for none (resolver.go)
+	subnets  atomic.Pointer[map[uint32][]Subnet]     // copy-on-write under mu (routing.go); nil for none
 
 	drops    dropCounters
 	proxyCtr proxyCounters
+	routeCtr routeCounters
 	// lastWriteWarn is when a failed port write was last logged (unix
 	// nanoseconds): at most one a writeWarnEvery.
 	lastWriteWarn atomic.Int64

@@ -31,6 +31,13 @@ type Network struct {
 	// switch on every node: the one given at create, else the gateway.
 	// Zero: the network has no name service.
 	DNS netip.Addr `json:"dns,omitzero"`
+	// Subnets lists every subnet with its gateway, Subnet and Gateway
+	// first. A create request gives them here instead for a network with
+	// several; the node routes between them (routes.go).
+	Subnets []Subnet `json:"subnets,omitempty"`
+	// RouterMAC is the MAC every node answers ARP and ND for the gateways
+	// with, and routes frames sent to.
+	RouterMAC string `json:"router_mac,omitempty"`
 }
 
 // NetworkDetail is a network with its endpoints, for network inspect.
@@ -67,6 +74,7 @@ type AttachRequest struct {
 	Netns   string       `json:"netns"`            // a name under /run/netns, or a path
 	Network string       `json:"network"`          // network name
 	Address netip.Prefix `json:"address,omitzero"` // zero: allocate from the subnet
+	Subnet  netip.Prefix `json:"subnet,omitzero"`  // the network's subnet to allocate from; zero: the first with room
 	IfName  string       `json:"ifname,omitempty"` // default eth0
 	MAC     string       `json:"mac,omitempty"`    // default: generated
 	Name    string       `json:"name,omitempty"`   // in status; default NETNS/IFNAME

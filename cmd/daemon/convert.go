@@ -16,14 +16,37 @@ import (
 )
 
 func toControlNetwork(n gossip.Network) control.Network {
-	return control.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group, DNS: n.DNSAddr()}
+	c := control.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group, DNS: n.DNSAddr()}
+	for _, s := range n.Subnets() {
+		c.Subnets = append(c.Subnets, control.Subnet{Subnet: s.Prefix, Gateway: s.Gateway})
+	}
+	if len(gatewayAddrs(n)) > 0 {
+		c.RouterMAC = vtep.RouterMAC(n.VNI).String()
+	}
+	return c
 }
 
-func fromControlNetwork(n control.Network) gossip.Network {
-	if n.DNS == n.Gateway {
-		n.DNS = netip.Addr{} // the default: kept out of the record
+// fromControlNetwork converts n; Subnets, if given, replace Subnet and
+// Gateway (an error if both are given and disagree, or too many).
+func fromControlNetwork(n control.Network) (gossip.Network, error) {
+	g := gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group}
+	if n.DNS != n.Gateway && (len(n.Subnets) == 0 || n.DNS != n.Subnets[0].Gateway) {
+		g.DNS = n.DNS // the default, the first gateway, is kept out of the record
 	}
-	return gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group, DNS: n.DNS}
+	if len(n.Subnets) == 0 {
+		return g, nil
+	}
+	if n.Subnet.IsValid() && n.Subnet != n.Subnets[0].Subnet || n.Gateway.IsValid() && n.Gateway != n.Subnets[0].Gateway {
+		return g, userErrorf("network %s: subnet %v and gateway %v disagree with the first of subnets", n.Name, n.Subnet, n.Gateway)
+	}
+	subs := make([]gossip.NetSubnet, len(n.Subnets))
+	for i, s := range n.Subnets {
+		subs[i] = gossip.NetSubnet{Prefix: s.Subnet, Gateway: s.Gateway}
+	}
+	if err := g.SetSubnets(subs); err != nil {
+		return g, userErrorf("%v", err)
+	}
+	return g, nil
 }
 
 func toControlEndpoint(ep endpoint) control.Endpoint {
@@ -39,7 +62,7 @@ func toControlEndpoint(ep endpoint) control.Endpoint {
 }
 
 func fromControlAttach(r control.AttachRequest) attachRequest {
-	return attachRequest{Netns: r.Netns, Network: r.Network, Address: r.Address, IfName: r.IfName,
+	return attachRequest{Netns: r.Netns, Network: r.Network, Address: r.Address, Subnet: r.Subnet, IfName: r.IfName,
 		MAC: r.MAC, Name: r.Name, DNSName: r.DNSName, Aliases: r.Aliases, Service: r.Service, Secure: !r.NoPortSecurity,
 		ResolvConf: !r.NoResolvConf}
 }

@@ -55,6 +55,7 @@ type attachRequest struct {
 	Netns   string       // a name under /run/netns, or a path
 	Network string       // network name
 	Address netip.Prefix // zero: allocate from the subnet
+	Subnet  netip.Prefix // the network's subnet to allocate from; zero: the first with room
 	IfName  string       // default eth0
 	MAC     string       // default: generated
 	Name    string       // default: netns/ifname
@@ -209,7 +210,7 @@ type claim struct {
 // claim reserves the address, picks the MAC, creates the TAP and its port,
 // and announces the binding.
 func (e *endpoints) claim(req attachRequest, n gossip.Network, nm *fdb.Names, avoid map[netip.Addr]bool) (_ *claim, reterr error) {
-	addr, err := e.alloc.reserve(n, req.Address, avoid)
+	addr, err := e.alloc.reserveIn(n, req.Subnet, req.Address, avoid)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +263,8 @@ func (e *endpoints) abandon(c *claim) {
 
 // finish places the claimed port into the namespace and records it.
 func (e *endpoints) finish(req attachRequest, path string, c *claim) (endpoint, error) {
-	p := tap.Placement{Netns: path, IfName: req.IfName, Addrs: []netip.Prefix{c.addr}, Gateway: c.n.Gateway}
+	gw := gatewayOf(c.n, c.addr.Addr()) // its subnet's (route.go)
+	p := tap.Placement{Netns: path, IfName: req.IfName, Addrs: []netip.Prefix{c.addr}, Gateway: gw}
 	if err := tap.Place(c.dev.Name(), p); err != nil {
 		e.abandon(c)
 		if errors.Is(err, tap.ErrLinkExists) {
@@ -279,7 +281,7 @@ func (e *endpoints) finish(req attachRequest, path string, c *claim) (endpoint, 
 	}
 	ep := endpoint{
 		Name: c.name, Network: c.n.Name, VNI: c.n.VNI, Node: e.cfg.Node, Netns: req.Netns, IfName: req.IfName,
-		MAC: c.mac, Address: c.addr, Gateway: c.n.Gateway, MTU: c.n.MTU, Secure: req.Secure,
+		MAC: c.mac, Address: c.addr, Gateway: gw, MTU: c.n.MTU, Secure: req.Secure,
 		Names: c.nm, DNS: c.n.DNSAddr(), ResolvConf: req.ResolvConf && c.n.DNSAddr().IsValid(),
 	}
 	ns, _ := tap.NetnsIDOf(path) // zero if gone already: then the reader notices
@@ -308,6 +310,9 @@ func endpointMAC(t *fdb.Table, vni uint32, s string) (fdb.MAC, error) {
 		if mac.IsMulticast() || mac.IsZero() {
 			return mac, userErrorf("attach: MAC %v is not a unicast address", mac)
 		}
+		if vtep.IsRouterMAC(mac) {
+			return mac, userErrorf("attach: MAC %v is a router MAC (02:6f:76:...), which the switch keeps for the gateways", mac)
+		}
 		if e, ok := t.Get(fdb.Key{VNI: vni, MAC: mac}); ok && e.Origin != fdb.OriginLearned {
 			return mac, userErrorf("attach: MAC %v is already in use on this network", mac)
 		}
@@ -317,7 +322,7 @@ func endpointMAC(t *fdb.Table, vni uint32, s string) (fdb.MAC, error) {
 		var mac fdb.MAC
 		rand.Read(mac[:])
 		mac[0] = mac[0]&^1 | 2 // unicast, locally administered
-		if _, ok := t.Get(fdb.Key{VNI: vni, MAC: mac}); !ok {
+		if _, ok := t.Get(fdb.Key{VNI: vni, MAC: mac}); !ok && !vtep.IsRouterMAC(mac) {
 			return mac, nil
 		}
 	}

@@ -40,7 +40,6 @@ type names struct {
 	cfg   namesConfig
 	log   *slog.Logger
 	fdb   *fdb.Table
-	sw    *vtep.Switch
 	table *dns.Table
 	resp  *dns.Responder
 	unsub func()
@@ -49,7 +48,7 @@ type names struct {
 }
 
 func newNames(cfg namesConfig, t *fdb.Table, sw *vtep.Switch) (*names, error) {
-	n := &names{cfg: cfg, log: cfg.Log, fdb: t, sw: sw, table: dns.NewTable()}
+	n := &names{cfg: cfg, log: cfg.Log, fdb: t, table: dns.NewTable()}
 	rc := dns.DefaultConfig()
 	rc.Table, rc.Upstreams, rc.TTL, rc.Logger = n.table, cfg.Upstreams, cfg.TTL, cfg.Log
 	rc.RatePerPort, rc.Burst = float64(cfg.Rate), max(cfg.Rate/5, 1)
@@ -93,11 +92,12 @@ func (n *names) onFDB(ev fdb.Event) {
 }
 
 // networkChanged serves nw's names at its DNS address, or (nw the zero
-// Network) stops serving old's.
+// Network) stops serving old's. The switch answers ARP and ND for the
+// address with the router MAC as for the gateways (route.go,
+// gatewayAddrs).
 func (n *names) networkChanged(old, nw gossip.Network) {
 	if old.VNI != 0 && old.VNI != nw.VNI {
 		n.table.RemoveNetwork(old.VNI)
-		n.sw.SetGatewayAddrs(old.VNI, nil)
 	}
 	if nw.Name == "" {
 		return
@@ -107,11 +107,10 @@ func (n *names) networkChanged(old, nw gossip.Network) {
 		addrs = append(addrs, a)
 	}
 	var subnets []netip.Prefix
-	if nw.Subnet.IsValid() {
-		subnets = append(subnets, nw.Subnet)
+	for _, s := range nw.Subnets() {
+		subnets = append(subnets, s.Prefix)
 	}
 	n.table.SetNetwork(nw.VNI, nw.Name, addrs, subnets)
-	n.sw.SetGatewayAddrs(nw.VNI, addrs)
 }
 
 // endpointNames checks the names asked for an endpoint and returns them,

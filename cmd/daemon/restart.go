@@ -105,6 +105,9 @@ type savedNetwork struct {
 	MTU     int          `json:"mtu"`
 	Flood   string       `json:"flood,omitempty"`
 	DNS     netip.Addr   `json:"dns,omitzero"`
+	// More is the subnets after the first (route.go), packed at the front;
+	// absent for one. An array, so that saved records stay comparable.
+	More [gossip.MaxSubnets - 1]control.Subnet `json:"more_subnets,omitzero"`
 }
 
 func saveEndpoint(a *attached) savedEndpoint {
@@ -117,6 +120,11 @@ func saveEndpoint(a *attached) savedEndpoint {
 	}
 	if nm := ep.Names; nm != nil {
 		se.DNSName, se.Aliases, se.Service = nm.Name, nm.Aliases, nm.Service
+	}
+	if subs := n.Subnets(); len(subs) > 1 {
+		for i, s := range subs[1:] {
+			se.Net.More[i] = control.Subnet{Subnet: s.Prefix, Gateway: s.Gateway}
+		}
 	}
 	return se
 }
@@ -296,6 +304,9 @@ func (e *endpoints) readoptLocked(se savedEndpoint) (readopted, error) {
 		return readopted{}, fmt.Errorf("add port: %w", err)
 	}
 	nw := gossip.Network{Name: se.Net.Name, VNI: se.Net.VNI, Subnet: se.Net.Subnet, Gateway: se.Net.Gateway, MTU: se.Net.MTU, Flood: se.Net.Flood, DNS: se.Net.DNS}
+	for i, s := range se.Net.More {
+		nw.More[i] = gossip.NetSubnet{Prefix: s.Subnet, Gateway: s.Gateway}
+	}
 	if nw.Name != se.Network || nw.VNI != se.VNI { // a record without its network
 		nw = gossip.Network{Name: se.Network, VNI: se.VNI, Gateway: se.Gateway, MTU: se.MTU}
 	}

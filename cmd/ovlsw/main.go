@@ -47,6 +47,6 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%s: %w (see `%s --help`)", c.CommandPath(), err, c.CommandPath())
 	})
-	root.AddCommand(newUp(), newStatus(), newFDB(), newPeers(), newKeys(), newToken(), newAttach(), newDetach(), newNetwork(), newNames())
+	root.AddCommand(newUp(), newStatus(), newFDB(), newPeers(), newKeys(), newToken(), newAttach(), newDetach(), newNetwork(), newNames(), newRoutes())
 	return root
 }
