@@ -52,7 +52,7 @@ func sampleNetRecords() map[string]netRecord {
 		"max": {Net: Network{
 			Name: strings.Repeat("n", 255), VNI: 1, Subnet: netip.PrefixFrom(long6, 127), Gateway: long6,
 			MTU: 65535, Flood: strings.Repeat("f", maxFlood), Group: netip.MustParseAddr("ff05::ffff:ffff:ffff:ffff"),
-			DNS: long6.Next(),
+			DNS:  long6.Next(),
 			More: maxMore(long6),
 		}, Version: maxNetVersion, Time: math.MaxInt64, Writer: strings.Repeat("w", 255), Created: 1},
 	}

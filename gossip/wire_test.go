@@ -42,8 +42,8 @@ func sampleMessages() map[string]message {
 			Names: &fdb.Names{Name: "nginx_web_2", Service: "web", Aliases: []string{"www", "front.end"}},
 		}},
 		"names-bare": {Owner: "n", Rec: record{Key: fdb.Key{VNI: 1, MAC: mac1}, VTEP: v6VTEP, Names: &fdb.Names{Name: "c1"}}},
-		"withdrawn": {Owner: "node02", Rec: record{Key: fdb.Key{VNI: 7, MAC: mac1}, Withdrawn: true, Seq: 9, Gen: 12}},
-		"leave":     {Owner: "node03", Leave: true, Rec: record{Gen: 77}},
+		"withdrawn":  {Owner: "node02", Rec: record{Key: fdb.Key{VNI: 7, MAC: mac1}, Withdrawn: true, Seq: 9, Gen: 12}},
+		"leave":      {Owner: "node03", Leave: true, Rec: record{Gen: 77}},
 		"max-ips": {Owner: string(bytes.Repeat([]byte{'x'}, 255)), Rec: record{
 			Key: fdb.Key{VNI: 1, MAC: mac1}, VTEP: v6VTEP,
 			IPs: slices.Repeat([]netip.Addr{netip.MustParseAddr("2001:db8::2")}, MaxIPs),

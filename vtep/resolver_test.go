@@ -18,9 +18,12 @@ func dnsQuery(t *testing.T, mac fdb.MAC, src, dst, name string, id uint16) []byt
 		SrcIP: netip.MustParseAddr(src).AsSlice(), DstIP: netip.MustParseAddr(dst).AsSlice()}
 	udp := &layers.UDP{SrcPort: 40000, DstPort: 53}
 	_ = udp.SetNetworkLayerForChecksum(ip)
-	router := [6]byte{0x02, 'o', 'v', 0, 0, 42}
+	// Unknown unicast: the resolver takes queries by address, whatever MAC
+	// the asker resolved it to (a host port's, say); frames to the router
+	// MAC it does not take would be routed.
+	unknown := [6]byte{0x02, 0, 0, 0, 0, 0x99}
 	return serialize(t,
-		&layers.Ethernet{SrcMAC: mac[:], DstMAC: router[:], EthernetType: layers.EthernetTypeIPv4}, ip, udp,
+		&layers.Ethernet{SrcMAC: mac[:], DstMAC: unknown[:], EthernetType: layers.EthernetTypeIPv4}, ip, udp,
 		&layers.DNS{ID: id, RD: true, Questions: []layers.DNSQuestion{{Name: []byte(name), Type: layers.DNSTypeA, Class: layers.DNSClassIN}}})
 }
 

@@ -178,3 +178,25 @@ func TestDNSUpstreams(t *testing.T) {
 		t.Error("a host name accepted")
 	}
 }
+
+// TestGatewayAddrsDNS: the switch answers ARP and ND for a network's own
+// DNS address with its gateways, once; the default (the first gateway) is
+// not listed twice.
+func TestGatewayAddrsDNS(t *testing.T) {
+	n := gossip.Network{Name: "prod", VNI: 7, Subnet: netip.MustParsePrefix("10.1.1.0/24"), Gateway: netip.MustParseAddr("10.1.1.1")}
+	n.More[0] = gossip.NetSubnet{Prefix: netip.MustParsePrefix("10.1.2.0/24"), Gateway: netip.MustParseAddr("10.1.2.1")}
+	if got := gatewayAddrs(n); !reflect.DeepEqual(got, []netip.Addr{netip.MustParseAddr("10.1.1.1"), netip.MustParseAddr("10.1.2.1")}) {
+		t.Errorf("without a DNS address: %v", got)
+	}
+	n.DNS = netip.MustParseAddr("10.1.2.53")
+	if got := gatewayAddrs(n); len(got) != 3 || got[2] != n.DNS {
+		t.Errorf("with DNS %v: %v", n.DNS, got)
+	}
+	if err := n.CheckDNSOf(); err != nil {
+		t.Errorf("DNS address in the second subnet: %v", err)
+	}
+	n.DNS = netip.MustParseAddr("10.1.3.53")
+	if err := n.CheckDNSOf(); err == nil {
+		t.Error("DNS address outside every subnet accepted")
+	}
+}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -206,7 +207,7 @@ func TestSaveEndpointSubnets(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, err := readState(path)
-	if err != nil || len(st.Endpoints) != 1 || st.Endpoints[0] != se {
+	if err != nil || len(st.Endpoints) != 1 || !reflect.DeepEqual(st.Endpoints[0], se) {
 		t.Fatalf("read back %+v, %v", st, err)
 	}
 	// One subnet: nothing more in the file than before.
