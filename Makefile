@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
 
-.PHONY: join-times scale deps help build test unit race lint fuzz bench bench-go integ tidy-check demo install uninstall clean
+.PHONY: join-times route-figures dns-figures scale deps help build test unit race lint fuzz bench bench-go integ tidy-check demo install uninstall clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,13 @@ soak: build ## 3 nodes under faults with traffic, 10 min by default: gaps, leaks
 
 join-times: ## join time with the token exchange, with the secret kept, and --insecure: medians of 10 (root)
 	OVLSW_JOIN_TIMES=$${OVLSW_JOIN_TIMES:-10} $(GO) test -count=1 -v -run TestJoinTime -timeout 10m ./bench/e2e/
+
+dns-figures: ## the name service: freshness over 20 rounds, dnsperf against dnsmasq (root; installs dnsperf, dnsmasq-base, dnsutils)
+	@command -v dnsperf >/dev/null && command -v dnsmasq >/dev/null && command -v dig >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dnsperf dnsmasq-base dnsutils; }
+	OVLSW_DNS_FRESHNESS=$${OVLSW_DNS_FRESHNESS:-20} OVLSW_DNSPERF=$${OVLSW_DNSPERF:-10} $(GO) test -count=1 -v -run 'TestNameFreshness|TestDNSPerfFigure' -timeout 30m ./bench/e2e/
+
+route-figures: ## TCP 1 and 4 streams routed between subnets against bridged, medians of 3, one run (root)
+	OVLSW_ROUTE_FIGURES=$${OVLSW_ROUTE_FIGURES:-3} $(GO) test -count=1 -v -run TestRouteThroughput -timeout 15m ./bench/e2e/
 
 integ: ## end-to-end tests only (root)
 	$(GO) test -count=1 -v -run 'E2E' ./bench/...

@@ -70,6 +70,7 @@ type Entry struct {
 	Node      string       // owner node, for gossip entries
 	Seq       uint64       // binding sequence number (MAC mobility)
 	IPs       []netip.Addr // addresses bound to this MAC, where known
+	Names     *Names       // the endpoint's DNS names; nil for none. Never modified once set
 	Seen      time.Time    // last time traffic or an announcement refreshed it
 	Duplicate bool         // flagged by duplicate-MAC detection
 	Pinned    bool         // never aged out (an attached endpoint's MAC)
@@ -154,6 +155,7 @@ type entry struct {
 	node   string
 	seq    uint64
 	ips    []netip.Addr
+	names  *Names
 	dup    bool
 	pinned bool
 	seen   atomic.Int64 // unix nanoseconds
@@ -254,7 +256,7 @@ func (t *Table) learnSlow(k Key, loc Location, origin Origin, now int64) bool {
 		typ = Updated
 		t.countLocked(k, e, -1)
 		t.dropIPsLocked(k, e)
-		e.loc, e.origin, e.node, e.ips, e.pinned = loc, origin, "", nil, false
+		e.loc, e.origin, e.node, e.ips, e.names, e.pinned = loc, origin, "", nil, nil, false
 		e.seq++ // a move bumps the sequence number (EVPN MAC mobility)
 	} else {
 		if !t.mayLearnLocked(k.VNI, loc, false) {
@@ -292,6 +294,7 @@ func (t *Table) Set(e Entry) {
 		t.macs[e.Key] = old
 	}
 	old.loc, old.origin, old.node, old.seq, old.dup, old.pinned = e.Location, e.Origin, e.Node, e.Seq, e.Duplicate, e.Pinned
+	old.names = e.Names
 	t.countLocked(e.Key, old, +1)
 	old.ips = append([]netip.Addr(nil), e.IPs...)
 	var moves []ipMove
@@ -492,7 +495,7 @@ func (t *Table) Len() int {
 func (t *Table) snapshotLocked(k Key, e *entry) Entry {
 	return Entry{
 		Key: k, Location: e.loc, Origin: e.origin, Node: e.node, Seq: e.seq,
-		IPs: append([]netip.Addr(nil), e.ips...), Seen: time.Unix(0, e.seen.Load()),
+		IPs: append([]netip.Addr(nil), e.ips...), Names: e.names, Seen: time.Unix(0, e.seen.Load()),
 		Duplicate: e.dup, Pinned: e.pinned,
 	}
 }

@@ -176,3 +176,25 @@ func TestSubscribedHotPathAllocs(t *testing.T) {
 		t.Errorf("Learn (refresh) allocs = %v, want 0", n)
 	}
 }
+
+// TestNamesKept: names set by the control plane are reported with the
+// entry and its events, and a move learned by the data plane (another
+// endpoint took the MAC) drops them with the IPs.
+func TestNamesKept(t *testing.T) {
+	tab := New(DefaultConfig())
+	var got []*Names
+	tab.Subscribe(func(ev Event) { got = append(got, ev.Entry.Names) })
+	k := Key{VNI: 1, MAC: MAC{2, 0, 0, 0, 0, 1}}
+	names := &Names{Name: "c1", Aliases: []string{"a"}, Service: "s"}
+	tab.Set(Entry{Key: k, Location: Location{Port: 1}, Origin: OriginLocal, Names: names})
+	if e, ok := tab.Get(k); !ok || e.Names != names || len(got) != 1 || got[0] != names {
+		t.Fatalf("after Set: %+v, events %v", e, got)
+	}
+	tab.Learn(k, Location{Port: 2}, OriginLocal, time.Now().UnixNano())
+	if e, ok := tab.Get(k); !ok || e.Names != nil || len(got) != 2 || got[1] != nil {
+		t.Fatalf("after a move: %+v, events %v", e, got)
+	}
+	if !(&Names{Name: "x"}).Equal(&Names{Name: "x"}) || (&Names{Name: "x"}).Equal(nil) || !(*Names)(nil).Equal(nil) {
+		t.Error("Names.Equal")
+	}
+}

@@ -107,6 +107,9 @@ type Binding struct {
 	Node string         // owner; Announce fills in this node
 	VTEP netip.AddrPort // owner's VTEP; Announce defaults it to Config.VTEP
 	Seq  uint64         // mobility sequence number; Announce may raise it
+	// Names are the endpoint's DNS names (nil for none), within the wire's
+	// bounds (MaxNameLen, MaxAliases). Never modified once announced.
+	Names *fdb.Names
 }
 
 // Errors.

@@ -35,7 +35,7 @@ func (a *Agent) Claims(vni uint32, ip netip.Addr) []Binding {
 		k := fdb.Key{VNI: vni, MAC: mac}
 		if c := a.claimOfLocked(k, now); c != nil {
 			out = append(out, Binding{
-				VNI: vni, MAC: mac, IPs: slices.Clone(c.ips), Node: c.owner, VTEP: c.vtep, Seq: c.seq,
+				VNI: vni, MAC: mac, IPs: slices.Clone(c.ips), Names: c.names, Node: c.owner, VTEP: c.vtep, Seq: c.seq,
 			})
 		}
 	}

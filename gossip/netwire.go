@@ -8,7 +8,8 @@
 //
 //	name:    length (1..255) | that many bytes
 //	flags (1): bit 0 marks a deletion (tombstone); bit 1 a live record
-//	           with a multicast group; other bits must be 0
+//	           with a multicast group; bit 2 a live record with a DNS
+//	           address; other bits must be 0
 //	version (8): the write's Lamport version, 1..maxNetVersion
 //	time (8): the writer's wall clock at the write, Unix nanoseconds (signed)
 //	writer:  length (1..255) | that many bytes of node name
@@ -22,10 +23,22 @@
 //	flood:   length (0..255) | that many bytes
 //	group:   only with flag bit 1: family (4 or 6) | 4/16 address bytes,
 //	         a multicast address (CheckGroup)
+//	dns:     only with flag bit 2: family (4 or 6) | 4/16 address bytes,
+//	         the address the switch answers DNS on (CheckDNS)
+//	subnets: only with flag bit 3 (after the DNS address): the
+//	         subnets after the first, count (1..MaxSubnets-1) | count x
+//	         (subnet | gateway) as above; none overlapping another of the
+//	         network's (Network.More)
+//
+// Each optional field comes after every field whose flag bit is lower.
+// A network with one subnet leaves bit 3 clear and has no subnets field,
+// so it stays byte-identical to what nodes that predate several subnets
+// write and read; those nodes reject a record with more as malformed.
 //
 // A network without a group leaves bit 1 clear and has no group field, so
 // it stays byte-identical to what nodes that predate groups write and
-// read; those nodes reject a record with a group as malformed.
+// read; those nodes reject a record with a group as malformed. The same
+// holds for bit 2 and the DNS address.
 //
 // Network message: version (1) | type (4 = network) | record.
 // State with networks: type 5 instead of 2, and after the sections
@@ -48,6 +61,8 @@ const (
 
 	flagDeleted = 1 << 0
 	flagGroup   = 1 << 1
+	flagDNS     = 1 << 2
+	flagSubnets = 1 << 3
 
 	// MaxNetworks bounds the network records, live and deleted, one node
 	// keeps and one state carries. Networks are few (one per tenant or
@@ -60,9 +75,9 @@ const (
 	MaxNetworks = 4096
 	// maxNetRecord is the largest record: 256 name + 1 flags + 8 version +
 	// 8 time + 256 writer + 8 created + 4 VNI + 18 subnet + 17 gateway +
-	// 2 MTU + 256 flood + 17 group. A network message (2 more) fits one
-	// gossip packet.
-	maxNetRecord = 256 + 1 + 8 + 8 + 256 + 8 + 4 + 18 + 17 + 2 + 256 + 17
+	// 2 MTU + 256 flood + 17 group + 17 DNS + 1 + 7 x 35 more subnets. A
+	// network message (2 more) fits one gossip packet.
+	maxNetRecord = 256 + 1 + 8 + 8 + 256 + 8 + 4 + 18 + 17 + 2 + 256 + 17 + 17 + 1 + (MaxSubnets-1)*(18+17)
 	// minNetRecord is the smallest: a tombstone with one-byte names.
 	minNetRecord = 2 + 1 + 8 + 8 + 2
 	// maxNetVersion bounds versions to half their space, leaving room to
@@ -112,6 +127,12 @@ func checkNetwork(n *Network) error {
 	if err := CheckGroup(n.Group); err != nil {
 		return fmt.Errorf("gossip: network %s: %w", n.Name, err)
 	}
+	if err := checkSubnets(n); err != nil {
+		return fmt.Errorf("gossip: network %s: %w", n.Name, err)
+	}
+	if err := checkDNSOf(n); err != nil {
+		return fmt.Errorf("gossip: network %s: %w", n.Name, err)
+	}
 	return nil
 }
 
@@ -127,8 +148,16 @@ func appendNetRecord(b []byte, r *netRecord) []byte {
 	var flags byte
 	if r.Deleted {
 		flags |= flagDeleted
-	} else if r.Net.Group.IsValid() {
-		flags |= flagGroup
+	} else {
+		if r.Net.Group.IsValid() {
+			flags |= flagGroup
+		}
+		if r.Net.DNS.IsValid() {
+			flags |= flagDNS
+		}
+		if r.Net.numMore() > 0 {
+			flags |= flagSubnets
+		}
 	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, r.Version)
@@ -148,12 +177,22 @@ func appendNetRecord(b []byte, r *netRecord) []byte {
 	if n.Group.IsValid() {
 		b = appendAddr(b, n.Group)
 	}
+	if n.DNS.IsValid() {
+		b = appendAddr(b, n.DNS)
+	}
+	if k := n.numMore(); k > 0 {
+		b = append(b, byte(k))
+		for _, s := range n.More[:k] {
+			b = appendPrefix(b, s.Prefix)
+			b = appendAddr(b, s.Gateway)
+		}
+	}
 	return b
 }
 
 // encodeNetMessage encodes the broadcast of r, which has been checked.
 func encodeNetMessage(r *netRecord) []byte {
-	b := make([]byte, 0, 2+64+17+len(r.Net.Name)+len(r.Writer)+len(r.Net.Flood))
+	b := make([]byte, 0, 2+64+17+len(r.Net.Name)+len(r.Writer)+len(r.Net.Flood)+35*r.Net.numMore())
 	b = append(b, wireVersion, typeNetwork)
 	return appendNetRecord(b, r)
 }
@@ -187,7 +226,7 @@ func (r *reader) netRecord() netRecord {
 		return rec
 	}
 	switch {
-	case flags&^(flagDeleted|flagGroup) != 0 || flags == flagDeleted|flagGroup || rec.Version == 0:
+	case flags&^(flagDeleted|flagGroup|flagDNS|flagSubnets) != 0 || flags&flagDeleted != 0 && flags != flagDeleted || rec.Version == 0:
 		r.fail(errMalformed)
 	case rec.Version > maxNetVersion:
 		r.fail(errTooLarge)
@@ -205,6 +244,24 @@ func (r *reader) netRecord() netRecord {
 	if flags&flagGroup != 0 {
 		if n.Group = r.addr(); r.err == nil && !n.Group.IsValid() {
 			r.fail(errMalformed) // family 0: the flag promised a group
+		}
+	}
+	if flags&flagDNS != 0 {
+		if n.DNS = r.addr(); r.err == nil && !n.DNS.IsValid() {
+			r.fail(errMalformed)
+		}
+	}
+	if flags&flagSubnets != 0 {
+		k := int(r.u8())
+		if r.err == nil && (k == 0 || k > len(n.More)) {
+			r.fail(errMalformed) // the flag promised at least one; at most the array
+		}
+		for i := 0; i < k && r.err == nil; i++ {
+			n.More[i].Prefix = r.prefix()
+			n.More[i].Gateway = r.addr()
+			if r.err == nil && !n.More[i].Prefix.IsValid() {
+				r.fail(errMalformed) // family 0 would end the list early
+			}
 		}
 	}
 	if r.err != nil {

@@ -31,12 +31,42 @@ func sampleNetRecords() map[string]netRecord {
 		"group6": {Net: Network{
 			Name: "g6", VNI: 7, Group: netip.MustParseAddr("ff0e::1:1"),
 		}, Version: 4, Writer: "n", Created: 4},
+		"dns4": {Net: Network{
+			Name: "d4", VNI: 4095, Subnet: netip.MustParsePrefix("10.30.0.0/24"), Gateway: netip.MustParseAddr("10.30.0.1"),
+			DNS: netip.MustParseAddr("10.30.0.53"),
+		}, Version: 5, Writer: "n", Created: 5},
+		"dns6-group": {Net: Network{
+			Name: "d6", VNI: 8, Subnet: netip.MustParsePrefix("fd00:53::/64"), DNS: netip.MustParseAddr("fd00:53::53"),
+			Group: netip.MustParseAddr("239.1.1.3"),
+		}, Version: 6, Writer: "n", Created: 6},
+		"subnets": {Net: Network{
+			Name: "prod", VNI: 4097, Subnet: netip.MustParsePrefix("10.1.1.0/24"), Gateway: netip.MustParseAddr("10.1.1.1"),
+			Group: netip.MustParseAddr("239.1.1.3"),
+			More: [MaxSubnets - 1]NetSubnet{
+				{netip.MustParsePrefix("11.1.1.0/24"), netip.MustParseAddr("11.1.1.1")},
+				{netip.MustParsePrefix("fd01::/64"), netip.MustParseAddr("fd01::1")},
+				{netip.MustParsePrefix("fd02::/64"), netip.Addr{}},
+			},
+		}, Version: 10, Writer: "n", Created: 10},
 		"tombstone": {Net: Network{Name: "red"}, Deleted: true, Version: 9, Time: 5, Writer: "node02"},
 		"max": {Net: Network{
-			Name: strings.Repeat("n", 255), VNI: 1, Subnet: netip.PrefixFrom(long6, 128), Gateway: long6,
+			Name: strings.Repeat("n", 255), VNI: 1, Subnet: netip.PrefixFrom(long6, 127), Gateway: long6,
 			MTU: 65535, Flood: strings.Repeat("f", maxFlood), Group: netip.MustParseAddr("ff05::ffff:ffff:ffff:ffff"),
+			DNS:  long6.Next(),
+			More: maxMore(long6),
 		}, Version: maxNetVersion, Time: math.MaxInt64, Writer: strings.Repeat("w", 255), Created: 1},
 	}
+}
+
+// maxMore is the longest More: every entry an IPv6 /128 with a gateway,
+// below first.
+func maxMore(first netip.Addr) (more [MaxSubnets - 1]NetSubnet) {
+	a := first
+	for i := range more {
+		a = a.Prev()
+		more[i] = NetSubnet{netip.PrefixFrom(a, 128), a}
+	}
+	return more
 }
 
 func TestNetWireRoundTrip(t *testing.T) {
@@ -93,13 +123,16 @@ func TestNetDecodeRejects(t *testing.T) {
 		{"message/trailing", decNet, append(bytes.Clone(live), 0), errMalformed},
 		{"message/empty name", decNet, with(func(r *netRecord) { r.Net.Name = "" }), errMalformed},
 		{"message/empty writer", decNet, with(func(r *netRecord) { r.Writer = "" }), errMalformed},
-		{"message/flags", decNet, patch(live, flagsOff, 4), errMalformed},
+		{"message/flags", decNet, patch(live, flagsOff, 8), errMalformed},
 		{"message/group flag without group", decNet, append(patch(live, flagsOff, flagGroup), 0), errMalformed},
 		{"message/group flag at end", decNet, patch(live, flagsOff, flagGroup), errMalformed},
 		{"message/group not multicast", decNet, append(patch(live, flagsOff, flagGroup), 4, 10, 0, 0, 1), errMalformed},
 		{"message/group family", decNet, append(patch(live, flagsOff, flagGroup), 5, 239, 1, 1, 1), errMalformed},
 		{"message/group mapped", decNet, with(func(r *netRecord) { r.Net.Group = netip.MustParseAddr("::ffff:239.1.1.1") }), errMalformed},
 		{"message/tombstone with group flag", decNet, patch(tomb, flagsOff, flagDeleted|flagGroup), errMalformed},
+		{"message/dns flag without dns", decNet, append(patch(live, flagsOff, flagDNS), 0), errMalformed},
+		{"message/dns outside subnet", decNet, append(patch(live, flagsOff, flagDNS), 4, 192, 0, 2, 1), errMalformed},
+		{"message/tombstone with dns flag", decNet, patch(tomb, flagsOff, flagDeleted|flagDNS), errMalformed},
 		{"message/version zero", decNet, with(func(r *netRecord) { r.Version = 0 }), errMalformed},
 		{"message/version bound", decNet, with(func(r *netRecord) { r.Version = maxNetVersion + 1 }), errTooLarge},
 		{"message/created zero", decNet, with(func(r *netRecord) { r.Created = 0 }), errMalformed},
@@ -110,6 +143,18 @@ func TestNetDecodeRejects(t *testing.T) {
 		{"message/host bits", decNet, patch(live, bitsOff, 8), errMalformed},
 		{"message/gateway outside", decNet, patch(live, gatewayOff+1, 11), errMalformed},
 		{"message/gateway without subnet", decNet, with(func(r *netRecord) { r.Net.Subnet = netip.Prefix{} }), errMalformed},
+		{"message/subnets flag at end", decNet, patch(live, flagsOff, flagSubnets), errMalformed},
+		{"message/subnets count zero", decNet, append(patch(live, flagsOff, flagSubnets), 0), errMalformed},
+		{"message/subnets count bound", decNet, append(patch(live, flagsOff, flagSubnets), MaxSubnets, 4, 11, 0, 0, 0, 8, 0), errMalformed},
+		{"message/subnets family 0", decNet, append(patch(live, flagsOff, flagSubnets), 1, 0, 0), errMalformed},
+		{"message/subnets overlap", decNet, with(func(r *netRecord) { r.Net.More[0].Prefix = netip.MustParsePrefix("10.10.5.0/24") }), errMalformed},
+		{"message/subnets gateway outside", decNet, with(func(r *netRecord) {
+			r.Net.More[0] = NetSubnet{netip.MustParsePrefix("11.0.0.0/24"), netip.MustParseAddr("12.0.0.1")}
+		}), errMalformed},
+		{"message/subnets host bits", decNet, with(func(r *netRecord) {
+			r.Net.More[0] = NetSubnet{Prefix: netip.MustParsePrefix("11.0.0.1/24")}
+		}), errMalformed},
+		{"message/tombstone with subnets flag", decNet, patch(tomb, flagsOff, flagDeleted|flagSubnets), errMalformed},
 		{"message/tombstone with fields", decNet, append(bytes.Clone(tomb), live[createdOff:]...), errMalformed},
 		{"state/type 5 without networks", decState, append(noNets, 0, 0), errMalformed},
 		{"state/networks bound", decState, patch(st, stNetsOff, 0x10, 1), errTooLarge},
@@ -138,6 +183,24 @@ func TestNetWireNoGroupUnchanged(t *testing.T) {
 	with := encodeNetMessage(&r)
 	if want := append(bytes.Clone(without), 4, 239, 1, 1, 2); len(with) != len(want) || !bytes.Equal(with[len(without):], want[len(without):]) {
 		t.Errorf("group record = %x, want the record and then the group %x", with, want[len(without):])
+	}
+}
+
+// TestNetWireOneSubnetUnchanged: a network with one subnet sets no new
+// flag and adds no field, so nodes that predate several subnets read it;
+// more subnets follow every other field.
+func TestNetWireOneSubnetUnchanged(t *testing.T) {
+	r := sampleNetRecords()["v4"]
+	without := encodeNetMessage(&r)
+	r.Net.More[0] = NetSubnet{netip.MustParsePrefix("11.1.1.0/24"), netip.MustParseAddr("11.1.1.1")}
+	with := encodeNetMessage(&r)
+	if with[2+1+len(r.Net.Name)] != flagSubnets {
+		t.Errorf("flags = %#x, want %#x", with[2+1+len(r.Net.Name)], flagSubnets)
+	}
+	with[2+1+len(r.Net.Name)] = 0
+	tail := []byte{1, 4, 11, 1, 1, 0, 24, 4, 11, 1, 1, 1}
+	if !bytes.Equal(with, append(bytes.Clone(without), tail...)) {
+		t.Errorf("record with a second subnet = %x, want the record and then %x", with, tail)
 	}
 }
 

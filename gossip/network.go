@@ -28,6 +28,20 @@ type Network struct {
 	MTU     int          // 0 to 65535
 	Flood   string       // flood policy, opaque here; at most 255 bytes
 	Group   netip.Addr   // underlay multicast group (CheckGroup); the zero Addr for head-end replication
+	DNS     netip.Addr   // where the switch answers DNS (CheckDNS); the zero Addr for the gateway
+	// More holds the subnets after the first (Subnet, Gateway), each with
+	// its gateway, packed at the front (subnets.go); the zero value for
+	// none. Subnets lists them all.
+	More [MaxSubnets - 1]NetSubnet
+}
+
+// DNSAddr returns the address the switch answers DNS queries on in n: DNS,
+// or else the gateway; the zero Addr for none.
+func (n *Network) DNSAddr() netip.Addr {
+	if n.DNS.IsValid() {
+		return n.DNS
+	}
+	return n.Gateway
 }
 
 // NetworkTombstoneTTL is how long a deleted network is remembered, by the
@@ -61,6 +75,9 @@ var (
 // the network.
 func (a *Agent) PutNetwork(n Network) error {
 	n.Gateway = n.Gateway.WithZone("")
+	for i := range n.More {
+		n.More[i].Gateway = n.More[i].Gateway.WithZone("")
+	}
 	if err := checkNetwork(&n); err != nil {
 		return err
 	}
@@ -277,7 +294,7 @@ func (a *Agent) resolveNetsLocked() (nets, conflicts []Network) {
 		other, why := vnis[n.VNI], "VNI in use"
 		if other == "" && n.Subnet.IsValid() {
 			for _, s := range subnets {
-				if s.Subnet.Overlaps(n.Subnet) {
+				if _, _, ok := s.Overlap(n); ok {
 					other, why = s.Name, "subnet overlaps"
 					break
 				}

@@ -203,6 +203,17 @@ func TestRuleNetworkConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.wantNets([]Network{narrow, blue, v6a}, []Network{v6b, wide})
+
+	// A second subnet counts: one overlapping a kept network's conflicts,
+	// and a kept network's second subnet keeps others out.
+	multi := Network{Name: "multi", VNI: 11, Subnet: netip.MustParsePrefix("192.168.0.0/24"),
+		More: [MaxSubnets - 1]NetSubnet{{Prefix: netip.MustParsePrefix("2001:db8:0:2::/64")}}}
+	s.net(liveRec(multi, "x", 50, 50))
+	s.wantNets([]Network{narrow, blue, v6a}, []Network{multi, v6b, wide})
+	other := Network{Name: "other", VNI: 12, Subnet: netip.MustParsePrefix("172.16.0.0/24"),
+		More: [MaxSubnets - 1]NetSubnet{{Prefix: netip.MustParsePrefix("10.6.1.128/25")}}}
+	s.net(liveRec(other, "x", 51, 51))
+	s.wantNets([]Network{narrow, blue, v6a}, []Network{multi, other, v6b, wide})
 }
 
 func TestOnNetworks(t *testing.T) {

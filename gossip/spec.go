@@ -90,3 +90,33 @@ func CheckGroup(g netip.Addr) error {
 	}
 	return nil
 }
+
+// CheckDNS checks a network's DNS address, where the switch answers its
+// endpoints' DNS queries: none (the gateway's then), or a unicast address
+// inside the subnet, so that endpoints reach it on the link.
+func CheckDNS(a netip.Addr, subnet netip.Prefix) error {
+	switch {
+	case !a.IsValid():
+		return nil
+	case a.Zone() != "":
+		return fmt.Errorf("DNS address %v: give the address without a zone", a)
+	case !subnet.IsValid():
+		return fmt.Errorf("DNS address %v needs a subnet to be in", a)
+	case !subnet.Contains(a):
+		return fmt.Errorf("DNS address %v is not in subnet %v", a, subnet)
+	case a == subnet.Addr() || a.IsMulticast():
+		return fmt.Errorf("DNS address %v is not a host address of %v", a, subnet)
+	}
+	return nil
+}
+
+// checkDNSOf checks n's DNS address against the subnet of n that holds it.
+func checkDNSOf(n *Network) error {
+	if s, ok := n.SubnetOf(n.DNS); ok {
+		return CheckDNS(n.DNS, s.Prefix)
+	}
+	return CheckDNS(n.DNS, n.Subnet) // outside all: the error names the first
+}
+
+// CheckDNSOf checks n's DNS address: a host address of one of its subnets.
+func (n Network) CheckDNSOf() error { return checkDNSOf(&n) }

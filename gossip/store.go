@@ -20,7 +20,8 @@ type claim struct {
 	seq, gen uint64
 	vtep     netip.AddrPort
 	ips      []netip.Addr
-	at       time.Time // when this node accepted it
+	names    *fdb.Names // the endpoint's DNS names, or nil
+	at       time.Time  // when this node accepted it
 }
 
 // tomb remembers that owner withdrew the key at gen.
@@ -142,7 +143,7 @@ func (a *Agent) applyLocked(owner string, rec record) bool {
 		}
 		return true
 	}
-	n := &claim{owner: owner, seq: rec.Seq, gen: rec.Gen, vtep: rec.VTEP, ips: rec.IPs, at: now}
+	n := &claim{owner: owner, seq: rec.Seq, gen: rec.Gen, vtep: rec.VTEP, ips: rec.IPs, names: rec.Names, at: now}
 	if c := ks.cur; c != nil {
 		if c.owner == owner {
 			if rec.Gen <= c.gen {
@@ -233,14 +234,14 @@ func (a *Agent) installLocked(k fdb.Key, ks *keyState) {
 			}
 		case fdb.OriginGossip:
 			if e.Node == c.owner && e.Seq == c.seq && e.Port == 0 && e.VTEP == c.vtep &&
-				e.Duplicate == dup && slices.Equal(e.IPs, c.ips) {
+				e.Duplicate == dup && slices.Equal(e.IPs, c.ips) && e.Names.Equal(c.names) {
 				return
 			}
 		}
 	}
 	a.table.Set(fdb.Entry{
 		Key: k, Location: fdb.Location{VTEP: c.vtep}, Origin: fdb.OriginGossip,
-		Node: c.owner, Seq: c.seq, IPs: c.ips, Duplicate: dup,
+		Node: c.owner, Seq: c.seq, IPs: c.ips, Names: c.names, Duplicate: dup,
 	})
 }
 
@@ -301,7 +302,7 @@ func (a *Agent) queueNamed(name string, msg []byte) {
 }
 
 func recordOf(k fdb.Key, c *claim) record {
-	return record{Key: k, Seq: c.seq, Gen: c.gen, VTEP: c.vtep, IPs: c.ips}
+	return record{Key: k, Seq: c.seq, Gen: c.gen, VTEP: c.vtep, IPs: c.ips, Names: c.names}
 }
 
 // Announce makes this node the owner of b's (VNI, MAC) and gossips it. The
@@ -331,6 +332,8 @@ func (a *Agent) normalize(b *Binding) error {
 		return fmt.Errorf("gossip: announce: %v is not a unicast MAC", b.MAC)
 	case len(b.IPs) > MaxIPs:
 		return fmt.Errorf("gossip: announce %v: %d IPs, at most %d", b.MAC, len(b.IPs), MaxIPs)
+	case b.Names != nil && !namesFit(b.Names):
+		return fmt.Errorf("gossip: announce %v: names %q exceed the wire's bounds", b.MAC, b.Names.Name)
 	case b.Node != "" && b.Node != a.cfg.Name:
 		return fmt.Errorf("gossip: announce %v: owner %q is not this node", b.MAC, b.Node)
 	}
@@ -364,7 +367,7 @@ func (a *Agent) announceLocked(b Binding) error {
 	if c := ks.cur; c != nil && c.owner == a.cfg.Name {
 		owned = true
 		seq = max(seq, c.seq)
-		if seq == c.seq && c.vtep == b.VTEP && slices.Equal(c.ips, b.IPs) {
+		if seq == c.seq && c.vtep == b.VTEP && slices.Equal(c.ips, b.IPs) && c.names.Equal(b.Names) {
 			return nil
 		}
 	} else if c != nil {
@@ -379,7 +382,7 @@ func (a *Agent) announceLocked(b Binding) error {
 		return ErrTooManyBindings
 	}
 	a.gen++
-	c := &claim{owner: a.cfg.Name, seq: seq, gen: a.gen, vtep: b.VTEP, ips: b.IPs, at: a.cfg.Now()}
+	c := &claim{owner: a.cfg.Name, seq: seq, gen: a.gen, vtep: b.VTEP, ips: b.IPs, names: b.Names, at: a.cfg.Now()}
 	a.setCurLocked(k, ks, c, c.at)
 	a.queueLocked(a.cfg.Name, recordOf(k, c))
 	return nil

@@ -21,9 +21,16 @@
 //	+---------------------------------------------------------------+
 //	| nIPs  | nIPs x (family (4 or 6), 4/16 address bytes)          |
 //	+---------------------------------------------------------------+
+//	| names, present when flags bit 1 is set:                       |
+//	| name (1..255 bytes) | service (0..255) | nAliases (0..8) |    |
+//	| nAliases x alias (1..255); each string a length byte first    |
+//	+---------------------------------------------------------------+
 //
 // Flags bit 0 marks a withdrawal (tombstone): its VTEP is the zero value
-// and it has no IPs. A live record has a valid VTEP.
+// and it has no IPs and no names. A live record has a valid VTEP. Flags
+// bit 1 says the endpoint has DNS names (fdb.Names); a node older than
+// names rejects such records, so every node is upgraded before endpoints
+// get names.
 //
 // Message: version (1) | type (1 = binding) | owner | record.
 // Leave:   version (1) | type (3 = leave) | owner | gen (8): the owner is
@@ -58,6 +65,7 @@ const (
 	typeLeave   = 3
 
 	flagWithdrawn = 1 << 0
+	flagNames     = 1 << 1
 
 	// MaxVNI is the largest VXLAN network identifier (24 bits), as the
 	// forwarding table defines it.
@@ -65,6 +73,15 @@ const (
 	// MaxIPs bounds the addresses one binding carries: a host with an IPv4
 	// address, link-local and a few global IPv6 addresses fits with room.
 	MaxIPs = 16
+	// MaxNameLen bounds an endpoint name, alias or service name: a DNS
+	// name's 253 characters fit.
+	MaxNameLen = 255
+	// MaxAliases bounds the aliases one endpoint carries.
+	MaxAliases = 8
+	// MaxNamesBytes bounds an endpoint's names together, so that a
+	// binding message (at most 319 bytes without names) stays well inside
+	// one gossip packet (memberlist's UDPBufferSize, 1400).
+	MaxNamesBytes = 512
 	// MaxStateBindings bounds the bindings one node may own. No single
 	// host carries that many MACs.
 	MaxStateBindings = 1 << 17
@@ -98,6 +115,7 @@ type record struct {
 	Gen       uint64
 	VTEP      netip.AddrPort
 	IPs       []netip.Addr
+	Names     *fdb.Names
 }
 
 // message is one broadcast: a record and its owner, or (Leave) the owner's
@@ -158,6 +176,9 @@ func appendRecord(b []byte, r *record) []byte {
 	if r.Withdrawn {
 		flags |= flagWithdrawn
 	}
+	if r.Names != nil {
+		flags |= flagNames
+	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, r.Seq)
 	b = binary.BigEndian.AppendUint64(b, r.Gen)
@@ -166,7 +187,30 @@ func appendRecord(b []byte, r *record) []byte {
 	for _, ip := range r.IPs {
 		b = appendAddr(b, ip)
 	}
+	if n := r.Names; n != nil {
+		b = appendOwner(b, n.Name)
+		b = append(append(b, byte(len(n.Service))), n.Service...)
+		b = append(b, byte(len(n.Aliases)))
+		for _, al := range n.Aliases {
+			b = appendOwner(b, al)
+		}
+	}
 	return b
+}
+
+// namesFit reports whether n fits the wire's bounds.
+func namesFit(n *fdb.Names) bool {
+	if len(n.Name) == 0 || len(n.Name) > MaxNameLen || len(n.Service) > MaxNameLen || len(n.Aliases) > MaxAliases {
+		return false
+	}
+	total := len(n.Name) + len(n.Service)
+	for _, al := range n.Aliases {
+		if len(al) == 0 || len(al) > MaxNameLen {
+			return false
+		}
+		total += len(al)
+	}
+	return total <= MaxNamesBytes
 }
 
 // encodeMessage encodes m. The caller has checked m against the bounds.
@@ -340,7 +384,9 @@ func (r *reader) record() record {
 		return rec
 	}
 	switch {
-	case rec.Key.VNI > MaxVNI || flags&^flagWithdrawn != 0:
+	case rec.Key.VNI > MaxVNI || flags&^(flagWithdrawn|flagNames) != 0:
+		r.fail(errMalformed)
+	case rec.Withdrawn && flags&flagNames != 0:
 		r.fail(errMalformed)
 	case n > MaxIPs:
 		r.fail(errTooLarge)
@@ -349,10 +395,12 @@ func (r *reader) record() record {
 	case !rec.Withdrawn && !rec.VTEP.Addr().IsValid():
 		r.fail(errMalformed)
 	}
-	if r.err != nil || n == 0 {
+	if r.err != nil {
 		return rec
 	}
-	rec.IPs = make([]netip.Addr, 0, n)
+	if n > 0 {
+		rec.IPs = make([]netip.Addr, 0, n)
+	}
 	for range n {
 		ip := r.addr()
 		if r.err == nil && !ip.IsValid() {
@@ -360,7 +408,33 @@ func (r *reader) record() record {
 		}
 		rec.IPs = append(rec.IPs, ip)
 	}
+	if flags&flagNames != 0 {
+		rec.Names = r.names()
+	}
 	return rec
+}
+
+// names reads a record's names (flagNames).
+func (r *reader) names() *fdb.Names {
+	n := &fdb.Names{Name: r.owner()}
+	n.Service = string(r.take(int(r.u8())))
+	count := int(r.u8())
+	if r.err == nil && count > MaxAliases {
+		r.fail(errTooLarge)
+	}
+	if r.err != nil {
+		return nil
+	}
+	if count > 0 {
+		n.Aliases = make([]string, 0, count)
+	}
+	for range count {
+		n.Aliases = append(n.Aliases, r.owner())
+	}
+	if r.err != nil {
+		return nil
+	}
+	return n
 }
 
 func (r *reader) end() error {

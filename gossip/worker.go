@@ -76,7 +76,7 @@ func (a *Agent) syncLocal(k fdb.Key) {
 		a.withdrawLocked(k)
 		return
 	}
-	b := Binding{VNI: k.VNI, MAC: k.MAC, IPs: e.IPs, Seq: e.Seq}
+	b := Binding{VNI: k.VNI, MAC: k.MAC, IPs: e.IPs, Seq: e.Seq, Names: e.Names}
 	if len(b.IPs) > MaxIPs {
 		b.IPs = b.IPs[:MaxIPs]
 	}

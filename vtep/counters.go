@@ -19,6 +19,8 @@ const (
 	dropPortSecurity                   // a secure port's frame with another source MAC, or ARP/NA for another address
 	dropFloodRate                      // a port's broadcast/unknown frames beyond its flood rate
 	dropOffload                        // a TAP super-frame the segmenter refused (malformed or unsupported offload)
+	dropNoRoute                        // to the router MAC: no endpoint holds the address, or not a routable packet (routing.go)
+	dropTTL                            // to the router MAC with TTL or hop limit 1 or 0 (routing.go)
 	numDropReasons
 )
 
@@ -35,6 +37,8 @@ var dropNames = [numDropReasons]string{
 	dropPortSecurity: "port_security",
 	dropFloodRate:    "flood_rate",
 	dropOffload:      "bad_offload",
+	dropNoRoute:      "no_route",
+	dropTTL:          "ttl_exceeded",
 }
 
 // String is the reason's name as ovlsw status prints it.

@@ -15,15 +15,17 @@ import (
 )
 
 // admit checks a frame read from port p, which classify has described in
-// c: that it fits the port's MTU (full: it filled its read buffer; super:
-// a TSO super-frame, larger by design) and on a secure port comes from the
-// port's own MAC. It returns the drop reason when it does not. It is
-// small enough to be inlined into the data path.
-func (p *port) admit(frame []byte, c *frameClass, full, super bool) (DropReason, bool) {
-	if full || (!super && !fitsMTU(frame, c, p.mtu)) {
+// c: that it fits the port's MTU (oversize: it filled its read buffer, or
+// it is a TSO super-frame whose segments would not fit, superTooBig;
+// super: a TSO super-frame, larger than the MTU by design) and comes from
+// the port's own MAC on a secure port, and never from a router MAC
+// (routing.go). It returns the drop reason when it does not. It is small
+// enough to be inlined into the data path.
+func (p *port) admit(frame []byte, c *frameClass, oversize, super bool) (DropReason, bool) {
+	if oversize || (!super && !fitsMTU(frame, c, p.mtu)) {
 		return dropMTU, false
 	}
-	if p.secure && c.Src != p.mac {
+	if p.secure && c.Src != p.mac || IsRouterMAC(c.Src) {
 		return dropPortSecurity, false
 	}
 	return 0, true
@@ -50,14 +52,15 @@ func lookupDst(t *fdb.Table, vni uint32, dst fdb.MAC) (loc fdb.Location, found b
 
 // place says where a frame from port p goes given its destination's
 // entry (loc, if found): to the entry's VTEP, to another local port (in
-// ports), nowhere (the port it came from), or flooded.
-func (p *port) place(loc fdb.Location, found bool, ports *portSet) (destKind, *port) {
+// ports), nowhere (the port it came from, unless routed: a routed frame
+// may go back out its port), or flooded.
+func (p *port) place(loc fdb.Location, found, routed bool, ports *portSet) (destKind, *port) {
 	switch {
 	case !found:
 		return destFlood, nil
 	case !loc.IsLocal():
 		return destRemote, nil
-	case loc.Port == p.id:
+	case loc.Port == p.id && !routed:
 		return destHairpin, nil
 	}
 	if dp := ports.byID[loc.Port]; dp != nil {

@@ -207,7 +207,7 @@ func (s *Switch) proxyDecide(p *port, frame []byte, c *frameClass, learn bool, v
 			return
 		}
 		v.arp, v.target = req, req.TargetIP
-		mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: req.TargetIP})
+		mac, ok := s.proxyTarget(p.vni, req.TargetIP)
 		if !ok {
 			v.q = unknownQuestion
 			return
@@ -230,7 +230,7 @@ func (s *Switch) proxyDecide(p *port, frame []byte, c *frameClass, learn bool, v
 				s.fdb.BindIP(fdb.Key{VNI: p.vni, MAC: ns.SourceLLA}, ns.Src)
 			}
 			v.nd, v.ns, v.target = true, ns, ns.Target
-			mac, ok := s.fdb.LookupIPVouched(fdb.IPKey{VNI: p.vni, IP: ns.Target})
+			mac, ok := s.proxyTarget(p.vni, ns.Target)
 			if !ok {
 				v.q = unknownQuestion
 				return
@@ -265,7 +265,7 @@ func (s *Switch) proxy(p *port, buf []byte, off, size int, c *frameClass) (quest
 		return v.q, 0
 	}
 	if v.nd {
-		n := buildNA(buf[off:], v.ns, frame, c, v.mac, false)
+		n := buildNA(buf[off:], v.ns, frame, c, v.mac, IsRouterMAC(v.mac))
 		if n == 0 {
 			return notQuestion, 0
 		}

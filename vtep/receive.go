@@ -145,7 +145,9 @@ func (s *Switch) receiveOne(pkt []byte, from *peer, ports *portSet, now int64, r
 	// change nothing, and the destination's entry is taken as it was.
 	m := &rs.memo
 	if macs := [12]byte(frame[:12]); !m.valid || m.macs != macs || m.vni != vni || m.from != from {
-		s.fdb.Learn(fdb.Key{VNI: vni, MAC: c.Src}, fdb.Location{VTEP: from.addr}, fdb.OriginLearned, now)
+		if !IsRouterMAC(c.Src) { // routed frames: every node's router MAC is the same (routing.go)
+			s.fdb.Learn(fdb.Key{VNI: vni, MAC: c.Src}, fdb.Location{VTEP: from.addr}, fdb.OriginLearned, now)
+		}
 		*m = rxMemo{valid: true, macs: macs, vni: vni, from: from}
 		if !c.Dst.IsMulticast() {
 			if loc, ok := s.fdb.Lookup(fdb.Key{VNI: vni, MAC: c.Dst}); ok && loc.IsLocal() {

@@ -52,7 +52,10 @@ func (q *localQueue) add(p *port, pkt []byte) {
 func (s *Switch) flushLocal(q *localQueue) {
 	for i := range q.outs {
 		o := &q.outs[i]
-		n, _ := o.p.dev.Write(o.bufs, q.lay.ioOff)
+		n, err := o.p.dev.Write(o.bufs, q.lay.ioOff)
+		if err != nil {
+			s.warnWrite(o.p, err)
+		}
 		if cs := s.captures.Load(); cs != nil {
 			cs.portOut(o.p, o.bufs, n, q.lay.frameOff)
 		}
@@ -119,6 +122,8 @@ type sendScratch struct {
 	remote  remoteQueue
 	orphan  peer    // stands in for a VTEP that is not a peer, for counting
 	one     []*peer // a single destination, as a slice
+
+	route routeMemo // the batch's last routed destination (routing.go)
 
 	// Offload path only (vnet layout).
 	seg   offload.Segmenter
@@ -231,12 +236,13 @@ func (s *Switch) sendLoop(p *port, q tap.Device) {
 
 // sendBatch forwards the n frames in sc.bufs read from port p.
 func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
-	ports, peers, cs := s.ports.Load(), s.peers.Load(), s.captures.Load().atPort(p)
+	ports, peers, res, cs := s.ports.Load(), s.peers.Load(), s.resolver.Load(), s.captures.Load().atPort(p)
 	now := s.fdb.Now().UnixNano()
 	bufs, sizes, local, remote := sc.bufs, sc.sizes, &sc.local, &sc.remote
 	lay := p.lay
 	local.lay = lay
 	sc.arena.reset()
+	sc.route.valid = false // the table may have changed
 	rxBytes := 0
 	for i := range n {
 		buf := bufs[i]
@@ -254,16 +260,29 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		if lay.vnet {
 			_ = h.Decode(buf)
 		}
+		super := lay.vnet && h.GSOType != offload.GSONone
 		var c frameClass
 		reason, ok := classify(frame, &c)
 		if ok {
-			reason, ok = p.admit(frame, &c, end == len(buf), lay.vnet && h.GSOType != offload.GSONone)
+			reason, ok = p.admit(frame, &c, end == len(buf) || super && superTooBig(frame, &c, h, p.mtu), super)
 		}
 		if !ok {
 			sc.capture.drop(&s.drops, reason)
+			if reason == dropMTU {
+				s.tooBig(p, sc, buf, end, &c, now) // routing.go
+			}
 			continue
 		}
 		s.fdb.Learn(fdb.Key{VNI: p.vni, MAC: c.Src}, fdb.Location{Port: p.id}, fdb.OriginLocal, now)
+		if res != nil && (c.EtherType == 0x0800 || c.EtherType == 0x86dd) && !super {
+			if taken, n := s.resolve(res, p, buf, lay.frameOff, len(frame)); taken {
+				if n > 0 {
+					clear(buf[:lay.frameOff])          // no offload asked of the answer
+					local.add(p, buf[:lay.frameOff+n]) // the answer, built in place
+				}
+				continue
+			}
+		}
 		q := notQuestion
 		if c.EtherType == 0x0806 || c.EtherType == 0x86dd {
 			var n int
@@ -280,6 +299,9 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		if !p.secure && (c.EtherType == 0x0800 || c.EtherType == 0x86dd) {
 			s.learnSourceIP(p.vni, frame, &c)
 		}
+		if c.Dst == RouterMAC(p.vni) && !s.route(p, sc, buf, end, &c, now) { // routing.go
+			continue
+		}
 		// pkt is what a local port is written: the frame behind its
 		// virtio-net header (vnet), or behind room for the VXLAN header
 		// (plain), where it is also the datagram for the wire.
@@ -289,7 +311,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 		}
 
 		loc, found := lookupDst(s.fdb, p.vni, c.Dst)
-		switch kind, dp := p.place(loc, found, ports); kind {
+		switch kind, dp := p.place(loc, found, IsRouterMAC(c.Src), ports); kind {
 		case destRemote:
 			sc.one[0] = peers.peerAt(loc.VTEP, &sc.orphan)
 			s.toPeers(p, sc, pkt, frame, h, &c, sc.one)

@@ -6,6 +6,7 @@ package vtep
 // receive.go (wire -> TAP).
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,10 +14,12 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/tap"
+	"github.com/ovlsw/ovlsw/vtep/route"
 )
 
 // Config configures a Switch.
@@ -102,6 +105,7 @@ type port struct {
 
 	traffic trafficCounters
 	err     atomic.Pointer[error] // why the reader stopped, if it did
+	icmp    route.Limiter         // ICMP errors sent to the port (routing.go)
 }
 
 type portSet struct {
@@ -132,11 +136,18 @@ type Switch struct {
 	counters    map[netip.Addr]*trafficCounters // per-peer counters, kept across changes
 	groups      map[uint32]netip.AddrPort       // VNIs in multicast mode, as SetGroup set them (group.go)
 
-	policies atomic.Pointer[map[uint32]FloodPolicy] // copy-on-write under mu
-	captures atomic.Pointer[captureSet]             // running captures (capturehook.go), nil if none; copy-on-write under mu
+	policies atomic.Pointer[map[uint32]FloodPolicy]  // copy-on-write under mu
+	gateways atomic.Pointer[map[uint32][]netip.Addr] // copy-on-write under mu (gateway.go)
+	resolver atomic.Pointer[resolverBox]             // the name service; nil for none (resolver.go)
+	subnets  atomic.Pointer[map[uint32][]Subnet]     // copy-on-write under mu (routing.go); nil for none
+	captures atomic.Pointer[captureSet]              // running captures (capturehook.go), nil if none; copy-on-write under mu
 
 	drops    dropCounters
 	proxyCtr proxyCounters
+	routeCtr routeCounters
+	// lastWriteWarn is when a failed port write was last logged (unix
+	// nanoseconds): at most one a writeWarnEvery.
+	lastWriteWarn atomic.Int64
 
 	unsubIPMove func() // the FDB's address-move subscription
 
@@ -176,6 +187,7 @@ func New(cfg Config) (*Switch, error) {
 	s.ports.Store(&portSet{byID: map[int]*port{}, byVNI: map[uint32][]*port{}, lay: plainLayout})
 	s.peers.Store(&peerSet{byAddr: map[netip.Addr]*peer{}, byVNI: map[uint32][]*peer{}})
 	s.policies.Store(&map[uint32]FloodPolicy{})
+	s.gateways.Store(&map[uint32][]netip.Addr{})
 	readers := s.conn.Readers()
 	s.wg.Add(len(readers) + 1)
 	for _, r := range readers {
@@ -284,6 +296,9 @@ func (s *Switch) RemovePort(id int) error {
 	err := p.dev.Close()
 	<-p.done
 	s.fdb.DeleteFunc(func(e fdb.Entry) bool { return e.Port == id })
+	if rb := s.resolver.Load(); rb != nil {
+		rb.r.ForgetPort(id)
+	}
 	s.log.Debug("port removed", "port", p.name, "id", id)
 	return err
 }
@@ -335,6 +350,28 @@ func (s *Switch) expireLoop() {
 			s.fdb.Expire()
 		}
 	}
+}
+
+// writeWarnEvery bounds how often failed port writes are logged: a port
+// whose writes fail fails them for every frame.
+const writeWarnEvery = 10 * time.Second
+
+// warnWrite logs a failed write to port p, at most once a writeWarnEvery
+// for the whole switch; the frames are counted as write_error either way.
+// EIO, the link being down (a port being attached, before its TAP is up
+// in the namespace, or one its container set down), is only a debug
+// message.
+func (s *Switch) warnWrite(p *port, err error) {
+	now := time.Now().UnixNano()
+	last := s.lastWriteWarn.Load()
+	if now-last < int64(writeWarnEvery) || !s.lastWriteWarn.CompareAndSwap(last, now) {
+		return
+	}
+	level := slog.LevelWarn
+	if errors.Is(err, syscall.EIO) {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "frames not written to a port (counted as write_error; next such message in 10 s at the earliest)", "port", p.name, "err", err)
 }
 
 // closed reports whether Close has begun.

@@ -1,9 +1,10 @@
 package vtep
 
 // This file holds Trace: one frame walked through the TAP -> wire path's
-// decisions (decide.go, the proxy's proxyDecide) in a dry run, each step
-// recorded. Nothing is learned, counted, answered or sent, and no flood
-// token is taken.
+// decisions (decide.go, the proxy's proxyDecide, routing's routeDecide) in
+// a dry run, each step recorded. Nothing is learned, counted, answered or
+// sent, and no flood token is taken. The name service (vtep/dns) is not
+// traced: its verdict cannot be had without answering.
 
 import (
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/vtep/route"
 )
 
 // SourcePorter is an optional capability of a Conn: the outer UDP source
@@ -24,7 +26,7 @@ type SourcePorter interface {
 
 // TraceStep is one decision of a trace.
 type TraceStep struct {
-	Stage  string `json:"stage"`  // admit, port_security, proxy, fdb, flood_policy, flood_rate, egress
+	Stage  string `json:"stage"`  // admit, port_security, proxy, route, fdb, flood_policy, flood_rate, egress
 	Result string `json:"result"` // what was decided, in a word or two
 	Detail string `json:"detail,omitempty"`
 }
@@ -122,8 +124,32 @@ func (s *Switch) Trace(portID int, frame []byte) (Trace, error) {
 			t.step("proxy", "pass", "not a question the proxy answers")
 		}
 	}
+	if c.Dst == RouterMAC(p.vni) { // routing.go: the same decision route acts on
+		var pk route.Packet
+		v, mac, kind := s.routeDecide(p, frame, &c, nil, &pk)
+		switch v {
+		case routeNoRoute:
+			t.step("route", "drop", "to the router MAC, but not a packet a router forwards")
+			return t.drop(dropNoRoute), nil
+		case routeGateway:
+			t.step("route", "gateway", "%v is the network's gateway address: an echo request is answered, anything else dropped (no_route)", pk.Dst)
+			t.Verdict = "answered"
+			t.Out = []TraceOut{{Port: p.name}}
+			return t, nil
+		case routeTTL:
+			t.step("route", "drop", "TTL %d: %v sent back to the port", pk.TTL, kind)
+			return t.drop(dropTTL), nil
+		case routeUnreachable:
+			t.step("route", "drop", "no endpoint holds %v: %v sent back to the port", pk.Dst, kind)
+			return t.drop(dropNoRoute), nil
+		}
+		rmac := RouterMAC(p.vni)
+		route.Forward(frame, &pk, rmac, mac) // the private copy, as route rewrites the frame
+		c.Dst, c.Src = mac, rmac
+		t.step("route", "forward", "routed to %v at %v, TTL %d -> %d", pk.Dst, mac, pk.TTL, pk.TTL-1)
+	}
 	loc, found := lookupDst(s.fdb, p.vni, c.Dst)
-	kind, dp := p.place(loc, found, ports)
+	kind, dp := p.place(loc, found, IsRouterMAC(c.Src), ports)
 	if e, ok := s.fdb.Get(fdb.Key{VNI: p.vni, MAC: c.Dst}); ok && !c.Dst.IsMulticast() {
 		t.FDB = &TraceFDB{Origin: e.Origin.String(), Node: e.Node, Seq: e.Seq, Dup: e.Duplicate,
 			Age: s.fdb.Now().Sub(e.Seen).Round(time.Millisecond).Seconds()}

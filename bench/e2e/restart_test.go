@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -94,7 +95,7 @@ func TestE2ERestart(t *testing.T) {
 
 		// Up again: the same endpoint, listed and announced, no attach.
 		var eps []control.Endpoint
-		if err := nA.get("/v1/endpoints", &eps); err != nil || len(eps) != 1 || eps[0] != eA {
+		if err := nA.get("/v1/endpoints", &eps); err != nil || len(eps) != 1 || !reflect.DeepEqual(eps[0], eA) {
 			t.Errorf("endpoints after the restart (%v): %v\n%s\nwant %s", sig, err, jsonString(eps), jsonString(eA))
 		}
 		if !slices.ContainsFunc(nA.status().Ports, func(p control.Port) bool { return p.Name == eA.Name }) {

@@ -30,6 +30,7 @@ func TestQuickRun(t *testing.T) {
 		"tcp_rr": all, "cpu_gb_tcp1": all, "cpu_gb_tcp4": all, "ovlsw_cpu_tcp1": ovlsw, "rss": ovlsw,
 		"fdb_empty": overlays, "fdb_full": overlays, "fdb_entries": overlays, "fdb_rss": ovlsw,
 		"gossip_join": ovlsw, "gossip_bind": ovlsw, "gossip_bytes": ovlsw,
+		"route_bridged_tcp1": ovlsw, "route_routed_tcp1": ovlsw, "route_bridged_tcp4": ovlsw, "route_routed_tcp4": ovlsw,
 	}
 	for _, n := range opts.ScalePairs {
 		want[scaleID(n)] = all
@@ -67,7 +68,7 @@ func TestQuickRun(t *testing.T) {
 	if rw := got["tcp1"]; rw != nil && rw.Ratios[buildOvlsw+"/"+buildKernel] == 0 {
 		t.Errorf("no ovlsw/kernel ratio for TCP 1 stream: %+v", rw.Ratios)
 	}
-	for _, id := range []string{"gossip_join", "gossip_bind", "gossip_bytes"} {
+	for _, id := range []string{"gossip_join", "gossip_bind", "gossip_bytes", "route_bridged_tcp1", "route_routed_tcp4"} {
 		if rw := got[id]; rw != nil && (rw.TODO != "" || len(rw.Values) != 1 ||
 			!slices.Equal(rw.NotApplicable, []string{buildUnderlay, buildKernel}) || len(rw.Ratios) != 0) {
 			t.Errorf("%s: want an ovlsw value only, kernel and underlay n/a, no ratios; got %+v", id, rw)

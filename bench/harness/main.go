@@ -48,7 +48,7 @@ const (
 
 var (
 	allBuilds    = []string{buildUnderlay, buildKernel, buildOvlsw}
-	allScenarios = []string{scenarioBase, scenarioScale, scenarioFDB, scenarioGossip}
+	allScenarios = []string{scenarioBase, scenarioScale, scenarioFDB, scenarioGossip, scenarioRoute}
 )
 
 // options is the parsed command line.
@@ -254,6 +254,8 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 			err = h.fdb(ctx)
 		case scenarioGossip:
 			err = h.gossipScenario(ctx)
+		case scenarioRoute:
+			err = h.routeScenario(ctx) // route.go
 		}
 		if err != nil {
 			return nil, err

@@ -27,7 +27,8 @@ type rowDef struct {
 
 // onlyBuild names, by row id, the one build a row applies to; the others
 // read n/a.
-var onlyBuild = map[string]string{"gossip_join": buildOvlsw, "gossip_bind": buildOvlsw, "gossip_bytes": buildOvlsw}
+var onlyBuild = map[string]string{"gossip_join": buildOvlsw, "gossip_bind": buildOvlsw, "gossip_bytes": buildOvlsw,
+	"route_bridged_tcp1": buildOvlsw, "route_routed_tcp1": buildOvlsw, "route_bridged_tcp4": buildOvlsw, "route_routed_tcp4": buildOvlsw}
 
 // rowDefs returns the rows in report order.
 func rowDefs(opts options) []rowDef {
@@ -48,7 +49,7 @@ func rowDefs(opts options) []rowDef {
 		defs = append(defs, rowDef{scaleID(n), scenarioScale, fmt.Sprintf("TCP aggregate, %d pair(s), 1 stream each", n), "Gbit/s"})
 	}
 	entries := formatCount(float64(opts.FDBEntries))
-	return append(defs,
+	return append(append(defs,
 		rowDef{"fdb_empty", scenarioFDB, "TCP 1 stream, FDB as built (a few entries)", "Gbit/s"},
 		rowDef{"fdb_full", scenarioFDB, "TCP 1 stream, FDB filled with " + entries + " MACs", "Gbit/s"},
 		rowDef{"fdb_entries", scenarioFDB, "FDB entries after the fill (smaller host)", "entries"},
@@ -56,7 +57,7 @@ func rowDefs(opts options) []rowDef {
 		rowDef{"gossip_join", scenarioGossip, gossipLabel(opts) + ": join, until every FDB holds every node's host port", "s"},
 		rowDef{"gossip_bind", scenarioGossip, gossipLabel(opts) + ": one new binding (attach) reaches every node", "s"},
 		rowDef{"gossip_bytes", scenarioGossip, gossipLabel(opts) + ": gossip sent per node at rest", "B/s"},
-	)
+	), routeRowIDs()...)
 }
 
 // gossipLabel starts the gossip rows' metric: the cluster size, and that

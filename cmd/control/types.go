@@ -27,6 +27,17 @@ type Network struct {
 	MTU     int          `json:"mtu"`
 	Flood   string       `json:"flood,omitempty"` // flood policy: "flood", "drop" or a list like "arp=drop,unicast=flood,broadcast=flood"; empty: the node's
 	Group   netip.Addr   `json:"group,omitzero"`  // underlay multicast group its floods go to; zero: head-end replication
+	// DNS is the address endpoints send DNS queries to, answered by the
+	// switch on every node: the one given at create, else the gateway.
+	// Zero: the network has no name service.
+	DNS netip.Addr `json:"dns,omitzero"`
+	// Subnets lists every subnet with its gateway, Subnet and Gateway
+	// first. A create request gives them here instead for a network with
+	// several; the node routes between them (routes.go).
+	Subnets []Subnet `json:"subnets,omitempty"`
+	// RouterMAC is the MAC every node answers ARP and ND for the gateways
+	// with, and routes frames sent to.
+	RouterMAC string `json:"router_mac,omitempty"`
 }
 
 // NetworkDetail is a network with its endpoints, for network inspect.
@@ -48,6 +59,14 @@ type Endpoint struct {
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 	MTU     int          `json:"mtu"`
 	Secure  bool         `json:"port_security"`
+	// DNSName is the name other endpoints of the network resolve it by
+	// (empty: none); Aliases are more such names; Service groups it with
+	// others under tasks.SERVICE.
+	DNSName string   `json:"dns_name,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
+	Service string   `json:"service,omitempty"`
+	// DNS is where the endpoint's resolver asks: the network's DNS address.
+	DNS netip.Addr `json:"dns,omitzero"`
 }
 
 // AttachRequest is the body of POST /v1/attach.
@@ -55,9 +74,18 @@ type AttachRequest struct {
 	Netns   string       `json:"netns"`            // a name under /run/netns, or a path
 	Network string       `json:"network"`          // network name
 	Address netip.Prefix `json:"address,omitzero"` // zero: allocate from the subnet
+	Subnet  netip.Prefix `json:"subnet,omitzero"`  // the network's subnet to allocate from; zero: the first with room
 	IfName  string       `json:"ifname,omitempty"` // default eth0
 	MAC     string       `json:"mac,omitempty"`    // default: generated
-	Name    string       `json:"name,omitempty"`   // default: netns/ifname
+	Name    string       `json:"name,omitempty"`   // in status; default NETNS/IFNAME
+	// DNSName is the name the network's other endpoints resolve it by
+	// (default: the namespace's name when it is one under /run/netns and a
+	// valid DNS name; else none).
+	DNSName string   `json:"dns_name,omitempty"`
+	Aliases []string `json:"aliases,omitempty"` // more DNS names
+	Service string   `json:"service,omitempty"` // the service it is a task of (tasks.SERVICE, SERVICE)
+	// NoResolvConf keeps attach from writing /etc/netns/NETNS/resolv.conf.
+	NoResolvConf bool `json:"no_resolv_conf,omitempty"`
 	// NoPortSecurity lets the port send from other MACs and claim other
 	// addresses (a container that routes or bridges). Off by default.
 	NoPortSecurity bool `json:"no_port_security,omitempty"`
@@ -130,6 +158,36 @@ type Stats struct {
 	Peers   []Peer            `json:"peers"`
 	Drops   map[string]uint64 `json:"drops"` // by reason: short, bad_header, not_member, ...
 	Proxy   Proxy             `json:"proxy"`
+	DNS     *DNS              `json:"dns,omitempty"` // nil: no name service on this node
+}
+
+// DNS counts what the switch's name service did: queries answered from
+// the networks' names, forwarded upstream, and dropped by reason.
+type DNS struct {
+	Queries   uint64            `json:"queries"`
+	Answered  uint64            `json:"answered"`  // from the networks' names (NODATA included)
+	NoData    uint64            `json:"nodata"`    // a name known, the type asked not
+	NXDomain  uint64            `json:"nxdomain"`  // names of a network that no endpoint holds
+	Forwarded uint64            `json:"forwarded"` // sent upstream
+	Upstream  uint64            `json:"upstream"`  // upstream answers relayed
+	ServFail  uint64            `json:"servfail"`  // upstream failed or timed out
+	Refused   uint64            `json:"refused"`   // outside names with no upstream
+	FormErr   uint64            `json:"formerr"`
+	Truncated uint64            `json:"truncated"`
+	TCP       uint64            `json:"tcp"` // queries over TCP
+	Dropped   map[string]uint64 `json:"dropped"`
+	Upstreams []string          `json:"upstreams"` // where outside names go; empty: refused
+}
+
+// Name is one row of GET /v1/names: an endpoint's names in one network.
+type Name struct {
+	Network string       `json:"network"`
+	Name    string       `json:"name"`
+	Aliases []string     `json:"aliases,omitempty"`
+	Service string       `json:"service,omitempty"`
+	IPs     []netip.Addr `json:"ips"`
+	MAC     string       `json:"mac"`
+	Node    string       `json:"node"`
 }
 
 // Traffic counts frames and bytes each way.

@@ -91,13 +91,20 @@ func (d *Daemon) handler() http.Handler {
 		reply(w, n, err)
 	})
 	handlePost(mux, "/v1/networks", func(n control.Network) (any, error) {
-		if err := d.nets.create(fromControlNetwork(n)); err != nil {
+		gn, err := fromControlNetwork(n)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.nets.create(gn); err != nil {
 			return nil, err
 		}
 		return d.inspectNetwork(n.Name)
 	})
 	mux.HandleFunc("DELETE /v1/networks/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, struct{}{}, d.nets.remove(r.PathValue("name"), d.networkUsers))
+	})
+	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
+		control.WriteJSON(w, http.StatusOK, d.routes()) // route.go
 	})
 	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
 		control.WriteJSON(w, http.StatusOK, d.peers())
@@ -120,6 +127,10 @@ func (d *Daemon) handler() http.Handler {
 			return nil, err
 		}
 		return d.token(), nil
+	})
+	mux.HandleFunc("GET /v1/names", func(w http.ResponseWriter, r *http.Request) {
+		names, err := d.listNames(r.URL.Query().Get("network"))
+		reply(w, names, err)
 	})
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, r *http.Request) {
 		control.WriteJSON(w, http.StatusOK, d.listEndpoints(""))
@@ -184,11 +195,15 @@ func (d *Daemon) clusterEndpoints(n gossip.Network) []control.Endpoint {
 		if e.VNI != n.VNI || e.Origin != fdb.OriginGossip || len(e.IPs) == 0 {
 			continue
 		}
-		ep := control.Endpoint{Network: n.Name, VNI: n.VNI, Node: e.Node, MAC: e.MAC.String(), Gateway: n.Gateway, MTU: n.MTU}
-		if bits < 0 {
-			bits = e.IPs[0].BitLen()
+		ep := control.Endpoint{Network: n.Name, VNI: n.VNI, Node: e.Node, MAC: e.MAC.String(), Gateway: gatewayOf(n, e.IPs[0]), MTU: n.MTU}
+		b := bits
+		if s, ok := n.SubnetOf(e.IPs[0]); ok {
+			b = s.Prefix.Bits()
 		}
-		ep.Address = netip.PrefixFrom(e.IPs[0], bits)
+		if b < 0 {
+			b = e.IPs[0].BitLen()
+		}
+		ep.Address = netip.PrefixFrom(e.IPs[0], b)
 		out = append(out, ep)
 	}
 	slices.SortFunc(out, func(a, b control.Endpoint) int {
@@ -238,7 +253,36 @@ func (d *Daemon) status() control.Status {
 		FDB:    control.FDBStat{Entries: d.fdb.Len(), Refused: d.fdb.Refused()},
 	}
 	d.queueDrops(st.Ports)
+	if d.names != nil {
+		st.Stats.DNS = toControlDNS(d.names.stats(), d.names.upstreams())
+	}
 	return st
+}
+
+// names lists the names of network, or (network "") of every network
+// this node serves.
+func (d *Daemon) listNames(network string) ([]control.Name, error) {
+	var nets []gossip.Network
+	if network != "" {
+		n, ok := d.nets.get(network)
+		if !ok {
+			return nil, fmt.Errorf("network %s: %w", network, errNotFound)
+		}
+		nets = append(nets, n)
+	} else {
+		nets = d.nets.list()
+	}
+	out := []control.Name{}
+	for _, n := range nets {
+		for _, r := range d.names.list(n.VNI) {
+			node := d.cfg.Name
+			if e, ok := d.fdb.Get(fdb.Key{VNI: n.VNI, MAC: r.Owner}); ok && e.Origin == fdb.OriginGossip {
+				node = e.Node
+			}
+			out = append(out, toControlName(n.Name, r, node))
+		}
+	}
+	return out, nil
 }
 
 // token returns this node's join token.

@@ -12,26 +12,83 @@ import (
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/gossip"
 	"github.com/ovlsw/ovlsw/vtep"
+	"github.com/ovlsw/ovlsw/vtep/dns"
 )
 
 func toControlNetwork(n gossip.Network) control.Network {
-	return control.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group}
+	c := control.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group, DNS: n.DNSAddr()}
+	for _, s := range n.Subnets() {
+		c.Subnets = append(c.Subnets, control.Subnet{Subnet: s.Prefix, Gateway: s.Gateway})
+	}
+	if len(gatewayAddrs(n)) > 0 {
+		c.RouterMAC = vtep.RouterMAC(n.VNI).String()
+	}
+	return c
 }
 
-func fromControlNetwork(n control.Network) gossip.Network {
-	return gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group}
+// fromControlNetwork converts n; Subnets, if given, replace Subnet and
+// Gateway (an error if both are given and disagree, or too many).
+func fromControlNetwork(n control.Network) (gossip.Network, error) {
+	g := gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group}
+	if n.DNS != n.Gateway && (len(n.Subnets) == 0 || n.DNS != n.Subnets[0].Gateway) {
+		g.DNS = n.DNS // the default, the first gateway, is kept out of the record
+	}
+	if len(n.Subnets) == 0 {
+		return g, nil
+	}
+	if n.Subnet.IsValid() && n.Subnet != n.Subnets[0].Subnet || n.Gateway.IsValid() && n.Gateway != n.Subnets[0].Gateway {
+		return g, userErrorf("network %s: subnet %v and gateway %v disagree with the first of subnets", n.Name, n.Subnet, n.Gateway)
+	}
+	subs := make([]gossip.NetSubnet, len(n.Subnets))
+	for i, s := range n.Subnets {
+		subs[i] = gossip.NetSubnet{Prefix: s.Subnet, Gateway: s.Gateway}
+	}
+	if err := g.SetSubnets(subs); err != nil {
+		return g, userErrorf("%v", err)
+	}
+	return g, nil
 }
 
 func toControlEndpoint(ep endpoint) control.Endpoint {
-	return control.Endpoint{
+	out := control.Endpoint{
 		Name: ep.Name, Network: ep.Network, VNI: ep.VNI, Node: ep.Node, Netns: ep.Netns, IfName: ep.IfName,
 		MAC: ep.MAC.String(), Address: ep.Address, Gateway: ep.Gateway, MTU: ep.MTU, Secure: ep.Secure,
+		DNS: ep.DNS,
 	}
+	if nm := ep.Names; nm != nil {
+		out.DNSName, out.Aliases, out.Service = nm.Name, nm.Aliases, nm.Service
+	}
+	return out
 }
 
 func fromControlAttach(r control.AttachRequest) attachRequest {
-	return attachRequest{Netns: r.Netns, Network: r.Network, Address: r.Address, IfName: r.IfName,
-		MAC: r.MAC, Name: r.Name, Secure: !r.NoPortSecurity}
+	return attachRequest{Netns: r.Netns, Network: r.Network, Address: r.Address, Subnet: r.Subnet, IfName: r.IfName,
+		MAC: r.MAC, Name: r.Name, DNSName: r.DNSName, Aliases: r.Aliases, Service: r.Service, Secure: !r.NoPortSecurity,
+		ResolvConf: !r.NoResolvConf}
+}
+
+func toControlName(network string, r dns.Record, node string) control.Name {
+	return control.Name{Network: network, Name: r.Name, Aliases: r.Aliases, Service: r.Service,
+		IPs: r.IPs, MAC: r.Owner.String(), Node: node}
+}
+
+func toControlDNS(s dns.Stats, ups []netip.AddrPort) *control.DNS {
+	out := &control.DNS{
+		Answered: s.Answered + s.NoData, NoData: s.NoData, NXDomain: s.NXDomain, Forwarded: s.Forwarded,
+		Upstream: s.UpstreamAnswered, ServFail: s.ServFail, Refused: s.Refused, FormErr: s.FormErr,
+		Truncated: s.Truncated, TCP: s.TCP, Upstreams: []string{},
+		Dropped: map[string]uint64{
+			"rate": s.Dropped.Rate, "malformed": s.Dropped.Malformed, "fragment": s.Dropped.Fragment,
+			"not_unicast": s.Dropped.NotUnicast, "in_flight": s.Dropped.InFlight,
+			"tcp_unsupported": s.Dropped.TCPUnsupported, "tcp_stale": s.Dropped.TCPStale,
+			"no_room": s.Dropped.NoRoom, "closed": s.Dropped.Closed,
+		},
+	}
+	out.Queries = out.Answered + s.NXDomain + s.Forwarded + s.Refused + s.FormErr + s.NotImp
+	for _, u := range ups {
+		out.Upstreams = append(out.Upstreams, u.String())
+	}
+	return out
 }
 
 func toControlMember(m gossip.MemberInfo) control.Member {

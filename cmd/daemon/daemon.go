@@ -89,6 +89,25 @@ type Config struct {
 	// SecretFile and JoinKeyFile keep the cluster secret and this node's
 	// join key, mode 0600; empty means beside the state file.
 	SecretFile, JoinKeyFile string
+	// DNSUpstreams are the resolvers the name service forwards outside
+	// names to; empty means those of ResolvConf, unless NoDNSUpstream,
+	// which answers outside names REFUSED.
+	DNSUpstreams  []netip.AddrPort
+	NoDNSUpstream bool
+	// ResolvConf is the host's resolver configuration, read for
+	// upstreams; empty means /etc/resolv.conf.
+	ResolvConf string
+	// DNSTTL is the TTL of the name service's answers: 0 keeps resolvers
+	// from caching a name that may move.
+	DNSTTL uint32
+	// DNSRate limits the DNS queries each port may send, a second (bursts
+	// of a fifth of that); past it they are dropped and counted. 0: no
+	// limit.
+	DNSRate int
+	// NetnsEtc is where attach writes a named namespace's resolv.conf,
+	// which `ip netns exec` mounts over /etc/resolv.conf; empty means
+	// /etc/netns.
+	NetnsEtc string
 	// Out receives what the node prints once for its operator: the join
 	// token of a cluster it founds. Nil discards.
 	Out    io.Writer
@@ -119,6 +138,7 @@ func DefaultConfig() Config {
 		ClaimSettle:    time.Second,            // a few gossip rounds (200 ms each) on a LAN
 		Offload:        true,                   // each offload is probed; off only to compare
 		KeyRotation:    secret.DefaultInterval, // as Docker swarm rotates its gossip key
+		DNSRate:        1000,                   // far above what a container's resolver asks; a runaway loop cannot starve the others
 	}
 }
 
@@ -140,6 +160,7 @@ type Daemon struct {
 	nets    *networks
 	alloc   *allocator
 	eps     *endpoints
+	names   *names                  // the name service; set once in wire
 	host    *hostPort               // nil without a default network; set once in New
 	trust   *trust                  // the cluster secret and join key; set once in New
 	cluster atomic.Pointer[cluster] // nil until gossip runs
@@ -161,6 +182,17 @@ func configErrorf(format string, args ...any) error {
 
 // Validate checks cfg without touching the host.
 func (c *Config) Validate() error {
+	if c.DNSRate < 0 {
+		return configErrorf("DNS rate %d: give 0 (no limit) or more", c.DNSRate)
+	}
+	if c.NoDNSUpstream && len(c.DNSUpstreams) > 0 {
+		return configErrorf("DNS upstream none and DNS upstreams %v: give one or the other", c.DNSUpstreams)
+	}
+	for _, u := range c.DNSUpstreams {
+		if !u.Addr().IsValid() || u.Addr().IsUnspecified() || u.Addr().IsMulticast() || u.Port() == 0 {
+			return configErrorf("DNS upstream %v: give a unicast resolver address", u)
+		}
+	}
 	if !c.Bind.IsValid() {
 		return configErrorf("bind address is required: the underlay address VXLAN is sent from (one of this host's addresses)")
 	}
@@ -421,10 +453,33 @@ func (d *Daemon) wire(conn vtep.Conn) error {
 		}
 	})
 	d.nets.groups = networkGroups{check: d.checkNetworkGroup, join: d.joinNetworkGroup, leave: d.leaveNetworkGroup}
+	if d.names, err = newNames(namesConfig{Upstreams: d.dnsUpstreams(), TTL: cfg.DNSTTL, Rate: cfg.DNSRate, Log: d.log}, d.fdb, d.sw); err != nil {
+		d.sw.Close()
+		return err
+	}
+	d.nets.watch = d.names.networkChanged
 	d.alloc = newAllocator(cfg.Name, d.fdb, d.holder)
 	d.eps = newEndpoints(endpointsConfig{Node: cfg.Name, State: cfg.State, Offload: cfg.Offload, FloodRate: cfg.FloodRate,
-		ClaimSettle: cfg.ClaimSettle, Log: d.log}, d.sw, d.fdb, d.alloc, d.nets)
+		ClaimSettle: cfg.ClaimSettle, NetnsEtc: cfg.NetnsEtc, Log: d.log}, d.sw, d.fdb, d.alloc, d.nets)
+	d.eps.names = d.names
 	return nil
+}
+
+// dnsUpstreams returns where the name service forwards outside names:
+// the configured resolvers, else the host's (ResolvConf), else none.
+func (d *Daemon) dnsUpstreams() []netip.AddrPort {
+	if d.cfg.NoDNSUpstream {
+		return nil
+	}
+	if len(d.cfg.DNSUpstreams) > 0 {
+		return d.cfg.DNSUpstreams
+	}
+	path := cmp.Or(d.cfg.ResolvConf, "/etc/resolv.conf")
+	ups, err := readResolvConf(path)
+	if err != nil || len(ups) == 0 {
+		d.log.Warn("no upstream resolver: names outside the overlay networks are answered REFUSED", "resolv_conf", path, "err", err)
+	}
+	return ups
 }
 
 // startCluster starts gossip and hands it to the owners that read the
@@ -500,6 +555,10 @@ func (d *Daemon) close(keepPorts bool) error {
 		}
 		errs = append(errs, d.sw.Close())
 		d.sw = nil
+	}
+	if d.names != nil {
+		d.names.close()
+		d.names = nil
 	}
 	return errors.Join(errs...)
 }

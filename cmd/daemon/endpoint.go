@@ -42,7 +42,12 @@ type endpoint struct {
 	Address netip.Prefix
 	Gateway netip.Addr
 	MTU     int
-	Secure  bool // port security
+	Secure  bool       // port security
+	Names   *fdb.Names // its DNS names; nil for none
+	DNS     netip.Addr // the network's DNS address, if it has one
+	// ResolvConf says attach wrote the namespace's resolv.conf
+	// (resolvconf.go) for this endpoint.
+	ResolvConf bool
 }
 
 // attachRequest asks for a new endpoint.
@@ -50,10 +55,16 @@ type attachRequest struct {
 	Netns   string       // a name under /run/netns, or a path
 	Network string       // network name
 	Address netip.Prefix // zero: allocate from the subnet
+	Subnet  netip.Prefix // the network's subnet to allocate from; zero: the first with room
 	IfName  string       // default eth0
 	MAC     string       // default: generated
 	Name    string       // default: netns/ifname
+	DNSName string       // default: the namespace's name, if a valid one
+	Aliases []string     // more DNS names
+	Service string       // the service it is a task of
 	Secure  bool         // port security
+	// ResolvConf has attach write the resolv.conf of a named namespace.
+	ResolvConf bool
 }
 
 // endpointsConfig configures the endpoints.
@@ -63,6 +74,7 @@ type endpointsConfig struct {
 	Offload     bool          // TAP offloads (hostport.go, tapQueues, says how endpoints use them)
 	FloodRate   int           // vtep.PortConfig.FloodRate of every port
 	ClaimSettle time.Duration // how long an allocated address's claim waits for conflicts
+	NetnsEtc    string        // where named namespaces' resolv.conf go (resolvconf.go); empty: /etc/netns
 	Log         *slog.Logger
 }
 
@@ -76,6 +88,7 @@ type endpoints struct {
 	fdb   *fdb.Table
 	alloc *allocator
 	nets  *networks
+	names *names // nil: endpoints get no DNS names (tests)
 
 	floodRate atomic.Int64 // cfg.FloodRate, which a reload changes (reload.go)
 
@@ -127,6 +140,10 @@ func (e *endpoints) attach(req attachRequest) (endpoint, error) {
 	if !ok {
 		return endpoint{}, userErrorf("attach: no network %q (see `ovlsw network ls`)", req.Network)
 	}
+	nm, err := endpointNames(req.DNSName, req.Netns, req.Aliases, req.Service)
+	if err != nil {
+		return endpoint{}, err
+	}
 	slot := path + "\x00" + req.IfName
 	if err := e.begin(slot, req); err != nil {
 		return endpoint{}, err
@@ -134,7 +151,7 @@ func (e *endpoints) attach(req attachRequest) (endpoint, error) {
 	defer e.end(slot)
 	avoid := map[netip.Addr]bool{}
 	for try := 0; ; try++ {
-		c, err := e.claim(req, n, avoid)
+		c, err := e.claim(req, n, nm, avoid)
 		if err != nil {
 			return endpoint{}, err
 		}
@@ -187,12 +204,13 @@ type claim struct {
 	dev  tap.Device
 	port int
 	name string
+	nm   *fdb.Names
 }
 
 // claim reserves the address, picks the MAC, creates the TAP and its port,
 // and announces the binding.
-func (e *endpoints) claim(req attachRequest, n gossip.Network, avoid map[netip.Addr]bool) (_ *claim, reterr error) {
-	addr, err := e.alloc.reserve(n, req.Address, avoid)
+func (e *endpoints) claim(req attachRequest, n gossip.Network, nm *fdb.Names, avoid map[netip.Addr]bool) (_ *claim, reterr error) {
+	addr, err := e.alloc.reserveIn(n, req.Subnet, req.Address, avoid)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +223,7 @@ func (e *endpoints) claim(req attachRequest, n gossip.Network, avoid map[netip.A
 	if err != nil {
 		return nil, err
 	}
-	c := &claim{n: n, addr: addr, mac: mac, name: req.Name}
+	c := &claim{n: n, addr: addr, mac: mac, name: req.Name, nm: nm}
 	if c.name == "" {
 		c.name = req.Netns + "/" + req.IfName
 	}
@@ -218,11 +236,20 @@ func (e *endpoints) claim(req attachRequest, n gossip.Network, avoid map[netip.A
 		c.dev.Close()
 		return nil, fmt.Errorf("attach: %w", err)
 	}
-	// Pinned: known for as long as it is attached. Announced by gossip.
-	e.fdb.Set(fdb.Entry{
-		Key: fdb.Key{VNI: n.VNI, MAC: mac}, Location: fdb.Location{Port: c.port},
-		Origin: fdb.OriginLocal, IPs: []netip.Addr{addr.Addr()}, Pinned: true,
-	})
+	// Pinned: known for as long as it is attached. Announced by gossip,
+	// with its names.
+	set := func() {
+		e.fdb.Set(fdb.Entry{
+			Key: fdb.Key{VNI: n.VNI, MAC: mac}, Location: fdb.Location{Port: c.port},
+			Origin: fdb.OriginLocal, IPs: []netip.Addr{addr.Addr()}, Pinned: true, Names: nm,
+		})
+	}
+	if e.names == nil {
+		set()
+	} else if err := e.names.take(n, mac, nm, set); err != nil {
+		e.sw.RemovePort(c.port)
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -236,7 +263,8 @@ func (e *endpoints) abandon(c *claim) {
 
 // finish places the claimed port into the namespace and records it.
 func (e *endpoints) finish(req attachRequest, path string, c *claim) (endpoint, error) {
-	p := tap.Placement{Netns: path, IfName: req.IfName, Addrs: []netip.Prefix{c.addr}, Gateway: c.n.Gateway}
+	gw := gatewayOf(c.n, c.addr.Addr()) // its subnet's (route.go)
+	p := tap.Placement{Netns: path, IfName: req.IfName, Addrs: []netip.Prefix{c.addr}, Gateway: gw}
 	if err := tap.Place(c.dev.Name(), p); err != nil {
 		e.abandon(c)
 		if errors.Is(err, tap.ErrLinkExists) {
@@ -253,11 +281,17 @@ func (e *endpoints) finish(req attachRequest, path string, c *claim) (endpoint, 
 	}
 	ep := endpoint{
 		Name: c.name, Network: c.n.Name, VNI: c.n.VNI, Node: e.cfg.Node, Netns: req.Netns, IfName: req.IfName,
-		MAC: c.mac, Address: c.addr, Gateway: c.n.Gateway, MTU: c.n.MTU, Secure: req.Secure,
+		MAC: c.mac, Address: c.addr, Gateway: gw, MTU: c.n.MTU, Secure: req.Secure,
+		Names: c.nm, DNS: c.n.DNSAddr(), ResolvConf: req.ResolvConf && c.n.DNSAddr().IsValid(),
 	}
 	ns, _ := tap.NetnsIDOf(path) // zero if gone already: then the reader notices
 	e.mu.Lock()
-	e.byPort[c.port] = &attached{ep: ep, dev: c.dev, net: c.n, ns: ns}
+	a := &attached{ep: ep, dev: c.dev, net: c.n, ns: ns}
+	e.byPort[c.port] = a
+	if ep.ResolvConf {
+		a.ep.ResolvConf = e.syncResolvConfLocked(ep.Netns)
+		ep = a.ep
+	}
 	e.saveStateLocked()
 	e.mu.Unlock()
 	e.alloc.release(c.n.VNI, c.addr.Addr()) // the endpoint holds it now
@@ -276,6 +310,9 @@ func endpointMAC(t *fdb.Table, vni uint32, s string) (fdb.MAC, error) {
 		if mac.IsMulticast() || mac.IsZero() {
 			return mac, userErrorf("attach: MAC %v is not a unicast address", mac)
 		}
+		if vtep.IsRouterMAC(mac) {
+			return mac, userErrorf("attach: MAC %v is a router MAC (02:6f:76:...), which the switch keeps for the gateways", mac)
+		}
 		if e, ok := t.Get(fdb.Key{VNI: vni, MAC: mac}); ok && e.Origin != fdb.OriginLearned {
 			return mac, userErrorf("attach: MAC %v is already in use on this network", mac)
 		}
@@ -285,7 +322,7 @@ func endpointMAC(t *fdb.Table, vni uint32, s string) (fdb.MAC, error) {
 		var mac fdb.MAC
 		rand.Read(mac[:])
 		mac[0] = mac[0]&^1 | 2 // unicast, locally administered
-		if _, ok := t.Get(fdb.Key{VNI: vni, MAC: mac}); !ok {
+		if _, ok := t.Get(fdb.Key{VNI: vni, MAC: mac}); !ok && !vtep.IsRouterMAC(mac) {
 			return mac, nil
 		}
 	}
@@ -320,6 +357,9 @@ func (e *endpoints) removeLocked(id int, why string, gone bool) error {
 		}
 	}
 	delete(e.byPort, id)
+	if a.ep.ResolvConf {
+		e.syncResolvConfLocked(a.ep.Netns)
+	}
 	err := e.sw.RemovePort(id) // closes the TAP and withdraws its MACs
 	if errors.Is(err, tap.ErrClosed) {
 		err = nil

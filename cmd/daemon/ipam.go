@@ -23,6 +23,7 @@ import (
 	"hash/fnv"
 	"math/big"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -80,8 +81,11 @@ func (a *allocator) inUse(n gossip.Network, addr netip.Addr) string {
 }
 
 func (a *allocator) inUseLocked(n gossip.Network, addr netip.Addr) string {
-	if addr == n.Gateway {
+	if slices.Contains(gatewayAddrs(n), addr) {
 		return "the gateway"
+	}
+	if addr == n.DNS {
+		return "the network's DNS address"
 	}
 	if who := a.holder(n.VNI, addr); who != "" {
 		return who
@@ -105,19 +109,38 @@ func (a *allocator) inUseLocked(n gossip.Network, addr netip.Addr) string {
 // skipping the network (or IPv6 subnet-router anycast) address, the IPv4
 // broadcast address and those in avoid. release gives it back.
 func (a *allocator) reserve(n gossip.Network, want netip.Prefix, avoid map[netip.Addr]bool) (netip.Prefix, error) {
+	return a.reserveIn(n, netip.Prefix{}, want, avoid)
+}
+
+// reserveIn is reserve for a network with several subnets: want must be in
+// one of them (with its prefix length); without want, the address comes
+// from subnet if given, else from the first subnet with room.
+func (a *allocator) reserveIn(n gossip.Network, subnet, want netip.Prefix, avoid map[netip.Addr]bool) (netip.Prefix, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	addr := want
+	subs := n.Subnets()
+	if subnet.IsValid() {
+		if !slices.ContainsFunc(subs, func(s gossip.NetSubnet) bool { return s.Prefix == subnet }) {
+			return netip.Prefix{}, userErrorf("attach: network %s has no subnet %v (it has %v)", n.Name, subnet, prefixes(subs))
+		}
+		if want.IsValid() && !subnet.Contains(want.Addr()) {
+			return netip.Prefix{}, userErrorf("attach: address %v is not in subnet %v", want, subnet)
+		}
+	}
 	if want.IsValid() {
-		if n.Subnet.IsValid() && (!n.Subnet.Contains(want.Addr()) || want.Bits() != n.Subnet.Bits()) {
-			return netip.Prefix{}, userErrorf("attach: address %v is not in network %s's subnet %v", want, n.Name, n.Subnet)
+		if s, ok := n.SubnetOf(want.Addr()); len(subs) > 0 && (!ok || want.Bits() != s.Prefix.Bits()) {
+			if len(subs) == 1 {
+				return netip.Prefix{}, userErrorf("attach: address %v is not in network %s's subnet %v", want, n.Name, n.Subnet)
+			}
+			return netip.Prefix{}, userErrorf("attach: address %v is not in any of network %s's subnets %v", want, n.Name, prefixes(subs))
 		}
 		if who := a.inUseLocked(n, want.Addr()); who != "" {
 			return netip.Prefix{}, userErrorf("attach: address %v is taken by %s", want.Addr(), who)
 		}
 	} else {
 		var err error
-		if addr, err = a.allocateLocked(n, avoid); err != nil {
+		if addr, err = a.allocateAnyLocked(n, subnet, avoid); err != nil {
 			return netip.Prefix{}, err
 		}
 	}
@@ -133,6 +156,38 @@ func (a *allocator) release(vni uint32, addr netip.Addr) {
 	delete(a.pending, fdb.IPKey{VNI: vni, IP: addr})
 }
 
+// allocateAnyLocked allocates from subnet of n, or if that is zero from
+// the first of n's subnets with room.
+func (a *allocator) allocateAnyLocked(n gossip.Network, subnet netip.Prefix, avoid map[netip.Addr]bool) (netip.Prefix, error) {
+	subs := n.Subnets()
+	if len(subs) <= 1 && !subnet.IsValid() {
+		return a.allocateLocked(n, avoid)
+	}
+	var err error
+	for _, s := range subs {
+		if subnet.IsValid() && s.Prefix != subnet {
+			continue
+		}
+		one := n
+		one.Subnet, one.Gateway = s.Prefix, s.Gateway
+		var addr netip.Prefix
+		if addr, err = a.allocateLocked(one, avoid); err == nil {
+			return addr, nil
+		}
+	}
+	return netip.Prefix{}, err
+}
+
+// prefixes lists the subnets' prefixes, for messages.
+func prefixes(subs []gossip.NetSubnet) []netip.Prefix {
+	out := make([]netip.Prefix, len(subs))
+	for i, s := range subs {
+		out[i] = s.Prefix
+	}
+	return out
+}
+
+// allocateLocked allocates from n.Subnet.
 func (a *allocator) allocateLocked(n gossip.Network, avoid map[netip.Addr]bool) (netip.Prefix, error) {
 	if !n.Subnet.IsValid() {
 		return netip.Prefix{}, userErrorf("network %s has no subnet to allocate from: give an address", n.Name)

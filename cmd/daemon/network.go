@@ -54,6 +54,10 @@ type networks struct {
 	store atomic.Pointer[networkStore] // nil until gossip runs
 
 	groups networkGroups // set once before use; zero: groups are ignored (tests)
+	// watch, set once before use, is told of every network that changes
+	// (old, new) or goes (new the zero Network), with r.mu held: it must
+	// not call back into the registry.
+	watch func(old, n gossip.Network)
 
 	// mu guards byName and early; vnis is written under it and read
 	// without it.
@@ -89,6 +93,12 @@ func checkNetwork(n *gossip.Network, maxMTU int, defFlood string) error {
 		return userErrorf("network %s: %v", n.Name, err)
 	}
 	if err := gossip.CheckGroup(n.Group); err != nil {
+		return userErrorf("network %s: %v", n.Name, err)
+	}
+	if err := n.CheckSubnets(); err != nil { // route.go
+		return userErrorf("network %s: %v", n.Name, err)
+	}
+	if err := n.CheckDNSOf(); err != nil {
 		return userErrorf("network %s: %v", n.Name, err)
 	}
 	if n.MTU == 0 {
@@ -127,15 +137,16 @@ func (r *networks) create(n gossip.Network) error {
 	s := *sp
 	for _, o := range s.Networks() {
 		switch {
-		case o.Name == n.Name && o.VNI == n.VNI && (!n.Subnet.IsValid() || o.Subnet == n.Subnet) &&
+		case o.Name == n.Name && o.VNI == n.VNI && (!n.Subnet.IsValid() || o.Subnet == n.Subnet && o.More == n.More) &&
 			(!n.Gateway.IsValid() || o.Gateway == n.Gateway):
 			return nil // already there: a node joining with the same --vni (and --subnet, if given)
 		case o.Name == n.Name:
 			return userErrorf("network %s already exists (VNI %d, subnet %v)", n.Name, o.VNI, o.Subnet)
 		case o.VNI == n.VNI:
 			return userErrorf("VNI %d is already used by network %s", n.VNI, o.Name)
-		case n.Subnet.IsValid() && o.Subnet.IsValid() && n.Subnet.Overlaps(o.Subnet):
-			return userErrorf("subnet %v overlaps network %s's %v", n.Subnet, o.Name, o.Subnet)
+		}
+		if mine, theirs, ok := n.Overlap(o); ok {
+			return userErrorf("subnet %v overlaps network %s's %v", mine, o.Name, theirs)
 		}
 	}
 	if err := s.PutNetwork(n); err != nil {
@@ -187,10 +198,14 @@ func (r *networks) apply(list []gossip.Network) (removed []string) {
 		if !ok || old != n {
 			pol, _ := vtep.ParseFloodPolicy(n.Flood)
 			r.sw.SetFloodPolicy(n.VNI, pol)
+			r.routesChangedLocked(old, n, list) // route.go
 			changed = true
 		}
 		if old.Group != n.Group || old.VNI != n.VNI {
 			r.groupChangedLocked(old, n)
+		}
+		if r.watch != nil && (!ok || old != n) {
+			r.watch(old, n)
 		}
 	}
 	for name, old := range r.byName {
@@ -198,6 +213,10 @@ func (r *networks) apply(list []gossip.Network) (removed []string) {
 			removed = append(removed, name)
 			changed = true
 			r.groupChangedLocked(old, gossip.Network{})
+			r.routesChangedLocked(old, gossip.Network{}, list)
+			if r.watch != nil {
+				r.watch(old, gossip.Network{})
+			}
 		}
 	}
 	r.byName = next

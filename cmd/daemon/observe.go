@@ -89,6 +89,10 @@ func (d *Daemon) startObserver() error {
 		return nil
 	}
 	src := d.metricsSources()
+	src.Extra = append(src.Extra, metrics.RouteCounters(d.sw.RouteStats))
+	if d.names != nil {
+		src.Extra = append(src.Extra, metrics.DNSCounters(d.names.stats))
+	}
 	src.Extra = append(src.Extra, metrics.Table{
 		Snapshot: func() any { p, l := d.obs.hub.Stats(); return [2]uint64{p, l} },
 		Counters: []metrics.Counter{

@@ -87,6 +87,13 @@ type savedEndpoint struct {
 	MTU     int          `json:"mtu"`
 	Secure  bool         `json:"port_security"`
 	Net     savedNetwork `json:"net"`
+	// The endpoint's DNS names, its network's DNS address, and whether
+	// attach wrote its namespace's resolv.conf.
+	DNSName    string     `json:"dns_name,omitempty"`
+	Aliases    []string   `json:"aliases,omitempty"`
+	Service    string     `json:"service,omitempty"`
+	DNS        netip.Addr `json:"dns,omitzero"`
+	ResolvConf bool       `json:"resolv_conf,omitempty"`
 }
 
 // savedNetwork is a network in the state file.
@@ -97,15 +104,29 @@ type savedNetwork struct {
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 	MTU     int          `json:"mtu"`
 	Flood   string       `json:"flood,omitempty"`
+	DNS     netip.Addr   `json:"dns,omitzero"`
+	// More is the subnets after the first (route.go), packed at the front;
+	// absent for one. An array, so that saved records stay comparable.
+	More [gossip.MaxSubnets - 1]control.Subnet `json:"more_subnets,omitzero"`
 }
 
 func saveEndpoint(a *attached) savedEndpoint {
 	ep, n := a.ep, a.net
-	return savedEndpoint{
+	se := savedEndpoint{
 		Name: ep.Name, Network: ep.Network, VNI: ep.VNI, Node: ep.Node, Netns: ep.Netns, IfName: ep.IfName,
 		MAC: ep.MAC.String(), Address: ep.Address, Gateway: ep.Gateway, MTU: ep.MTU, Secure: ep.Secure,
-		Net: savedNetwork{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood},
+		Net: savedNetwork{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, DNS: n.DNS},
+		DNS: ep.DNS, ResolvConf: ep.ResolvConf,
 	}
+	if nm := ep.Names; nm != nil {
+		se.DNSName, se.Aliases, se.Service = nm.Name, nm.Aliases, nm.Service
+	}
+	if subs := n.Subnets(); len(subs) > 1 {
+		for i, s := range subs[1:] {
+			se.Net.More[i] = control.Subnet{Subnet: s.Prefix, Gateway: s.Gateway}
+		}
+	}
+	return se
 }
 
 // DefaultStatePath is the state file of a node whose control socket is
@@ -282,7 +303,10 @@ func (e *endpoints) readoptLocked(se savedEndpoint) (readopted, error) {
 		dev.Close()
 		return readopted{}, fmt.Errorf("add port: %w", err)
 	}
-	nw := gossip.Network{Name: se.Net.Name, VNI: se.Net.VNI, Subnet: se.Net.Subnet, Gateway: se.Net.Gateway, MTU: se.Net.MTU, Flood: se.Net.Flood}
+	nw := gossip.Network{Name: se.Net.Name, VNI: se.Net.VNI, Subnet: se.Net.Subnet, Gateway: se.Net.Gateway, MTU: se.Net.MTU, Flood: se.Net.Flood, DNS: se.Net.DNS}
+	for i, s := range se.Net.More {
+		nw.More[i] = gossip.NetSubnet{Prefix: s.Subnet, Gateway: s.Gateway}
+	}
 	if nw.Name != se.Network || nw.VNI != se.VNI { // a record without its network
 		nw = gossip.Network{Name: se.Network, VNI: se.VNI, Gateway: se.Gateway, MTU: se.MTU}
 	}
@@ -292,13 +316,17 @@ func (e *endpoints) readoptLocked(se savedEndpoint) (readopted, error) {
 	ep := endpoint{
 		Name: se.Name, Network: se.Network, VNI: se.VNI, Node: e.cfg.Node, Netns: se.Netns, IfName: se.IfName,
 		MAC: mac, Address: se.Address, Gateway: se.Gateway, MTU: se.MTU, Secure: se.Secure,
+		DNS: se.DNS, ResolvConf: se.ResolvConf,
+	}
+	if se.DNSName != "" {
+		ep.Names = &fdb.Names{Name: se.DNSName, Aliases: se.Aliases, Service: se.Service}
 	}
 	ns, _ := tap.NetnsIDOf(path) // zero if gone: then the reader notices
 	e.byPort[id] = &attached{ep: ep, dev: dev, net: nw, ns: ns}
 	// As at attach: pinned, and announced by gossip (by readoptSettle if
 	// gossip is not running yet).
 	e.fdb.Set(fdb.Entry{Key: fdb.Key{VNI: se.VNI, MAC: mac}, Location: fdb.Location{Port: id},
-		Origin: fdb.OriginLocal, IPs: []netip.Addr{addr}, Pinned: true})
+		Origin: fdb.OriginLocal, IPs: []netip.Addr{addr}, Pinned: true, Names: ep.Names})
 	e.log.Info("re-adopted", "endpoint", ep.Name, "network", ep.Network, "address", ep.Address, "mac", ep.MAC)
 	return readopted{id: id, ep: ep, net: nw}, nil
 }
@@ -396,6 +424,7 @@ func (e *endpoints) settleNetwork(nets []gossip.Network, r readopted) error {
 func (e *endpoints) release() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.removeResolvConfsLocked()
 	for _, a := range e.byPort {
 		if err := unpersist(a.dev); err != nil {
 			e.log.Debug("endpoint TAP not made non-persistent (gone already?)", "endpoint", a.ep.Name, "err", err)

@@ -273,7 +273,7 @@ func TestReadoptTAP(t *testing.T) {
 	if !strings.Contains(logs.String(), "kept=1 dropped=1") || !strings.Contains(logs.String(), "no such TAP") {
 		t.Errorf("log:\n%s", logs)
 	}
-	if st, err := readState(path); err != nil || len(st.Endpoints) != 1 || st.Endpoints[0] != kept {
+	if st, err := readState(path); err != nil || len(st.Endpoints) != 1 || !reflect.DeepEqual(st.Endpoints[0], kept) {
 		t.Errorf("state after readopt: %+v %v", st, err)
 	}
 	if who, ok := d1.addressInUse(webNet.Name, kept.Address.Addr()); !ok {

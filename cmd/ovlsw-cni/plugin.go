@@ -20,6 +20,12 @@ package main
 //     runtime's cleanup. That case is noted on stderr. A daemon that is
 //     running but does not answer is "try again later" (11): it may still
 //     hold the port.
+//   - Names: the endpoint's DNS name is the container's name where the
+//     runtime passes one (CNI_ARGS K8S_POD_NAME, as Podman and the
+//     kubelet do), else its ID as `docker ps` shortens it; the "aliases"
+//     capability (runtimeConfig.aliases, Podman's --network-alias) adds
+//     aliases. The result's "dns" names the network's DNS address and its
+//     name as the search domain, unless the config gives its own.
 //   - GC (spec 1.1) is a no-op: ports of namespaces that disappear are
 //     removed by the daemon itself, and an endpoint made by `ovlsw attach`
 //     must not be collected because no runtime listed it.
@@ -69,6 +75,9 @@ type netConf struct {
 	RuntimeConfig struct {
 		IPs []string `json:"ips,omitempty"`
 		MAC string   `json:"mac,omitempty"`
+		// Aliases are more DNS names per network name (Podman's
+		// --network-alias): the "aliases" capability.
+		Aliases map[string][]string `json:"aliases,omitempty"`
 	} `json:"runtimeConfig"`
 }
 
@@ -102,6 +111,19 @@ func parseConf(data []byte) (*netConf, error) {
 type ipArgs struct {
 	types.CommonArgs
 	IP types.UnmarshallableString
+	// K8S_POD_NAME is the container's name, as Podman and the kubelet pass
+	// it.
+	K8S_POD_NAME types.UnmarshallableString //nolint:revive // the CNI_ARGS key
+}
+
+// dnsName is the endpoint's DNS name: the container's name if the runtime
+// gave one, else its ID as endpointName shortens it.
+func dnsName(args *skel.CmdArgs) string {
+	var a ipArgs
+	if err := types.LoadArgs(args.Args, &a); err == nil && a.K8S_POD_NAME != "" {
+		return string(a.K8S_POD_NAME)
+	}
+	return strings.TrimSuffix(endpointName(args), "/"+args.IfName)
 }
 
 // requestedAddress is the address the runtime asks for, or the zero Prefix
@@ -163,7 +185,8 @@ func add(conf *netConf, args *skel.CmdArgs) (*types100.Result, error) {
 	}
 	req := control.AttachRequest{
 		Netns: args.Netns, Network: conf.Network, Address: addr, IfName: args.IfName,
-		MAC: conf.RuntimeConfig.MAC, Name: endpointName(args),
+		MAC: conf.RuntimeConfig.MAC, Name: endpointName(args), DNSName: dnsName(args),
+		Aliases: conf.RuntimeConfig.Aliases[conf.Name], NoResolvConf: true,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
@@ -179,6 +202,9 @@ func add(conf *netConf, args *skel.CmdArgs) (*types100.Result, error) {
 			return nil, types.NewError(types.ErrDecodingFailure, "ovlsw-cni: convert prevResult: "+err.Error(), "")
 		}
 		res = prev
+	}
+	if ep.DNS.IsValid() && len(conf.DNS.Nameservers) == 0 {
+		res.DNS = types.DNS{Nameservers: []string{ep.DNS.String()}, Search: []string{ep.Network}}
 	}
 	res.Interfaces = append(res.Interfaces, &types100.Interface{
 		Name: ep.IfName, Mac: ep.MAC, Mtu: ep.MTU, Sandbox: args.Netns,

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -202,7 +203,8 @@ func TestAddResult(t *testing.T) {
 	d.set(func() {
 		if got, want := d.attached[0], (control.AttachRequest{
 			Netns: sandbox, Network: "default", Address: netip.MustParsePrefix("10.0.9.1/24"), IfName: "eth0", Name: "c1/eth0",
-		}); got != want {
+			DNSName: "c1", NoResolvConf: true,
+		}); !reflect.DeepEqual(got, want) {
 			t.Errorf("attach request %+v, want %+v", got, want)
 		}
 	})
@@ -211,6 +213,53 @@ func TestAddResult(t *testing.T) {
 		`"ips":[{"address":"10.0.9.1/24","gateway":"10.0.9.254","interface":0}],"routes":[{"dst":"0.0.0.0/0","gw":"10.0.9.254"}]}`
 	if string(b) != want {
 		t.Errorf("result\n got %s\nwant %s", b, want)
+	}
+}
+
+// TestAddNames: the container's name from CNI_ARGS K8S_POD_NAME (as
+// Podman passes it) is its DNS name, the "aliases" capability adds aliases
+// for this network, and the result names the network's DNS address.
+func TestAddNames(t *testing.T) {
+	d := newFakeDaemon(t)
+	sandbox := filepath.Join(t.TempDir(), "netns")
+	if err := os.WriteFile(sandbox, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.set(func() {
+		d.attach = func(req control.AttachRequest) (int, any) {
+			return 200, control.Endpoint{
+				Name: req.Name, Network: req.Network, Netns: req.Netns, IfName: req.IfName, MAC: "02:00:00:00:00:01",
+				Address: netip.MustParsePrefix("10.0.9.1/24"), MTU: 1450, DNS: netip.MustParseAddr("10.0.9.53"),
+				DNSName: req.DNSName, Aliases: req.Aliases,
+			}
+		}
+	})
+	hexID := strings.Repeat("0123456789abcdef", 4)
+	for _, tc := range []struct {
+		name, args, want string
+	}{
+		{"pod name", "IgnoreUnknown=1;K8S_POD_NAMESPACE=web_1;K8S_POD_NAME=web_1;K8S_POD_INFRA_CONTAINER_ID=" + hexID, "web_1"},
+		{"no name", "", "0123456789ab"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConf(conf(t, d.socket, `, "network": "web", "runtimeConfig": {"aliases": {"test": ["www", "front"], "other": ["x"]}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := add(c, &skel.CmdArgs{ContainerID: hexID, Netns: sandbox, IfName: "eth0", Args: tc.args})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.set(func() {
+				got := d.attached[len(d.attached)-1]
+				if got.DNSName != tc.want || !reflect.DeepEqual(got.Aliases, []string{"www", "front"}) {
+					t.Errorf("attach request names %q %q, want %q [www front]", got.DNSName, got.Aliases, tc.want)
+				}
+			})
+			if !reflect.DeepEqual(res.DNS, types.DNS{Nameservers: []string{"10.0.9.53"}, Search: []string{"web"}}) {
+				t.Errorf("result DNS %+v", res.DNS)
+			}
+		})
 	}
 }
 

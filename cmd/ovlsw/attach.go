@@ -34,6 +34,7 @@ func newAttach() *cobra.Command {
 		Short: "Put a network namespace on an overlay network through a new TAP port",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			req.DNSName = req.Name
 			if ip != "" {
 				p, err := netip.ParsePrefix(ip)
 				if err != nil {
@@ -56,10 +57,14 @@ func newAttach() *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&req.Netns, "netns", "", "network namespace: a name under /run/netns or a path (/proc/PID/ns/net)")
 	f.StringVar(&req.Network, "network", "default", "network to attach to")
-	f.StringVar(&ip, "ip", "", "`ADDRESS/PREFIX` for the interface (default: allocated from the network's subnet)")
+	f.StringVar(&ip, "ip", "", "`ADDRESS/PREFIX` for the interface, in one of the network's subnets (default: allocated)")
+	f.Var(prefixFlag{&req.Subnet}, "subnet", "allocate the address from this `CIDR`, one of the network's subnets (default: the first with room)")
 	f.StringVar(&req.IfName, "ifname", "eth0", "interface name inside the namespace")
 	f.StringVar(&req.MAC, "mac", "", "MAC address (default: generated, locally administered)")
-	f.StringVar(&req.Name, "name", "", "endpoint name (default NETNS/IFNAME)")
+	f.StringVar(&req.Name, "name", "", "endpoint `NAME`, unique in the network, which its other endpoints resolve (default: the namespace's name)")
+	f.StringArrayVar(&req.Aliases, "alias", nil, "another DNS `NAME` of the endpoint (repeatable)")
+	f.StringVar(&req.Service, "service", "", "`SERVICE` the endpoint is a task of: tasks.SERVICE resolves to every task, SERVICE to all in a fresh random order")
+	f.BoolVar(&req.NoResolvConf, "no-resolv-conf", false, "do not write /etc/netns/NETNS/resolv.conf (nameserver: the network's DNS address)")
 	f.BoolVar(&req.NoPortSecurity, "no-port-security", false, "let the port send from other MACs and claim other addresses (a container that routes or bridges)")
 	_ = c.MarkFlagRequired("netns")
 	return c
@@ -114,9 +119,10 @@ func newNetworkCreate() *cobra.Command {
 	var cf clientFlags
 	var n control.Network
 	var vni uint32
-	var subnet, gateway, group string
+	var subnets, gateways []string
+	var group, dnsAddr string
 	c := &cobra.Command{
-		Use:   "create NAME --vni N [--subnet CIDR] [--gateway IP] [--mtu N] [--group ADDR]",
+		Use:   "create NAME --vni N [--subnet CIDR]... [--gateway IP]... [--dns-address IP] [--mtu N] [--group ADDR]",
 		Short: "Create an overlay network",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -125,15 +131,8 @@ func newNetworkCreate() *cobra.Command {
 				return errors.New(flagText(err.Error()))
 			}
 			var err error
-			if subnet != "" {
-				if n.Subnet, err = netip.ParsePrefix(subnet); err != nil {
-					return fmt.Errorf("--subnet %q: want a CIDR prefix, e.g. 10.0.9.0/24", subnet)
-				}
-			}
-			if gateway != "" {
-				if n.Gateway, err = netip.ParseAddr(gateway); err != nil {
-					return fmt.Errorf("--gateway %q is not an IP address", gateway)
-				}
+			if err := setSubnets(&n, subnets, gateways); err != nil { // routes.go
+				return err
 			}
 			if group != "" {
 				if n.Group, err = netip.ParseAddr(group); err != nil {
@@ -141,6 +140,23 @@ func newNetworkCreate() *cobra.Command {
 				}
 				if err := gossip.CheckGroup(n.Group); err != nil {
 					return err
+				}
+			}
+			if dnsAddr != "" {
+				if n.DNS, err = netip.ParseAddr(dnsAddr); err != nil {
+					return fmt.Errorf("--dns-address %q is not an IP address", dnsAddr)
+				}
+				sub := n.Subnet
+				for _, s := range n.Subnets {
+					if s.Subnet.Contains(n.DNS) {
+						sub = s.Subnet
+					}
+				}
+				if len(n.Subnets) > 0 && !sub.Contains(n.DNS) {
+					sub = n.Subnets[0].Subnet
+				}
+				if err := gossip.CheckDNS(n.DNS, sub); err != nil {
+					return fmt.Errorf("--dns-address: %v", err)
 				}
 			}
 			var d control.NetworkDetail
@@ -156,8 +172,9 @@ func newNetworkCreate() *cobra.Command {
 	}
 	cf.add(c)
 	c.Flags().Uint32Var(&vni, "vni", 0, "VXLAN network identifier, 1..16777215")
-	c.Flags().StringVar(&subnet, "subnet", "", "`CIDR` to allocate endpoint addresses from")
-	c.Flags().StringVar(&gateway, "gateway", "", "gateway `IP` (endpoints get a default route via it)")
+	c.Flags().StringArrayVar(&subnets, "subnet", nil, "`CIDR` to allocate endpoint addresses from; repeat for several subnets, IPv4 and IPv6, which every node routes between")
+	c.Flags().StringArrayVar(&gateways, "gateway", nil, "gateway `IP` of the subnet that holds it (endpoints get a default route via it); repeat for each subnet")
+	c.Flags().StringVar(&dnsAddr, "dns-address", "", "`IP` in a subnet of the network where every node's switch answers its DNS queries (default: the first subnet's gateway)")
 	c.Flags().IntVar(&n.MTU, "mtu", 0, "MTU of the network's ports (default: the node's overlay MTU: underlay MTU minus 50, or 70 over IPv6)")
 	c.Flags().StringVar(&n.Flood, "flood", "", "flood policy (see ovlsw up --flood; default: the node's)")
 	c.Flags().StringVar(&group, "group", "", "underlay multicast group `ADDR` the network's floods go to, as a kernel vxlan's group (default: a copy to each node)")
@@ -202,6 +219,9 @@ func newNetworkInspect() *cobra.Command {
 				return printJSON(os.Stdout, d)
 			}
 			writeNetworks(os.Stdout, []control.Network{d.Network})
+			if d.RouterMAC != "" {
+				fmt.Printf("router MAC %s: every node answers for the gateways and routes between the subnets\n", d.RouterMAC)
+			}
 			fmt.Println()
 			writeEndpoints(os.Stdout, d.Endpoints)
 			return nil
@@ -227,19 +247,17 @@ func newNetworkRm() *cobra.Command {
 
 func writeNetworks(out io.Writer, ns []control.Network) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "NETWORK\tVNI\tSUBNET\tGATEWAY\tMTU\tFLOOD\tGROUP")
+	fmt.Fprintln(w, "NETWORK\tVNI\tSUBNET\tGATEWAY\tDNS\tMTU\tFLOOD\tGROUP")
 	for _, n := range ns {
-		subnet, gw, group := "-", "-", "-"
-		if n.Subnet.IsValid() {
-			subnet = n.Subnet.String()
-		}
-		if n.Gateway.IsValid() {
-			gw = n.Gateway.String()
-		}
+		subnet, gw := subnetsText(n) // routes.go
+		group, dnsAddr := "-", "-"
 		if n.Group.IsValid() {
 			group = n.Group.String()
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", n.Name, n.VNI, subnet, gw, n.MTU, n.Flood, group)
+		if n.DNS.IsValid() {
+			dnsAddr = n.DNS.String()
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", n.Name, n.VNI, subnet, gw, dnsAddr, n.MTU, n.Flood, group)
 	}
 	w.Flush()
 }

@@ -47,7 +47,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%s: %w (see `%s --help`)", c.CommandPath(), err, c.CommandPath())
 	})
-	root.AddCommand(newUp(), newStatus(), newFDB(), newPeers(), newKeys(), newToken(), newAttach(), newDetach(), newNetwork(),
+	root.AddCommand(newUp(), newStatus(), newFDB(), newPeers(), newKeys(), newToken(), newAttach(), newDetach(), newNetwork(), newNames(), newRoutes(),
 		newCapture(), newTrace(), newEvents())
 	return root
 }

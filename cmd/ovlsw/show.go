@@ -108,6 +108,10 @@ func writeStatus(out io.Writer, st control.Status) {
 		st.Proxy.ARPAnswered, st.Proxy.NDAnswered, st.Proxy.Flooded, st.Proxy.Dropped, st.Proxy.GratuitousSent)
 	w.Flush()
 
+	if st.DNS != nil {
+		writeDNS(out, st.DNS)
+	}
+
 	fmt.Fprintln(out, "\nDROPS")
 	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	for _, r := range vtep.DropReasons() {

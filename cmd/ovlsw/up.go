@@ -25,7 +25,7 @@ func newUpCommand(run func(*cobra.Command, daemon.Config, *configFile) error) *c
 	cf := &configFile{}
 	var bind, logLevel, subnet, gateway, offload, group string
 	var advertise, dataAddr string
-	var peers, addrs []string
+	var peers, addrs, dnsUpstreams []string
 	var vni uint32
 	var port uint16
 	c := &cobra.Command{
@@ -101,6 +101,20 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 				}
 				cfg.Address = append(cfg.Address, pfx)
 			}
+			for _, u := range dnsUpstreams {
+				if u == "none" {
+					if len(dnsUpstreams) > 1 {
+						return fmt.Errorf("--dns-upstream none: give it alone, not with resolvers")
+					}
+					cfg.NoDNSUpstream = true
+					continue
+				}
+				ap, err := daemon.ParseDNSUpstream(u)
+				if err != nil {
+					return fmt.Errorf("--dns-upstream %q: %v", u, err)
+				}
+				cfg.DNSUpstreams = append(cfg.DNSUpstreams, ap)
+			}
 			switch offload {
 			case "on":
 				cfg.Offload = true
@@ -151,6 +165,9 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 	f.BoolVar(&cfg.Insecure, "insecure", false, "labs only: gossip without the cluster secret (plain, or with --gossip-key-file's static key), no join token, no key rotation; any host reaching the gossip port can join")
 	f.DurationVar(&cfg.KeyRotation, "key-rotation", cfg.KeyRotation, "how long each gossip key is used before the next, the same on every member (keys derive from the cluster secret and the time)")
 	f.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "`FILE` holding a base64 32-byte cluster secret (with --insecure: a static gossip key) instead of one made by the founding node")
+	f.StringArrayVar(&dnsUpstreams, "dns-upstream", nil, "resolver `IP[:PORT]` the networks' name service forwards names outside the overlay to (repeatable), or none to answer them REFUSED (default: the nameservers of /etc/resolv.conf)")
+	f.IntVar(&cfg.DNSRate, "dns-rate", cfg.DNSRate, "most DNS queries a second each port may send to the name service (bursts of a fifth of that); past it they are dropped and counted (0: no limit)")
+	f.Uint32Var(&cfg.DNSTTL, "dns-ttl", cfg.DNSTTL, "TTL in seconds of the name service's answers (0: resolvers never cache a name, which may move)")
 	f.StringVar(&cfg.Socket, "socket", cfg.Socket, "control socket path")
 	f.StringVar(&cfg.State, "state", "", "`FILE` recording the attached containers, for a restart to take back (default: beside --socket, <socket without .sock>.state.json)")
 	f.StringVar(&cfg.Name, "name", "", "node name (default: the host name)")
@@ -207,6 +224,10 @@ var flagNames = []struct{ value, flag string }{
 	{"MAC limit per VNI", "--max-macs-per-vni"},
 	{"control socket", "--socket"},
 	{"metrics address", "--metrics"},
+	{"DNS upstream none", "--dns-upstream none"},
+	{"DNS upstreams", "--dns-upstream"},
+	{"DNS upstream", "--dns-upstream"},
+	{"DNS rate", "--dns-rate"},
 	{"bind address", "--bind"},
 	{"data address", "--data-addr"},
 	{"flood policy", "--flood"},

@@ -19,6 +19,7 @@ import (
 	"github.com/ovlsw/ovlsw/gossip"
 	"github.com/ovlsw/ovlsw/tap/taptest"
 	"github.com/ovlsw/ovlsw/vtep"
+	"github.com/ovlsw/ovlsw/vtep/dns"
 	"github.com/ovlsw/ovlsw/vtep/vteptest"
 )
 
@@ -68,7 +69,8 @@ func newFixture(t *testing.T) *fixture {
 		KeyEpoch: func() (uint64, bool) { return 3, true },
 		Extra: []Table{{Snapshot: func() any { return uint64(5) }, Counters: []Counter{
 			{Name: "ovlsw_test_things_total", Help: "Things.", Get: func(s any) uint64 { return s.(uint64) }},
-		}}},
+		}}, DNSCounters(func() dns.Stats { return dns.Stats{Answered: 4, Dropped: dns.DropStats{Rate: 1, Fragment: 2}} }),
+			RouteCounters(sw.RouteStats)},
 	}, BuildInfo{Version: "test"})
 	return f
 }
