@@ -310,7 +310,7 @@ func TestDashboardNames(t *testing.T) {
 	New(Sources{Extra: []Table{{Counters: []Counter{
 		{Name: "ovlsw_capture_frames_total"}, {Name: "ovlsw_capture_lost_total"},
 		{Name: "ovlsw_events_published_total"}, {Name: "ovlsw_events_lost_total"},
-	}}}}, BuildInfo{}).Describe(ch)
+	}}, DNSCounters(nil), RouteCounters(nil)}}, BuildInfo{}).Describe(ch)
 	close(ch)
 	for d := range ch {
 		name, _, _ := strings.Cut(strings.TrimPrefix(d.String(), `Desc{fqName: "`), `"`)
