@@ -340,9 +340,10 @@ func TestE2ETraceEvents(t *testing.T) {
 	local := n1.attach(c4, "--name", "tc4")
 	if !poll(10*time.Second, func() bool {
 		return ev.has(func(e control.Event) bool { return e.Kind == "endpoint_added" && e.Name == "tc4" }) &&
-			ev.has(func(e control.Event) bool { return e.Kind == "network_added" && e.Name == "closed" })
+			ev.has(func(e control.Event) bool { return e.Kind == "network_added" && e.Name == "closed" }) &&
+			ev.has(func(e control.Event) bool { return e.Kind == "name_added" && e.Name == "tc4" && e.MAC == local.MAC })
 	}) {
-		t.Errorf("no endpoint_added and network_added events:\n%s", ev)
+		t.Errorf("no endpoint_added, network_added and name_added events:\n%s", ev)
 	}
 
 	// Local: the proxy answers the ARP question, the packet goes to tc4's port.

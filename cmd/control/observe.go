@@ -20,9 +20,11 @@ type Event struct {
 	Time time.Time `json:"time"`
 	// Kind is fdb_added, fdb_moved, fdb_removed, duplicate_mac, ip_moved,
 	// member_joined, member_suspect, member_dead, member_left,
-	// network_added, network_removed, endpoint_added, endpoint_removed or
-	// key_rotated; follow is the first event of a stream (it is live from
-	// there) and lost says a follower fell behind.
+	// network_added, network_removed, endpoint_added, endpoint_removed,
+	// name_added, name_moved, name_removed (the name service's names:
+	// Where is the network, MAC the owner) or key_rotated; follow is the
+	// first event of a stream (it is live from there) and lost says a
+	// follower fell behind.
 	Kind   string     `json:"kind"`
 	VNI    uint32     `json:"vni,omitempty"`
 	MAC    string     `json:"mac,omitempty"`

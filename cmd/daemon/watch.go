@@ -2,13 +2,14 @@ package daemon
 
 // This file holds the watcher: it turns the node's changes into events for
 // the event hub (`ovlsw events`). FDB changes and address moves come from
-// the FDB's subscriptions as they happen; members, networks, endpoints and
-// the gossip key epoch are polled (gossip and the registries publish no
+// the FDB's subscriptions as they happen; members, networks, endpoints,
+// the name service's names and the gossip key epoch are polled (gossip and the registries publish no
 // change feed) and diffed. Nothing is built while nobody follows: the
 // callbacks return at once, and the poller forgets its snapshots.
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -156,11 +157,18 @@ type snapshot struct {
 	members   map[string]string // name -> state
 	networks  map[string]uint32 // name -> VNI
 	endpoints map[string]control.Event
+	names     map[nameKey]control.Event // the name service's names (names.go), by network and name
 	epoch     uint64
 }
 
+// nameKey is a name in one VNI.
+type nameKey struct {
+	vni  uint32
+	name string
+}
+
 func (w *watcher) take() *snapshot {
-	s := &snapshot{members: map[string]string{}, networks: map[string]uint32{}, endpoints: map[string]control.Event{}}
+	s := &snapshot{members: map[string]string{}, networks: map[string]uint32{}, endpoints: map[string]control.Event{}, names: map[nameKey]control.Event{}}
 	if c := w.d.cluster.Load(); c != nil {
 		for _, m := range c.agent.Members() {
 			s.members[m.Name] = m.State
@@ -171,6 +179,16 @@ func (w *watcher) take() *snapshot {
 	}
 	for _, n := range w.d.nets.list() {
 		s.networks[n.Name] = n.VNI
+		if w.d.names == nil {
+			continue
+		}
+		for _, r := range w.d.names.list(n.VNI) {
+			e := control.Event{VNI: n.VNI, Name: r.Name, MAC: r.Owner.String(), Where: n.Name}
+			if len(r.IPs) > 0 {
+				e.IP = r.IPs[0]
+			}
+			s.names[nameKey{n.VNI, strings.ToLower(r.Name)}] = e
+		}
 	}
 	for _, ep := range w.d.eps.list("") {
 		s.endpoints[ep.Name] = control.Event{VNI: ep.VNI, MAC: ep.MAC.String(), IP: ep.Address.Addr(), Name: ep.Name, Where: ep.Network}
@@ -240,6 +258,21 @@ func (w *watcher) diff(prev, cur *snapshot) {
 	for name, e := range prev.endpoints {
 		if _, ok := cur.endpoints[name]; !ok {
 			e.Kind = "endpoint_removed"
+			pub(e)
+		}
+	}
+	for k, e := range cur.names {
+		if old, ok := prev.names[k]; !ok {
+			e.Kind = "name_added"
+			pub(e)
+		} else if old.MAC != e.MAC {
+			e.Kind, e.From = "name_moved", old.MAC
+			pub(e)
+		}
+	}
+	for k, e := range prev.names {
+		if _, ok := cur.names[k]; !ok {
+			e.Kind = "name_removed"
 			pub(e)
 		}
 	}
