@@ -395,6 +395,34 @@ func TestE2ETraceEvents(t *testing.T) {
 	}
 	_ = closed
 
+	// Across subnets: the ARP question for the gateway is answered with
+	// the router MAC, and the packet is routed, then switched to node 2.
+	n1.cli("network", "create", "prod", "--vni", "44", "--subnet", "10.0.20.0/24", "--gateway", "10.0.20.254",
+		"--subnet", "10.0.21.0/24", "--gateway", "10.0.21.254")
+	if !poll(30*time.Second, func() bool {
+		var d control.NetworkDetail
+		return nodes[1].get("/v1/networks/prod", &d) == nil
+	}) {
+		t.Fatal("node 2 never had network prod")
+	}
+	tp1 := n1.attach(mustNetns(t, bed, "tp1"), "--network", "prod", "--subnet", "10.0.20.0/24", "--name", "tp1")
+	tp2 := nodes[1].attach(mustNetns(t, bed, "tp2"), "--network", "prod", "--subnet", "10.0.21.0/24", "--name", "tp2")
+	if !poll(30*time.Second, func() bool {
+		tr = traceJSON(t, n1, "--network", "prod", "--from", "tp1", "--to", tp2.Address.Addr().String())
+		return len(tr.Frames) == 2 && tr.Frames[1].Verdict == "remote"
+	}) {
+		t.Errorf("trace across subnets: %s", jsonString(tr))
+	} else {
+		steps := map[string]string{}
+		for _, s := range tr.Frames[1].Steps {
+			steps[s.Stage] = s.Result
+		}
+		if tr.Frames[0].Verdict != "answered" || steps["route"] != "forward" || tr.Frames[1].Out[0].VTEP != vtep2 || len(tr.Notes) == 0 {
+			t.Errorf("trace across subnets: %s", jsonString(tr))
+		}
+	}
+	_ = tp1
+
 	// Kill node 2: node 1's followers see it suspect or dead, and its entries go.
 	if err := nodes[1].proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

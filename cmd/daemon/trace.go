@@ -19,6 +19,7 @@ import (
 
 	"github.com/ovlsw/ovlsw/cmd/control"
 	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/gossip"
 )
 
 // traceSrcPort is the L4 source port of traced TCP and UDP packets: the
@@ -158,14 +159,25 @@ func (d *Daemon) trace(req control.TraceRequest) (control.Trace, error) {
 	}
 	dstIP = dstIP.Unmap()
 	hop := dstIP
-	if n.Subnet.IsValid() && !n.Subnet.Contains(dstIP) {
-		if !n.Gateway.IsValid() {
-			return out, userErrorf("%v is outside %s's subnet %v and the network has no gateway: the source has no route to it", dstIP, n.Name, n.Subnet)
+	srcIP := pickSource(src.ips, dstIP)
+	// The source's own subnet (the network's subnet holding its address)
+	// is on link; anything else goes to that subnet's gateway.
+	var own gossip.NetSubnet
+	for _, sn := range n.Subnets() {
+		if srcIP.IsValid() && sn.Prefix.Contains(srcIP) || !srcIP.IsValid() && own.Prefix == (netip.Prefix{}) {
+			own = sn
 		}
-		hop = n.Gateway
-		note("%v is outside %v: the source sends it to the gateway %v", dstIP, n.Subnet, hop)
 	}
-	srcIP := pickSource(src.ips, hop)
+	if own.Prefix.IsValid() && !own.Prefix.Contains(dstIP) {
+		if !own.Gateway.IsValid() {
+			return out, userErrorf("%v is outside %s's subnet %v and it has no gateway: the source has no route to it", dstIP, n.Name, own.Prefix)
+		}
+		hop = own.Gateway
+		note("%v is outside %v: the source sends it to the gateway %v", dstIP, own.Prefix, hop)
+	}
+	if !srcIP.IsValid() {
+		srcIP = pickSource(src.ips, hop)
+	}
 	if !srcIP.IsValid() {
 		return out, userErrorf("%s has no %s address to send from", src.name, map[bool]string{true: "IPv4", false: "IPv6"}[hop.Is4()])
 	}
