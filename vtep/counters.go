@@ -19,6 +19,11 @@ const (
 	dropPortSecurity                   // a secure port's frame with another source MAC, or ARP/NA for another address
 	dropFloodRate                      // a port's broadcast/unknown frames beyond its flood rate
 	dropOffload                        // a TAP super-frame the segmenter refused (malformed or unsupported offload)
+	dropPlaintext                      // a plaintext VXLAN datagram of an encrypted network (sealing.go)
+	dropAuth                           // a sealed datagram that failed authentication
+	dropReplay                         // a sealed datagram whose counter was already accepted, or is older than the replay window
+	dropKeyExpired                     // a sealed datagram of an epoch no longer (or not yet) accepted
+	dropNoKey                          // no key for the VTEP: not sealed to it, or not opened from it
 	numDropReasons
 )
 
@@ -35,6 +40,11 @@ var dropNames = [numDropReasons]string{
 	dropPortSecurity: "port_security",
 	dropFloodRate:    "flood_rate",
 	dropOffload:      "bad_offload",
+	dropPlaintext:    "plaintext",
+	dropAuth:         "auth_failed",
+	dropReplay:       "replay",
+	dropKeyExpired:   "key_expired",
+	dropNoKey:        "no_key",
 }
 
 // String is the reason's name as ovlsw status prints it.

@@ -137,6 +137,7 @@ type Switch struct {
 	policies atomic.Pointer[map[uint32]FloodPolicy]  // copy-on-write under mu
 	gateways atomic.Pointer[map[uint32][]netip.Addr] // copy-on-write under mu (gateway.go)
 	resolver atomic.Pointer[resolverBox]             // the name service; nil for none (resolver.go)
+	sealing  atomic.Pointer[sealBox]                 // encrypted networks; nil for none (sealing.go)
 
 	drops    dropCounters
 	proxyCtr proxyCounters

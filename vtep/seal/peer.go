@@ -163,8 +163,8 @@ type Peer struct {
 	rx      atomic.Pointer[[]*rxKey] // copy-on-write under rxMu
 	rxMu    sync.Mutex
 	gone    []keyName // keys dropped for room while their epoch was still accepted, under rxMu
-	budget  float64 // derivation tokens, under rxMu
-	budgetT int64   // when budget was last refilled
+	budget  float64   // derivation tokens, under rxMu
+	budgetT int64     // when budget was last refilled
 }
 
 // HasKey reports whether the peer's key is known: whether Seal can work.
