@@ -328,4 +328,5 @@ func (a *Agent) syncPeersLocked() {
 			a.peers.SetPeers(v, nil)
 		}
 	}
+	a.syncKeysLocked()
 }

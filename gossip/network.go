@@ -29,6 +29,9 @@ type Network struct {
 	Flood   string       // flood policy, opaque here; at most 255 bytes
 	Group   netip.Addr   // underlay multicast group (CheckGroup); the zero Addr for head-end replication
 	DNS     netip.Addr   // where the switch answers DNS (CheckDNS); the zero Addr for the gateway
+	// Encrypted networks send every datagram sealed (vtep/seal); their
+	// members must publish a data key (Agent.SetDataKey).
+	Encrypted bool
 }
 
 // DNSAddr returns the address the switch answers DNS queries on in n: DNS,
