@@ -33,24 +33,36 @@ import (
 	"github.com/ovlsw/ovlsw/vtep/seal"
 )
 
-// sealBox is the sealing configuration, replaced whole: the keys and the
-// encrypted VNIs.
+// sealBox is the sealing configuration, replaced whole under s.mu: the
+// keys, the encrypted VNIs and the members' public keys as gossip gave
+// them.
 type sealBox struct {
-	keys *seal.Keys
-	vnis map[uint32]bool
+	keys    *seal.Keys
+	vnis    map[uint32]bool
+	members map[netip.Addr][]byte
+}
+
+// sealBoxLocked returns a copy of the current box to change. Called with
+// s.mu held.
+func (s *Switch) sealBoxLocked() *sealBox {
+	if old := s.sealing.Load(); old != nil {
+		next := *old
+		return &next
+	}
+	return &sealBox{}
 }
 
 // SetSealing gives the switch the keys it seals and opens datagrams of
 // encrypted networks with (SetEncrypted); nil takes them away, after which
-// encrypted VNIs send nothing. Safe for concurrent use.
+// encrypted VNIs send nothing. The members' public keys already given
+// (SetMemberKeys) are handed to k. Safe for concurrent use.
 func (s *Switch) SetSealing(k *seal.Keys) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := &sealBox{keys: k, vnis: map[uint32]bool{}}
-	if old := s.sealing.Load(); old != nil {
-		next.vnis = old.vnis
-	}
+	next := s.sealBoxLocked()
+	next.keys = k
 	s.sealing.Store(next)
+	s.applyMemberKeysLocked(nil, next.members)
 	s.rebuildPeersLocked()
 }
 
@@ -59,14 +71,45 @@ func (s *Switch) SetSealing(k *seal.Keys) {
 func (s *Switch) SetEncrypted(vnis []uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := &sealBox{vnis: make(map[uint32]bool, len(vnis))}
-	if old := s.sealing.Load(); old != nil {
-		next.keys = old.keys
-	}
+	next := s.sealBoxLocked()
+	next.vnis = make(map[uint32]bool, len(vnis))
 	for _, v := range vnis {
 		next.vnis[v] = true
 	}
 	s.sealing.Store(next)
+}
+
+// SetMemberKeys gives the public keys of the cluster's members by their
+// VTEP address (gossip.MemberKeys): pairwise keys are derived from them
+// (seal.Keys.SetPeerKey), and a member no longer listed has its key
+// forgotten. It does not block: gossip calls it with its lock held.
+func (s *Switch) SetMemberKeys(keys map[netip.Addr][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.sealBoxLocked()
+	old := next.members
+	next.members = maps.Clone(keys)
+	s.sealing.Store(next)
+	s.applyMemberKeysLocked(old, next.members)
+}
+
+// applyMemberKeysLocked hands the keys in now to the sealing keys and
+// forgets those only in old. Called with s.mu held.
+func (s *Switch) applyMemberKeysLocked(old, now map[netip.Addr][]byte) {
+	sb := s.sealing.Load()
+	if sb == nil || sb.keys == nil || sb.keys.Static() {
+		return
+	}
+	for addr, pub := range now {
+		if err := sb.keys.SetPeerKey(addr, pub); err != nil {
+			s.log.Warn("a member's data key is unusable: its encrypted traffic is dropped", "vtep", addr, "err", err)
+		}
+	}
+	for addr := range old {
+		if _, ok := now[addr]; !ok {
+			_ = sb.keys.SetPeerKey(addr, nil)
+		}
+	}
 }
 
 // Encrypted returns the encrypted VNIs (for status).

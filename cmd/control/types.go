@@ -31,6 +31,8 @@ type Network struct {
 	// switch on every node: the one given at create, else the gateway.
 	// Zero: the network has no name service.
 	DNS netip.Addr `json:"dns,omitzero"`
+	// Encrypted: every datagram of the network is sealed between nodes.
+	Encrypted bool `json:"encrypted,omitempty"`
 }
 
 // NetworkDetail is a network with its endpoints, for network inspect.

@@ -16,14 +16,14 @@ import (
 )
 
 func toControlNetwork(n gossip.Network) control.Network {
-	return control.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group, DNS: n.DNSAddr()}
+	return control.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group, DNS: n.DNSAddr(), Encrypted: n.Encrypted}
 }
 
 func fromControlNetwork(n control.Network) gossip.Network {
 	if n.DNS == n.Gateway {
 		n.DNS = netip.Addr{} // the default: kept out of the record
 	}
-	return gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group, DNS: n.DNS}
+	return gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group, DNS: n.DNS, Encrypted: n.Encrypted}
 }
 
 func toControlEndpoint(ep endpoint) control.Endpoint {
