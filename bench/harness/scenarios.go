@@ -26,7 +26,7 @@ func (h *harness) withTopo(ctx context.Context, scenario, build string, npairs i
 		return nil
 	}
 	desc := fmt.Sprintf("%d pair(s)", npairs)
-	if build == buildOvlsw {
+	if build == buildOvlsw || build == buildOvlswEncrypted {
 		desc += ", " + t.wiring.String()
 	}
 	h.log.printf("%s: topology up (%s)", build, desc)
@@ -78,7 +78,7 @@ func (h *harness) measureBase(ctx context.Context, t *topo) {
 			}
 			h.record("tcp"+strconv.Itoa(streams), b, r.bps/1e9, run)
 			h.record("cpu_gb_tcp"+strconv.Itoa(streams), b, r.cpuPerGB(), run)
-			if b == buildOvlsw && streams == 1 {
+			if (b == buildOvlsw || b == buildOvlswEncrypted) && streams == 1 {
 				h.record("ovlsw_cpu_tcp1", b, r.ovlswCores(), run)
 			}
 		}

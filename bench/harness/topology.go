@@ -176,7 +176,7 @@ func (h *harness) newTopo(ctx context.Context, build string, npairs int, w wirin
 		}
 	case buildKernel:
 		err = h.buildKernel(ctx, t, npairs)
-	case buildOvlsw:
+	case buildOvlsw, buildOvlswEncrypted:
 		err = h.buildOvlsw(ctx, t, npairs)
 	default:
 		err = fmt.Errorf("unknown build %q", build)
@@ -364,6 +364,13 @@ func (h *harness) startNode(ctx context.Context, t *topo, side int, bind, peer n
 	// rate limit of a production default lets through.
 	if hasFlag(ctx, h.opts.Ovlsw, "--flood-rate", "up") {
 		argv = append(argv, "--flood-rate", "0")
+	}
+	if t.build == buildOvlswEncrypted {
+		key, err := h.networkKeyFile()
+		if err != nil {
+			return nil, err
+		}
+		argv = append(argv, "--encrypted", "--network-key-file", key)
 	}
 	argv = append(argv, h.opts.UpArgs...)
 	if err := h.launchNode(ctx, n, argv); err != nil {
