@@ -51,11 +51,11 @@ const (
 )
 
 var (
-	allBuilds    = []string{buildUnderlay, buildKernel, buildOvlsw}
+	allBuilds = []string{buildUnderlay, buildKernel, buildOvlsw}
 	// optionalBuilds run only when --cases names them; they appear in the
 	// report after the others.
 	optionalBuilds = []string{buildOvlswEncrypted}
-	allScenarios = []string{scenarioBase, scenarioScale, scenarioFDB, scenarioGossip}
+	allScenarios   = []string{scenarioBase, scenarioScale, scenarioFDB, scenarioGossip}
 )
 
 // options is the parsed command line.
