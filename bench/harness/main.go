@@ -54,7 +54,7 @@ var (
 	allBuilds = []string{buildUnderlay, buildKernel, buildOvlsw}
 	// optionalBuilds run only when --cases names them; they appear in the
 	// report after the others.
-	optionalBuilds = []string{buildOvlswEncrypted}
+	optionalBuilds = []string{buildOvlswEncrypted, buildWireGuard}
 	allScenarios   = []string{scenarioBase, scenarioScale, scenarioFDB, scenarioGossip}
 )
 
@@ -255,6 +255,11 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 		h.sockDir = dir
 	}
 
+	defer func() {
+		if h.wgDir != "" {
+			os.RemoveAll(h.wgDir)
+		}
+	}()
 	h.checkIdle(ctx, "before the run")
 	for _, sc := range opts.Scenes {
 		var err error

@@ -320,6 +320,9 @@ func (r *report) writeTable(w io.Writer) error {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "- %s\n", n)
 	}
+	if len(builds) > len(allBuilds) {
+		fmt.Fprintf(w, "- %s: each build's median over plain ovlsw's\n", strings.Join(builds[len(allBuilds):], "/ovlsw, ")+"/ovlsw")
+	}
 	if len(r.Failures) > 0 {
 		fmt.Fprintln(w, "\nFAILED measurements:")
 		for _, f := range r.Failures {

@@ -141,8 +141,8 @@ func scaleID(n int) string { return "scale_" + strconv.Itoa(n) }
 // forwarding table and is skipped.
 func (h *harness) fdb(ctx context.Context) error {
 	for _, b := range h.opts.Builds {
-		if b == buildUnderlay {
-			continue
+		if b == buildUnderlay || b == buildWireGuard {
+			continue // no forwarding table
 		}
 		err := h.withTopo(ctx, scenarioFDB, b, 1, h.wiringFor(false), func(ctx context.Context, t *topo) {
 			for run := range h.opts.Repeat {

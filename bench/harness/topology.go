@@ -124,6 +124,8 @@ type harness struct {
 	sockDir string // control sockets of the ovlsw nodes
 
 	failures []error // measurements that failed; the run goes on
+	wgBin    string  // the wireguard-go binary, once built (wireguard.go)
+	wgDir    string  // its temporary directory, removed at the end
 	fillRSS  float64 // ovlsw peak RSS after the first FDB fill round, bytes
 }
 
@@ -178,6 +180,8 @@ func (h *harness) newTopo(ctx context.Context, build string, npairs int, w wirin
 		err = h.buildKernel(ctx, t, npairs)
 	case buildOvlsw, buildOvlswEncrypted:
 		err = h.buildOvlsw(ctx, t, npairs)
+	case buildWireGuard:
+		err = h.buildWireGuardTopo(ctx, t, npairs)
 	default:
 		err = fmt.Errorf("unknown build %q", build)
 	}
