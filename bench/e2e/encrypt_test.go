@@ -410,3 +410,37 @@ func TestE2EEncryptStaticKey(t *testing.T) {
 		t.Errorf("status encryption %s", jsonString(e))
 	}
 }
+
+// TestE2EEncryptRestart: a node that stops and starts again (a new
+// process: a new session, counters from 0, the same key pair from its
+// file) is back on the encrypted network, in both directions, and the
+// other node took its new datagrams without calling them replays.
+func TestE2EEncryptRestart(t *testing.T) {
+	bed := testbed.New(t)
+	hosts, ul := lanHosts(t, bed, "t", 2)
+	args2 := []string{"--vni", "42", "--encrypted", "--bind", ul[1].String(), "--address", "10.96.4.2/24", "--join", ul[0].String()}
+	n1 := startNode(t, hosts[0], "t1", "--vni", "42", "--encrypted", "--bind", ul[0].String(), "--address", "10.96.4.1/24")
+	n2 := startNode(t, hosts[1], "t2", args2...)
+	keysKnown(t, n1, n2)
+	ctx := testCtx(t, 2*time.Minute)
+	if err := hosts[0].WaitPing(ctx, netip.MustParseAddr("10.96.4.2"), 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	pub := n2.status().Encryption.PublicKey
+	n2.stop(bed)
+	n2 = startNodeToken(t, hosts[1], "t2", false, args2...) // it kept the cluster secret
+	keysKnown(t, n1, n2)
+	if got := n2.status().Encryption.PublicKey; got != pub {
+		t.Errorf("public key %s after the restart, want %s from the key file", got, pub)
+	}
+	base := n1.status().Drops
+	if err := hosts[1].WaitPing(ctx, netip.MustParseAddr("10.96.4.1"), 20*time.Second); err != nil {
+		t.Fatalf("restarted node to n1: %v", err)
+	}
+	if err := testbed.TCPStream(ctx, hosts[0], hosts[1], netip.MustParseAddr("10.96.4.2"), 16<<20); err != nil {
+		t.Fatalf("TCP after the restart: %v", err)
+	}
+	if d := n1.status().Drops; d["replay"] != base["replay"] || d["auth_failed"] != base["auth_failed"] {
+		t.Errorf("n1 dropped %d replays and %d forgeries of the restarted node", d["replay"]-base["replay"], d["auth_failed"]-base["auth_failed"])
+	}
+}
