@@ -143,7 +143,8 @@ type Agent struct {
 	keyring *memberlist.Keyring
 	queue   memberlist.TransmitLimitedQueue
 	meta    atomic.Pointer[[]byte] // our node metadata, replaced by SetVNIs
-	vniMu   sync.Mutex             // serialises SetVNIs
+	vniMu   sync.Mutex             // serialises SetVNIs and SetDataKey
+	dataKey []byte                 // the data key in our metadata, under vniMu (datakey.go)
 
 	// Counters, atomic.
 	numNodes                      atomic.Int64 // live members including us, for the queue
@@ -168,8 +169,10 @@ type Agent struct {
 	delBatch map[fdb.Key]struct{}                // gossip FDB entries to delete at unlock
 	claimIPs map[uint32]map[netip.Addr][]fdb.MAC // per VNI and IP: MACs whose current claim lists it
 
-	// mu also guards the member VTEPs as last given to peers.SetMembers.
-	memberSet []netip.AddrPort
+	// mu also guards the member VTEPs as last given to peers.SetMembers,
+	// and their data keys as last given to SetMemberKeys (datakey.go).
+	memberSet  []netip.AddrPort
+	memberKeys map[netip.Addr]string
 
 	// mu also guards the network records and the view resolved from them.
 	nets         map[string]*netRecord // by name, live and tombstones, at most MaxNetworks
@@ -325,7 +328,10 @@ func (a *Agent) SetVNIs(vnis []uint32, timeout time.Duration) error {
 	}
 	a.cfg.VNIs = vnis
 	a.mu.Unlock()
-	md := encodeMeta(&meta{VTEP: a.cfg.VTEP, Epoch: a.epoch, VNIs: vnis})
+	md := encodeMeta(&meta{VTEP: a.cfg.VTEP, Epoch: a.epoch, VNIs: vnis, DataKey: a.dataKey})
+	if len(md) > maxMeta {
+		return fmt.Errorf("gossip: %d VNIs and a data key do not fit in the node metadata (at most %d VNIs with a key)", len(vnis), MaxVNIsWithKey)
+	}
 	a.meta.Store(&md)
 	if err := a.ml.UpdateNode(timeout); err != nil {
 		return fmt.Errorf("gossip: advertise VNIs: %w", err)

@@ -334,4 +334,5 @@ func (a *Agent) syncPeersLocked() {
 			a.peers.SetPeers(v, nil)
 		}
 	}
+	a.syncKeysLocked()
 }

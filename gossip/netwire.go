@@ -9,7 +9,9 @@
 //	name:    length (1..255) | that many bytes
 //	flags (1): bit 0 marks a deletion (tombstone); bit 1 a live record
 //	           with a multicast group; bit 2 a live record with a DNS
-//	           address; other bits must be 0
+//	           address; bit 4 an encrypted network (no field: every
+//	           datagram of it is sealed, docs/encryption.md); other bits
+//	           must be 0
 //	version (8): the write's Lamport version, 1..maxNetVersion
 //	time (8): the writer's wall clock at the write, Unix nanoseconds (signed)
 //	writer:  length (1..255) | that many bytes of node name
@@ -38,7 +40,9 @@
 // A network without a group leaves bit 1 clear and has no group field, so
 // it stays byte-identical to what nodes that predate groups write and
 // read; those nodes reject a record with a group as malformed. The same
-// holds for bit 2 and the DNS address.
+// holds for bit 2 and the DNS address, and for bit 4: a node that predates
+// encrypted networks rejects the record of one rather than serving it in
+// plaintext.
 //
 // Network message: version (1) | type (4 = network) | record.
 // State with networks: type 5 instead of 2, and after the sections
@@ -59,10 +63,11 @@ const (
 	typeNetwork   = 4
 	typeStateNets = 5
 
-	flagDeleted = 1 << 0
-	flagGroup   = 1 << 1
-	flagDNS     = 1 << 2
-	flagSubnets = 1 << 3
+	flagDeleted   = 1 << 0
+	flagGroup     = 1 << 1
+	flagDNS       = 1 << 2
+	flagSubnets   = 1 << 3
+	flagEncrypted = 1 << 4
 
 	// MaxNetworks bounds the network records, live and deleted, one node
 	// keeps and one state carries. Networks are few (one per tenant or
@@ -158,6 +163,9 @@ func appendNetRecord(b []byte, r *netRecord) []byte {
 		if r.Net.numMore() > 0 {
 			flags |= flagSubnets
 		}
+		if r.Net.Encrypted {
+			flags |= flagEncrypted
+		}
 	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, r.Version)
@@ -226,7 +234,7 @@ func (r *reader) netRecord() netRecord {
 		return rec
 	}
 	switch {
-	case flags&^(flagDeleted|flagGroup|flagDNS|flagSubnets) != 0 || flags&flagDeleted != 0 && flags != flagDeleted || rec.Version == 0:
+	case flags&^(flagDeleted|flagGroup|flagDNS|flagSubnets|flagEncrypted) != 0 || flags&flagDeleted != 0 && flags != flagDeleted || rec.Version == 0:
 		r.fail(errMalformed)
 	case rec.Version > maxNetVersion:
 		r.fail(errTooLarge)
@@ -241,6 +249,7 @@ func (r *reader) netRecord() netRecord {
 	n.Gateway = r.addr()
 	n.MTU = int(r.u16())
 	n.Flood = string(r.take(int(r.u8())))
+	n.Encrypted = flags&flagEncrypted != 0
 	if flags&flagGroup != 0 {
 		if n.Group = r.addr(); r.err == nil && !n.Group.IsValid() {
 			r.fail(errMalformed) // family 0: the flag promised a group

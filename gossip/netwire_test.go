@@ -48,6 +48,9 @@ func sampleNetRecords() map[string]netRecord {
 				{netip.MustParsePrefix("fd02::/64"), netip.Addr{}},
 			},
 		}, Version: 10, Writer: "n", Created: 10},
+		"encrypted": {Net: Network{
+			Name: "sealed", VNI: 9, Subnet: netip.MustParsePrefix("10.40.0.0/24"), Encrypted: true,
+		}, Version: 10, Writer: "n", Created: 10},
 		"tombstone": {Net: Network{Name: "red"}, Deleted: true, Version: 9, Time: 5, Writer: "node02"},
 		"max": {Net: Network{
 			Name: strings.Repeat("n", 255), VNI: 1, Subnet: netip.PrefixFrom(long6, 127), Gateway: long6,

@@ -33,6 +33,9 @@ type Network struct {
 	// its gateway, packed at the front (subnets.go); the zero value for
 	// none. Subnets lists them all.
 	More [MaxSubnets - 1]NetSubnet
+	// Encrypted networks send every datagram sealed (vtep/seal); their
+	// members must publish a data key (Agent.SetDataKey).
+	Encrypted bool
 }
 
 // DNSAddr returns the address the switch answers DNS queries on in n: DNS,

@@ -41,7 +41,13 @@
 // owner generation up to which that list is complete (0: no guarantee). The
 // sender's own section comes first, complete at its current generation.
 // Owners do not repeat.
-// Meta:    version (1) | VTEP | epoch (8) | count (2) | count x VNI (3 bytes, strictly increasing).
+// Meta:    version (1) | VTEP | epoch (8) | count (2) | count x VNI (3 bytes, strictly increasing)
+//          [| data key (32)].
+// The data key, this node's X25519 public key for encrypted networks
+// (vtep/seal), is there only while the node publishes one (SetDataKey: the
+// daemon does while the cluster has an encrypted network), so the metadata
+// of a cluster without encrypted networks stays what nodes that predate
+// them read; they read metadata with a key as malformed.
 // An owner is a length byte (1..255) and that many bytes of node name.
 // Network messages (type 4) and states that carry network records (type 5)
 // are described in netwire.go.
@@ -142,10 +148,15 @@ type state struct {
 
 // meta is a node's memberlist metadata.
 type meta struct {
-	VTEP  netip.AddrPort
-	Epoch uint64 // first generation of this process; older ones are stale
-	VNIs  []uint32
+	VTEP    netip.AddrPort
+	Epoch   uint64 // first generation of this process; older ones are stale
+	VNIs    []uint32
+	DataKey []byte // DataKeyLen bytes, or nil
 }
+
+// DataKeyLen is the length of a data key in the node metadata: an X25519
+// public key.
+const DataKeyLen = 32
 
 func appendAddr(b []byte, a netip.Addr) []byte {
 	switch {
@@ -271,7 +282,7 @@ func encodeMeta(m *meta) []byte {
 	for _, v := range m.VNIs {
 		b = append(b, byte(v>>16), byte(v>>8), byte(v))
 	}
-	return b
+	return append(b, m.DataKey...)
 }
 
 // reader decodes big-endian fields; the first short read sets err and every
@@ -543,6 +554,9 @@ func decodeMeta(b []byte) (meta, error) {
 			return m, errMalformed
 		}
 		m.VNIs = append(m.VNIs, vni)
+	}
+	if r.err == nil && len(r.b) == DataKeyLen {
+		m.DataKey = slices.Clone(r.take(DataKeyLen))
 	}
 	if r.err == nil && !m.VTEP.Addr().IsValid() {
 		r.fail(errMalformed)

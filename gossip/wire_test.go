@@ -82,9 +82,11 @@ func sampleMetas() map[string]meta {
 		many = append(many, v*1000)
 	}
 	return map[string]meta{
-		"none": {VTEP: v4VTEP, Epoch: 1},
-		"two":  {VTEP: v6VTEP, Epoch: 1 << 62, VNIs: []uint32{100, 200}},
-		"max":  {VTEP: v6VTEP, Epoch: 3, VNIs: many},
+		"none":         {VTEP: v4VTEP, Epoch: 1},
+		"two":          {VTEP: v6VTEP, Epoch: 1 << 62, VNIs: []uint32{100, 200}},
+		"max":          {VTEP: v6VTEP, Epoch: 3, VNIs: many},
+		"key":          {VTEP: v4VTEP, Epoch: 4, VNIs: []uint32{5}, DataKey: bytes.Repeat([]byte{0xab}, DataKeyLen)},
+		"max with key": {VTEP: v6VTEP, Epoch: 3, VNIs: many[:MaxVNIsWithKey], DataKey: bytes.Repeat([]byte{1}, DataKeyLen)},
 	}
 }
 
@@ -199,7 +201,19 @@ func TestDecodeTruncated(t *testing.T) {
 		check("state/"+name, encodeState(&s), decState)
 	}
 	for name, m := range sampleMetas() {
-		check("meta/"+name, encodeMeta(&m), decMeta)
+		b := encodeMeta(&m)
+		if m.DataKey == nil {
+			check("meta/"+name, b, decMeta)
+			continue
+		}
+		// The data key is an optional tail: cut off whole, what is left
+		// is metadata without one. Every other cut fails.
+		whole := len(b) - DataKeyLen
+		for n := range len(b) {
+			if err := decMeta(b[:n]); err == nil && n != whole {
+				t.Errorf("meta/%s: %d-byte prefix of %d decoded", name, n, len(b))
+			}
+		}
 	}
 }
 

@@ -21,6 +21,11 @@ const (
 	dropOffload                        // a TAP super-frame the segmenter refused (malformed or unsupported offload)
 	dropNoRoute                        // to the router MAC: no endpoint holds the address, or not a routable packet (routing.go)
 	dropTTL                            // to the router MAC with TTL or hop limit 1 or 0 (routing.go)
+	dropPlaintext                      // a plaintext VXLAN datagram of an encrypted network (sealing.go)
+	dropAuth                           // a sealed datagram that failed authentication
+	dropReplay                         // a sealed datagram whose counter was already accepted, or is older than the replay window
+	dropKeyExpired                     // a sealed datagram of an epoch no longer (or not yet) accepted
+	dropNoKey                          // no key for the VTEP: not sealed to it, or not opened from it
 	numDropReasons
 )
 
@@ -39,6 +44,11 @@ var dropNames = [numDropReasons]string{
 	dropOffload:      "bad_offload",
 	dropNoRoute:      "no_route",
 	dropTTL:          "ttl_exceeded",
+	dropPlaintext:    "plaintext",
+	dropAuth:         "auth_failed",
+	dropReplay:       "replay",
+	dropKeyExpired:   "key_expired",
+	dropNoKey:        "no_key",
 }
 
 // String is the reason's name as ovlsw status prints it.

@@ -27,6 +27,8 @@ package vtep
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/ovlsw/ovlsw/vtep/seal"
 )
 
 // peer is a remote VTEP as seen in one snapshot: a peer of some VNIs, an
@@ -37,6 +39,7 @@ type peer struct {
 	member  bool     // an alive gossip member: may send frames of any VNI
 	open    []uint32 // the VNIs in multicast mode (group.go): anyone may send their frames
 	traffic *trafficCounters
+	seal    *seal.Peer // sealing state (sealing.go); nil without keys
 }
 
 func (p *peer) serves(vni uint32) bool { return slices.Contains(p.vnis, vni) }
@@ -137,7 +140,7 @@ func (s *Switch) rebuildPeersLocked() {
 		for _, a := range as {
 			p := next.byAddr[a.Addr()]
 			if p == nil {
-				p = &peer{addr: a, traffic: s.countersLocked(a.Addr())}
+				p = &peer{addr: a, traffic: s.countersLocked(a.Addr()), seal: s.sealPeerLocked(a.Addr())}
 				next.byAddr[a.Addr()] = p
 			}
 			if p.serves(v) {
@@ -150,7 +153,7 @@ func (s *Switch) rebuildPeersLocked() {
 	for _, a := range s.members {
 		p := next.byAddr[a.Addr()]
 		if p == nil {
-			p = &peer{addr: a, traffic: s.countersLocked(a.Addr())}
+			p = &peer{addr: a, traffic: s.countersLocked(a.Addr()), seal: s.sealPeerLocked(a.Addr())}
 			next.byAddr[a.Addr()] = p
 		}
 		p.member = true

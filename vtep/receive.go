@@ -20,6 +20,7 @@ import (
 
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/vtep/offload"
+	"github.com/ovlsw/ovlsw/vtep/seal"
 )
 
 // recvScratch is the receive goroutine's reusable storage.
@@ -90,6 +91,10 @@ func (s *Switch) receiveBatch(msgs []Message, rs *recvScratch) {
 	if ports.lay.vnet && rs.gro == nil {
 		rs.gro = offload.NewGRO(groFrames, groBufferLen)
 	}
+	sb, st := s.sealing.Load(), seal.Time{} // encrypted networks (sealing.go)
+	if sb != nil && sb.keys != nil {
+		st = sb.keys.At(time.Now().UnixNano())
+	}
 	for i := range msgs {
 		m := &msgs[i]
 		b := m.Buf[:m.N]
@@ -104,6 +109,12 @@ func (s *Switch) receiveBatch(msgs []Message, rs *recvScratch) {
 		for len(b) > 0 {
 			d := b[:min(seg, len(b))]
 			b = b[len(d):]
+			if sb != nil {
+				var ok bool
+				if d, ok = s.unseal(d, from, sb, st); !ok {
+					continue
+				}
+			}
 			if cs != nil {
 				cs.peerIn(d, m.Addr, from, ports)
 			}

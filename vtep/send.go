@@ -11,10 +11,12 @@ package vtep
 
 import (
 	"errors"
+	"time"
 
 	"github.com/ovlsw/ovlsw/fdb"
 	"github.com/ovlsw/ovlsw/tap"
 	"github.com/ovlsw/ovlsw/vtep/offload"
+	"github.com/ovlsw/ovlsw/vtep/seal"
 )
 
 // localOut collects the frames of one batch bound for one local port.
@@ -78,6 +80,7 @@ type remoteQueue struct {
 	msgs   []Message
 	ctrs   []*trafficCounters
 	frames []int
+	peers  []*seal.Peer // the sealing state of each message's peer (sealing.go)
 }
 
 // add queues pkt, one VXLAN datagram or (segSize > 0) frames datagrams of
@@ -86,6 +89,7 @@ func (q *remoteQueue) add(pkt []byte, segSize, frames int, to *peer, flow uint32
 	q.msgs = append(q.msgs, Message{Buf: pkt, N: len(pkt), Addr: to.addr, Segment: segSize, Flow: flow})
 	q.ctrs = append(q.ctrs, to.traffic)
 	q.frames = append(q.frames, frames)
+	q.peers = append(q.peers, to.seal)
 }
 
 // flushRemote sends every queued datagram in one WriteBatch.
@@ -110,7 +114,8 @@ func (s *Switch) flushRemote(q *remoteQueue) {
 	s.drops.add(dropWriteError, uint64(lost))
 	clear(q.msgs)
 	clear(q.ctrs)
-	q.msgs, q.ctrs, q.frames = q.msgs[:0], q.ctrs[:0], q.frames[:0]
+	clear(q.peers)
+	q.msgs, q.ctrs, q.frames, q.peers = q.msgs[:0], q.ctrs[:0], q.frames[:0], q.peers[:0]
 }
 
 // sendScratch is a port reader's reusable storage.
@@ -134,6 +139,7 @@ type sendScratch struct {
 	lazy tap.TSOEnabler
 
 	capture captureScratch // the frame in hand's capture slots (capturehook.go)
+	seal    sealScratch    // encrypted networks (sealing.go)
 }
 
 // initialBatch is how many read buffers a port starts with. A port that
@@ -243,6 +249,7 @@ func (s *Switch) sendBatch(p *port, sc *sendScratch, n int) {
 	local.lay = lay
 	sc.arena.reset()
 	sc.route.valid = false // the table may have changed
+	sc.seal.arena.reset()
 	rxBytes := 0
 	for i := range n {
 		buf := bufs[i]
@@ -357,6 +364,9 @@ func (s *Switch) toPeers(p *port, sc *sendScratch, pkt, frame []byte, h *offload
 		return
 	}
 	flow := flowHash(frame, c)
+	if sb, ok := s.encrypted(p.vni); ok {
+		defer s.sealQueued(sc, sb, len(sc.remote.msgs), time.Now().UnixNano())
+	}
 	if p.lay.vnet {
 		s.encapSegments(p, sc, frame, h, c, tos, flow)
 		return

@@ -141,6 +141,7 @@ type Switch struct {
 	resolver atomic.Pointer[resolverBox]             // the name service; nil for none (resolver.go)
 	subnets  atomic.Pointer[map[uint32][]Subnet]     // copy-on-write under mu (routing.go); nil for none
 	captures atomic.Pointer[captureSet]              // running captures (capturehook.go), nil if none; copy-on-write under mu
+	sealing  atomic.Pointer[sealBox]                 // encrypted networks; nil for none (sealing.go)
 
 	drops    dropCounters
 	proxyCtr proxyCounters

@@ -71,7 +71,7 @@ func (h *harness) fillFDB(ctx context.Context, t *topo, n int) (int, error) {
 		if err := t.settle(ctx); err != nil {
 			return 0, err
 		}
-		if round == 0 && t.build == buildOvlsw {
+		if round == 0 && (t.build == buildOvlsw || t.build == buildOvlswEncrypted) {
 			// Peak RSS now holds the learned table but not yet the
 			// garbage of answering a 100,000-row /v1/fdb listing.
 			rss, err := t.peakRSS()
@@ -169,7 +169,7 @@ func (t *topo) settle(ctx context.Context) error {
 	for i := 0; ; i++ {
 		var now uint64
 		switch t.build {
-		case buildOvlsw:
+		case buildOvlsw, buildOvlswEncrypted:
 			for _, n := range t.nodes {
 				a, err := n.activity(ctx)
 				if err != nil {
@@ -252,7 +252,7 @@ func (t *topo) fdbTables(ctx context.Context, n int) ([]fdbTable, error) {
 	// kernel most of a second.
 	var read []func() ([]string, error)
 	switch t.build {
-	case buildOvlsw:
+	case buildOvlsw, buildOvlswEncrypted:
 		for _, nd := range t.nodes {
 			read = append(read, func() ([]string, error) { return nd.fdbMACs(ctx) })
 		}

@@ -39,6 +39,10 @@ const (
 	buildUnderlay = "underlay"
 	buildKernel   = "kernel"
 	buildOvlsw    = "ovlsw"
+	// buildOvlswEncrypted is ovlsw with the network encrypted (issue 16):
+	// both nodes --encrypted with one --network-key-file, as static peers
+	// (the harness's nodes found a cluster each, so they share no gossip).
+	buildOvlswEncrypted = "ovlsw-encrypted"
 
 	scenarioBase   = "base"
 	scenarioScale  = "scale"
@@ -47,8 +51,11 @@ const (
 )
 
 var (
-	allBuilds    = []string{buildUnderlay, buildKernel, buildOvlsw}
-	allScenarios = []string{scenarioBase, scenarioScale, scenarioFDB, scenarioGossip, scenarioRoute}
+	allBuilds = []string{buildUnderlay, buildKernel, buildOvlsw}
+	// optionalBuilds run only when --cases names them; they appear in the
+	// report after the others.
+	optionalBuilds = []string{buildOvlswEncrypted, buildWireGuard}
+	allScenarios   = []string{scenarioBase, scenarioScale, scenarioFDB, scenarioGossip, scenarioRoute}
 )
 
 // options is the parsed command line.
@@ -124,7 +131,7 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 	repeat := fs.Int("repeat", opts.Repeat, "runs of each measurement; medians are reported")
 	duration := fs.Duration("duration", opts.Duration, "length of each throughput and request/response measurement")
 	fs.BoolVar(&opts.JSON, "json", false, "print the results as JSON instead of a table")
-	cases := fs.String("cases", "", "comma list of builds ("+strings.Join(allBuilds, ",")+
+	cases := fs.String("cases", "", "comma list of builds ("+strings.Join(append(slices.Clone(allBuilds), optionalBuilds...), ",")+
 		") and scenarios ("+strings.Join(allScenarios, ",")+"); naming no build means all builds, naming no scenario all scenarios")
 	fs.StringVar(&opts.Ovlsw, "ovlsw", opts.Ovlsw, "path to the ovlsw binary (make build)")
 	upArgs := fs.String("up-args", "", "extra arguments, space-separated, for every `ovlsw up` (e.g. --offload=off to measure without the fast path)")
@@ -168,19 +175,24 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 	return opts, nil
 }
 
+// usesOvlsw reports whether builds run the ovlsw binary.
+func usesOvlsw(builds []string) bool {
+	return slices.Contains(builds, buildOvlsw) || slices.Contains(builds, buildOvlswEncrypted)
+}
+
 // parseCases splits a --cases list into builds and scenarios.
 func parseCases(s string) (builds, scenes []string, err error) {
 	for _, c := range strings.Split(s, ",") {
 		c = strings.TrimSpace(c)
 		switch {
 		case c == "":
-		case slices.Contains(allBuilds, c):
+		case slices.Contains(allBuilds, c) || slices.Contains(optionalBuilds, c):
 			builds = append(builds, c)
 		case slices.Contains(allScenarios, c):
 			scenes = append(scenes, c)
 		default:
 			return nil, nil, fmt.Errorf("--cases: unknown case %q: want builds %s and scenarios %s",
-				c, strings.Join(allBuilds, ","), strings.Join(allScenarios, ","))
+				c, strings.Join(append(slices.Clone(allBuilds), optionalBuilds...), ","), strings.Join(allScenarios, ","))
 		}
 	}
 	inOrder := func(sel, all []string) []string {
@@ -189,7 +201,10 @@ func parseCases(s string) (builds, scenes []string, err error) {
 		}
 		return slices.DeleteFunc(slices.Clone(all), func(x string) bool { return !slices.Contains(sel, x) })
 	}
-	return inOrder(builds, allBuilds), inOrder(scenes, allScenarios), nil
+	if len(builds) == 0 {
+		return allBuilds, inOrder(scenes, allScenarios), nil
+	}
+	return inOrder(builds, append(slices.Clone(allBuilds), optionalBuilds...)), inOrder(scenes, allScenarios), nil
 }
 
 // checkPrereqs says what is missing before anything is created.
@@ -200,7 +215,7 @@ func checkPrereqs(opts options) error {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		return errors.New("iperf3 is not installed: install it with `apt-get install iperf3` (`make bench` does that for you)")
 	}
-	if slices.Contains(opts.Builds, buildOvlsw) {
+	if usesOvlsw(opts.Builds) {
 		return testbed.CheckOvlswBinary(opts.Ovlsw)
 	}
 	return nil
@@ -213,7 +228,7 @@ func checkPrereqs(opts options) error {
 // process run creates is gone when it returns, also when ctx is cancelled.
 func run(ctx context.Context, opts options, progress io.Writer) (*report, error) {
 	h := &harness{opts: opts, log: logger{progress}, rep: newReport(opts)}
-	if slices.Contains(opts.Builds, buildOvlsw) {
+	if usesOvlsw(opts.Builds) {
 		abs, err := filepath.Abs(opts.Ovlsw)
 		if err != nil {
 			return nil, err
@@ -242,6 +257,11 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 		h.sockDir = dir
 	}
 
+	defer func() {
+		if h.wgDir != "" {
+			os.RemoveAll(h.wgDir)
+		}
+	}()
 	h.checkIdle(ctx, "before the run")
 	for _, sc := range opts.Scenes {
 		var err error

@@ -201,6 +201,16 @@ func (r *report) finish(defs []rowDef, failures []error) {
 		for _, c := range rw.Values {
 			c.Median = testbed.Median(c.Samples)
 		}
+		if o := rw.Values[buildOvlsw]; o != nil && o.Median != 0 && rw.Unit != "%" {
+			for _, b := range optionalBuilds {
+				if c := rw.Values[b]; c != nil {
+					if rw.Ratios == nil {
+						rw.Ratios = make(map[string]float64)
+					}
+					rw.Ratios[b+"/"+buildOvlsw] = c.Median / o.Median
+				}
+			}
+		}
 		if o := rw.Values[buildOvlsw]; o != nil && rw.Unit != "%" { // a ratio of loss rates says nothing
 			for _, other := range []string{buildKernel, buildUnderlay} {
 				if c := rw.Values[other]; c != nil && c.Median != 0 {
@@ -252,15 +262,25 @@ func (r *report) writeTable(w io.Writer) error {
 	}
 	left := func(s string) string { return s + strings.Repeat(" ", width-utf8.RuneCountInString(s)) }
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%s\tunit\tunderlay\tkernel\tovlsw\tovlsw/kernel\tovlsw/underlay\t\n", left("metric"))
+	builds := slices.Clone(allBuilds)
+	for _, b := range optionalBuilds {
+		if slices.Contains(r.Settings.Builds, b) {
+			builds = append(builds, b)
+		}
+	}
+	fmt.Fprintf(tw, "%s\tunit\t%s\tovlsw/kernel\tovlsw/underlay\t", left("metric"), strings.Join(builds, "\t"))
+	for _, b := range builds[len(allBuilds):] {
+		fmt.Fprintf(tw, "%s/ovlsw\t", b)
+	}
+	fmt.Fprintln(tw)
 	scenario := ""
 	for _, rw := range r.Rows {
 		if rw.Scenario != scenario {
 			scenario = rw.Scenario
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\n", left("["+scenario+"]"))
+			fmt.Fprintf(tw, "%s%s\n", left("["+scenario+"]"), strings.Repeat("\t", 3+len(builds)))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t", left(rw.Metric), rw.Unit)
-		for _, b := range allBuilds {
+		for _, b := range builds {
 			v := "-"
 			switch c := rw.Values[b]; {
 			case slices.Contains(rw.NotApplicable, b):
@@ -279,6 +299,13 @@ func (r *report) writeTable(w io.Writer) error {
 			}
 			fmt.Fprintf(tw, "%s\t", v)
 		}
+		for _, b := range builds[len(allBuilds):] {
+			v := "-"
+			if x, ok := rw.Ratios[b+"/"+buildOvlsw]; ok {
+				v = strconv.FormatFloat(x, 'f', 2, 64) + "x"
+			}
+			fmt.Fprintf(tw, "%s\t", v)
+		}
 		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
@@ -293,6 +320,9 @@ func (r *report) writeTable(w io.Writer) error {
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "- %s\n", n)
+	}
+	if len(builds) > len(allBuilds) {
+		fmt.Fprintf(w, "- %s: each build's median over plain ovlsw's\n", strings.Join(builds[len(allBuilds):], "/ovlsw, ")+"/ovlsw")
 	}
 	if len(r.Failures) > 0 {
 		fmt.Fprintln(w, "\nFAILED measurements:")

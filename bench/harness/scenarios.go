@@ -26,7 +26,7 @@ func (h *harness) withTopo(ctx context.Context, scenario, build string, npairs i
 		return nil
 	}
 	desc := fmt.Sprintf("%d pair(s)", npairs)
-	if build == buildOvlsw {
+	if build == buildOvlsw || build == buildOvlswEncrypted {
 		desc += ", " + t.wiring.String()
 	}
 	h.log.printf("%s: topology up (%s)", build, desc)
@@ -85,7 +85,7 @@ func (h *harness) measureBase(ctx context.Context, t *topo) {
 			}
 			h.record("tcp"+strconv.Itoa(streams), b, r.bps/1e9, run)
 			h.record("cpu_gb_tcp"+strconv.Itoa(streams), b, r.cpuPerGB(), run)
-			if b == buildOvlsw && streams == 1 {
+			if (b == buildOvlsw || b == buildOvlswEncrypted) && streams == 1 {
 				h.record("ovlsw_cpu_tcp1", b, r.ovlswCores(), run)
 			}
 		}
@@ -148,8 +148,8 @@ func scaleID(n int) string { return "scale_" + strconv.Itoa(n) }
 // forwarding table and is skipped.
 func (h *harness) fdb(ctx context.Context) error {
 	for _, b := range h.opts.Builds {
-		if b == buildUnderlay {
-			continue
+		if b == buildUnderlay || b == buildWireGuard {
+			continue // no forwarding table
 		}
 		err := h.withTopo(ctx, scenarioFDB, b, 1, h.wiringFor(false), func(ctx context.Context, t *topo) {
 			for run := range h.opts.Repeat {

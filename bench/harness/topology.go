@@ -124,6 +124,8 @@ type harness struct {
 	sockDir string // control sockets of the ovlsw nodes
 
 	failures []error // measurements that failed; the run goes on
+	wgBin    string  // the wireguard-go binary, once built (wireguard.go)
+	wgDir    string  // its temporary directory, removed at the end
 	fillRSS  float64 // ovlsw peak RSS after the first FDB fill round, bytes
 }
 
@@ -176,8 +178,10 @@ func (h *harness) newTopo(ctx context.Context, build string, npairs int, w wirin
 		}
 	case buildKernel:
 		err = h.buildKernel(ctx, t, npairs)
-	case buildOvlsw:
+	case buildOvlsw, buildOvlswEncrypted:
 		err = h.buildOvlsw(ctx, t, npairs)
+	case buildWireGuard:
+		err = h.buildWireGuardTopo(ctx, t, npairs)
 	default:
 		err = fmt.Errorf("unknown build %q", build)
 	}
@@ -367,6 +371,13 @@ func (h *harness) startNode(ctx context.Context, t *topo, side int, bind, peer n
 	}
 	if h.opts.Observe {
 		argv = append(argv, "--metrics", metricsAddr)
+	}
+	if t.build == buildOvlswEncrypted {
+		key, err := h.networkKeyFile()
+		if err != nil {
+			return nil, err
+		}
+		argv = append(argv, "--encrypted", "--network-key-file", key)
 	}
 	argv = append(argv, h.opts.UpArgs...)
 	if err := h.launchNode(ctx, n, argv); err != nil {

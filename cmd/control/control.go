@@ -36,10 +36,24 @@ type Node struct {
 
 // Status is the answer to GET /v1/status.
 type Status struct {
-	Node   Node    `json:"node"`
-	Gossip *Gossip `json:"gossip,omitempty"`
-	FDB    FDBStat `json:"fdb"`
+	Node       Node        `json:"node"`
+	Gossip     *Gossip     `json:"gossip,omitempty"`
+	FDB        FDBStat     `json:"fdb"`
+	Encryption *Encryption `json:"encryption,omitempty"`
 	Stats
+}
+
+// Encryption describes the node's encrypted networks (no key, only the
+// public key's fingerprint). Drops by reason are in Stats.Drops.
+type Encryption struct {
+	Mode          string   `json:"mode"`                 // "x25519" or "static network key"
+	PublicKey     string   `json:"public_key,omitempty"` // fingerprint of this node's public key
+	Suite         string   `json:"suite"`                // the AEAD this node seals with
+	RekeyInterval float64  `json:"rekey_interval_seconds"`
+	Epoch         uint64   `json:"epoch"`
+	Published     bool     `json:"published"`       // the public key is in this node's gossip metadata
+	PeersWithKeys int      `json:"peers_with_keys"` // VTEPs whose keys are known
+	Networks      []string `json:"networks"`        // the encrypted networks
 }
 
 // FDBStat summarises the forwarding table.

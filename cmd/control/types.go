@@ -38,6 +38,8 @@ type Network struct {
 	// RouterMAC is the MAC every node answers ARP and ND for the gateways
 	// with, and routes frames sent to.
 	RouterMAC string `json:"router_mac,omitempty"`
+	// Encrypted: every datagram of the network is sealed between nodes.
+	Encrypted bool `json:"encrypted,omitempty"`
 }
 
 // NetworkDetail is a network with its endpoints, for network inspect.

@@ -253,6 +253,9 @@ func (d *Daemon) status() control.Status {
 		FDB:    control.FDBStat{Entries: d.fdb.Len(), Refused: d.fdb.Refused()},
 	}
 	d.queueDrops(st.Ports)
+	if d.enc != nil {
+		st.Encryption = d.enc.status()
+	}
 	if d.names != nil {
 		st.Stats.DNS = toControlDNS(d.names.stats(), d.names.upstreams())
 	}

@@ -16,7 +16,7 @@ import (
 )
 
 func toControlNetwork(n gossip.Network) control.Network {
-	c := control.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group, DNS: n.DNSAddr()}
+	c := control.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group, DNS: n.DNSAddr(), Encrypted: n.Encrypted}
 	for _, s := range n.Subnets() {
 		c.Subnets = append(c.Subnets, control.Subnet{Subnet: s.Prefix, Gateway: s.Gateway})
 	}
@@ -29,7 +29,7 @@ func toControlNetwork(n gossip.Network) control.Network {
 // fromControlNetwork converts n; Subnets, if given, replace Subnet and
 // Gateway (an error if both are given and disagree, or too many).
 func fromControlNetwork(n control.Network) (gossip.Network, error) {
-	g := gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group}
+	g := gossip.Network{Name: n.Name, VNI: n.VNI, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU, Flood: n.Flood, Group: n.Group, Encrypted: n.Encrypted}
 	if n.DNS != n.Gateway && (len(n.Subnets) == 0 || n.DNS != n.Subnets[0].Gateway) {
 		g.DNS = n.DNS // the default, the first gateway, is kept out of the record
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/ovlsw/ovlsw/gossip"
 	"github.com/ovlsw/ovlsw/gossip/secret"
 	"github.com/ovlsw/ovlsw/vtep"
+	"github.com/ovlsw/ovlsw/vtep/seal"
 )
 
 // Config is everything `ovlsw up` needs.
@@ -89,6 +90,20 @@ type Config struct {
 	// SecretFile and JoinKeyFile keep the cluster secret and this node's
 	// join key, mode 0600; empty means beside the state file.
 	SecretFile, JoinKeyFile string
+	// Encrypted makes the default network (VNI) an encrypted one: every
+	// datagram of it sealed between nodes (encryption.go).
+	Encrypted bool
+	// RekeyInterval is how long each data key of encrypted networks is
+	// used before the next (and, by volume, every 2^28 datagrams), the
+	// same on every member; 0 means seal.DefaultInterval.
+	RekeyInterval time.Duration
+	// NetworkKeyFile holds a base64 32-byte key every node shares, which
+	// seals encrypted networks instead of the members' key pairs (static
+	// peers without a common cluster).
+	NetworkKeyFile string
+	// DataKeyFile keeps this node's X25519 private key for encrypted
+	// networks, mode 0600; empty means beside the state file.
+	DataKeyFile string
 	// DNSUpstreams are the resolvers the name service forwards outside
 	// names to; empty means those of ResolvConf, unless NoDNSUpstream,
 	// which answers outside names REFUSED.
@@ -138,6 +153,7 @@ func DefaultConfig() Config {
 		ClaimSettle:    time.Second,            // a few gossip rounds (200 ms each) on a LAN
 		Offload:        true,                   // each offload is probed; off only to compare
 		KeyRotation:    secret.DefaultInterval, // as Docker swarm rotates its gossip key
+		RekeyInterval:  seal.DefaultInterval,   // data keys of encrypted networks: hourly, and every 2^28 datagrams
 		DNSRate:        1000,                   // far above what a container's resolver asks; a runaway loop cannot starve the others
 	}
 }
@@ -161,6 +177,7 @@ type Daemon struct {
 	alloc   *allocator
 	eps     *endpoints
 	names   *names                  // the name service; set once in wire
+	enc     *encryption             // encrypted networks; set once in wire
 	host    *hostPort               // nil without a default network; set once in New
 	trust   *trust                  // the cluster secret and join key; set once in New
 	cluster atomic.Pointer[cluster] // nil until gossip runs
@@ -281,6 +298,18 @@ func (c *Config) Validate() error {
 	}
 	if err := checkMetricsAddr(c.Metrics); err != nil {
 		return err
+	}
+	if c.DataKeyFile == "" {
+		c.DataKeyFile = DefaultDataKeyPath(c.State)
+	}
+	if c.RekeyInterval != 0 && (c.RekeyInterval < seal.MinInterval || c.RekeyInterval%time.Second != 0) {
+		return configErrorf("rekey interval %v: give whole seconds, at least %v", c.RekeyInterval, seal.MinInterval)
+	}
+	if c.Encrypted && c.VNI == 0 {
+		return configErrorf("encrypted mode describes the default network: give its VNI too")
+	}
+	if c.Encrypted && c.Group.IsValid() {
+		return configErrorf("encrypted mode and multicast group: an encrypted network cannot use a group")
 	}
 	if c.Token != "" && c.TokenFile != "" {
 		return configErrorf("join token and join token file: give one")
@@ -408,13 +437,17 @@ func New(cfg Config) (d *Daemon, reterr error) {
 		return d, err
 	}
 	if cfg.VNI != 0 {
-		if err := d.nets.create(gossip.Network{Name: DefaultNetwork, VNI: cfg.VNI, Subnet: cfg.Subnet, Gateway: cfg.Gateway}); err != nil {
+		if err := d.nets.create(gossip.Network{Name: DefaultNetwork, VNI: cfg.VNI, Subnet: cfg.Subnet, Gateway: cfg.Gateway, Encrypted: cfg.Encrypted}); err != nil {
 			return d, err
 		}
 		if err := d.setGroup(); err != nil {
 			return d, err
 		}
-		if d.host, err = addHostPort(cfg, d.mtu, d.sw, d.fdb); err != nil {
+		hostMTU := d.mtu
+		if n, ok := d.nets.get(DefaultNetwork); ok && n.Encrypted {
+			hostMTU = encryptedMTU(d.mtu, n) // an encrypted default network, ours or the cluster's
+		}
+		if d.host, err = addHostPort(cfg, hostMTU, d.sw, d.fdb); err != nil {
 			return d, err
 		}
 	}
@@ -457,7 +490,20 @@ func (d *Daemon) wire(conn vtep.Conn) error {
 		d.sw.Close()
 		return err
 	}
-	d.nets.watch = d.names.networkChanged
+	var secretS secret.Secret
+	if d.trust != nil {
+		secretS = d.trust.secret
+	}
+	if d.enc, err = newEncryption(encryptionConfig{KeyFile: cfg.DataKeyFile, NetworkKeyFile: cfg.NetworkKeyFile,
+		Interval: cfg.RekeyInterval, Secret: secretS, Log: d.log}, d.sw); err != nil {
+		d.names.close()
+		d.sw.Close()
+		return err
+	}
+	d.nets.watch = func(old, n gossip.Network) {
+		d.names.networkChanged(old, n)
+		d.enc.networkChanged(old, n)
+	}
 	d.alloc = newAllocator(cfg.Name, d.fdb, d.holder)
 	d.eps = newEndpoints(endpointsConfig{Node: cfg.Name, State: cfg.State, Offload: cfg.Offload, FloodRate: cfg.FloodRate,
 		ClaimSettle: cfg.ClaimSettle, NetnsEtc: cfg.NetnsEtc, Log: d.log}, d.sw, d.fdb, d.alloc, d.nets)
@@ -492,6 +538,7 @@ func (d *Daemon) startCluster() error {
 		return err
 	}
 	d.cluster.Store(c)
+	d.enc.setAgent(c.agent)
 	d.nets.setStore(c.agent)
 	d.alloc.setView(c.agent)
 	d.networksChanged(c.agent.Networks()) // learned while starting

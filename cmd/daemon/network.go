@@ -101,6 +101,10 @@ func checkNetwork(n *gossip.Network, maxMTU int, defFlood string) error {
 	if err := n.CheckDNSOf(); err != nil {
 		return userErrorf("network %s: %v", n.Name, err)
 	}
+	if err := checkEncrypted(*n); err != nil {
+		return err
+	}
+	maxMTU = encryptedMTU(maxMTU, *n) // encryption.go
 	if n.MTU == 0 {
 		n.MTU = maxMTU
 	}
@@ -138,8 +142,8 @@ func (r *networks) create(n gossip.Network) error {
 	for _, o := range s.Networks() {
 		switch {
 		case o.Name == n.Name && o.VNI == n.VNI && (!n.Subnet.IsValid() || o.Subnet == n.Subnet && o.More == n.More) &&
-			(!n.Gateway.IsValid() || o.Gateway == n.Gateway):
-			return nil // already there: a node joining with the same --vni (and --subnet, if given)
+			(!n.Gateway.IsValid() || o.Gateway == n.Gateway) && (o.Encrypted || !n.Encrypted):
+			return nil // already there: a node joining with the same --vni (and --subnet, if given; encrypted stays encrypted)
 		case o.Name == n.Name:
 			return userErrorf("network %s already exists (VNI %d, subnet %v)", n.Name, o.VNI, o.Subnet)
 		case o.VNI == n.VNI:
@@ -190,8 +194,8 @@ func (r *networks) apply(list []gossip.Network) (removed []string) {
 	next := make(map[string]gossip.Network, len(list))
 	changed := false
 	for _, n := range list {
-		if n.MTU == 0 || n.MTU > r.maxMTU {
-			n.MTU = r.maxMTU
+		if max := encryptedMTU(r.maxMTU, n); n.MTU == 0 || n.MTU > max {
+			n.MTU = max
 		}
 		next[n.Name] = n
 		old, ok := r.byName[n.Name]

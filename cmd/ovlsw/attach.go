@@ -122,7 +122,7 @@ func newNetworkCreate() *cobra.Command {
 	var subnets, gateways []string
 	var group, dnsAddr string
 	c := &cobra.Command{
-		Use:   "create NAME --vni N [--subnet CIDR]... [--gateway IP]... [--dns-address IP] [--mtu N] [--group ADDR]",
+		Use:   "create NAME --vni N [--subnet CIDR]... [--gateway IP]... [--dns-address IP] [--mtu N] [--group ADDR] [--encrypted]",
 		Short: "Create an overlay network",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -177,6 +177,7 @@ func newNetworkCreate() *cobra.Command {
 	c.Flags().StringVar(&dnsAddr, "dns-address", "", "`IP` in a subnet of the network where every node's switch answers its DNS queries (default: the first subnet's gateway)")
 	c.Flags().IntVar(&n.MTU, "mtu", 0, "MTU of the network's ports (default: the node's overlay MTU: underlay MTU minus 50, or 70 over IPv6)")
 	c.Flags().StringVar(&n.Flood, "flood", "", "flood policy (see ovlsw up --flood; default: the node's)")
+	c.Flags().BoolVar(&n.Encrypted, "encrypted", false, "seal every datagram of the network between nodes (keys per pair of nodes, rotated; see docs/encryption.md); its MTU is 32 bytes less")
 	c.Flags().StringVar(&group, "group", "", "underlay multicast group `ADDR` the network's floods go to, as a kernel vxlan's group (default: a copy to each node)")
 	_ = c.MarkFlagRequired("vni")
 	return c
@@ -247,7 +248,7 @@ func newNetworkRm() *cobra.Command {
 
 func writeNetworks(out io.Writer, ns []control.Network) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "NETWORK\tVNI\tSUBNET\tGATEWAY\tDNS\tMTU\tFLOOD\tGROUP")
+	fmt.Fprintln(w, "NETWORK\tVNI\tSUBNET\tGATEWAY\tDNS\tMTU\tFLOOD\tGROUP\tENCRYPTED")
 	for _, n := range ns {
 		subnet, gw := subnetsText(n) // routes.go
 		group, dnsAddr := "-", "-"
@@ -257,7 +258,7 @@ func writeNetworks(out io.Writer, ns []control.Network) {
 		if n.DNS.IsValid() {
 			dnsAddr = n.DNS.String()
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", n.Name, n.VNI, subnet, gw, dnsAddr, n.MTU, n.Flood, group)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%v\n", n.Name, n.VNI, subnet, gw, dnsAddr, n.MTU, n.Flood, group, n.Encrypted)
 	}
 	w.Flush()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -70,6 +71,14 @@ func writeStatus(out io.Writer, st control.Status) {
 	fmt.Fprintf(w, "uptime\t%s\n", time.Since(st.Node.Started).Round(time.Second))
 	fmt.Fprintf(w, "offload\t%s\n", st.Offload)
 	fmt.Fprintf(w, "fdb\t%d entries, %d MACs refused at the learning limits\n", st.FDB.Entries, st.FDB.Refused)
+	if e := st.Encryption; e != nil {
+		nets := strings.Join(e.Networks, ",")
+		if nets == "" {
+			nets = "none"
+		}
+		fmt.Fprintf(w, "encryption	%s, %s, rekey every %v (epoch %d), public key %s published %v, keys of %d peers; encrypted networks: %s\n",
+			e.Mode, e.Suite, time.Duration(e.RekeyInterval*float64(time.Second)), e.Epoch, cmp.Or(e.PublicKey, "-"), e.Published, e.PeersWithKeys, nets)
+	}
 	if g := st.Gossip; g != nil {
 		bound := ""
 		if g.Bind.IsValid() {

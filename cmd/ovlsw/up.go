@@ -165,6 +165,10 @@ traffic gap. A crash or SIGKILL leaves the same state behind.`,
 	f.BoolVar(&cfg.Insecure, "insecure", false, "labs only: gossip without the cluster secret (plain, or with --gossip-key-file's static key), no join token, no key rotation; any host reaching the gossip port can join")
 	f.DurationVar(&cfg.KeyRotation, "key-rotation", cfg.KeyRotation, "how long each gossip key is used before the next, the same on every member (keys derive from the cluster secret and the time)")
 	f.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "`FILE` holding a base64 32-byte cluster secret (with --insecure: a static gossip key) instead of one made by the founding node")
+	f.BoolVar(&cfg.Encrypted, "encrypted", false, "make the default network (--vni) encrypted: every datagram of it sealed between nodes (AES-256-GCM or ChaCha20-Poly1305, keys per pair of nodes; see docs/encryption.md)")
+	f.DurationVar(&cfg.RekeyInterval, "rekey-interval", cfg.RekeyInterval, "how long each data key of encrypted networks is used before the next, the same on every member (keys also change every 2^28 datagrams)")
+	f.StringVar(&cfg.NetworkKeyFile, "network-key-file", "", "`FILE` holding a base64 32-byte key every node shares, sealing encrypted networks instead of the members' key pairs (static --peer setups)")
+	f.StringVar(&cfg.DataKeyFile, "data-key-file", "", "`FILE` keeping this node's private key for encrypted networks, mode 0600 (default: beside --state, <state without .state.json>.datakey)")
 	f.StringArrayVar(&dnsUpstreams, "dns-upstream", nil, "resolver `IP[:PORT]` the networks' name service forwards names outside the overlay to (repeatable), or none to answer them REFUSED (default: the nameservers of /etc/resolv.conf)")
 	f.IntVar(&cfg.DNSRate, "dns-rate", cfg.DNSRate, "most DNS queries a second each port may send to the name service (bursts of a fifth of that); past it they are dropped and counted (0: no limit)")
 	f.Uint32Var(&cfg.DNSTTL, "dns-ttl", cfg.DNSTTL, "TTL in seconds of the name service's answers (0: resolvers never cache a name, which may move)")
@@ -219,6 +223,9 @@ var flagNames = []struct{ value, flag string }{
 	{"member to join", "--join"},
 	{"insecure mode", "--insecure"},
 	{"key rotation interval", "--key-rotation"},
+	{"rekey interval", "--rekey-interval"},
+	{"encrypted mode", "--encrypted"},
+	{"network key file", "--network-key-file"},
 	{"host port addresses", "--address"},
 	{"MAC limit per port", "--max-macs-per-port"},
 	{"MAC limit per VNI", "--max-macs-per-vni"},
