@@ -304,3 +304,35 @@ func BenchmarkSealedReceive(b *testing.B) {
 		next++
 	}
 }
+
+// TestTraceSealed: a trace to a remote MAC of an encrypted network says
+// the datagram is sealed for a peer with a key, and that nothing is sent
+// (no_key) to one without.
+func TestTraceSealed(t *testing.T) {
+	r := newSealRig(t)
+	frame := tcpFrame(t, fpA, fpRemote, 1000, []byte("hello"), true)
+	tr, err := r.sw.Trace(r.pa.id, frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Verdict != "remote" || !hasStep(tr, "encryption", "sealed") {
+		t.Fatalf("trace with a key: %+v", tr)
+	}
+	r.sw.SetSealing(nil) // the node's keys gone: nothing may leave
+	tr, err = r.sw.Trace(r.pa.id, frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Verdict != "drop" || tr.Drop != "no_key" || !hasStep(tr, "encryption", "drop") {
+		t.Fatalf("trace without a key: %+v", tr)
+	}
+}
+
+func hasStep(tr Trace, stage, result string) bool {
+	for _, s := range tr.Steps {
+		if s.Stage == stage && s.Result == result {
+			return true
+		}
+	}
+	return false
+}

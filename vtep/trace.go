@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ovlsw/ovlsw/fdb"
@@ -172,7 +173,14 @@ func (s *Switch) Trace(portID int, frame []byte) (Trace, error) {
 		t.step("fdb", "remote", "%v is behind VTEP %v (%s)", c.Dst, loc.VTEP, t.FDB.describe())
 		t.Verdict = "remote"
 		t.Flow = flowHash(frame, &c)
-		t.Out = []TraceOut{s.traceOut(peers.peerAt(loc.VTEP, &peer{}), t.Flow)}
+		to := peers.peerAt(loc.VTEP, &peer{})
+		t.Out = []TraceOut{s.traceOut(to, t.Flow)}
+		if sealed, ok := s.traceSeal(&t, p.vni, []*peer{to}); !ok {
+			return t.drop(dropNoKey), nil
+		} else if sealed {
+			t.step("egress", "encap", "VXLAN VNI %d sealed to %v from source port %d (flow hash %#08x)", p.vni, loc.VTEP, t.Out[0].SourcePort, t.Flow)
+			return t, nil
+		}
 		t.step("egress", "encap", "VXLAN VNI %d to %v from source port %d (flow hash %#08x)", p.vni, loc.VTEP, t.Out[0].SourcePort, t.Flow)
 		return t, nil
 	}
@@ -207,6 +215,7 @@ func (s *Switch) Trace(portID int, frame []byte) (Trace, error) {
 		}
 	}
 	t.Flow = flowHash(frame, &c)
+	s.traceSeal(&t, p.vni, peers.floodList(p.vni))
 	_, group := peers.flood[p.vni]
 	for _, to := range peers.floodList(p.vni) {
 		o := s.traceOut(to, t.Flow)
@@ -215,6 +224,34 @@ func (s *Switch) Trace(portID int, frame []byte) (Trace, error) {
 	}
 	t.step("egress", "flood", "%d local ports and %d VTEPs (head-end replication%s)", len(t.Out)-len(peers.floodList(p.vni)), len(peers.floodList(p.vni)), map[bool]string{true: ", to the VNI's group", false: ""}[group])
 	return t, nil
+}
+
+// traceSeal adds the encryption step for copies of a VNI's frame to tos:
+// whether they are sealed (an encrypted network), and which VTEPs have no
+// key, to which nothing is sent (no_key). ok is false if none of tos can
+// take the frame.
+func (s *Switch) traceSeal(t *Trace, vni uint32, tos []*peer) (sealed, ok bool) {
+	sb, enc := s.encrypted(vni)
+	if !enc {
+		t.step("encryption", "plain", "VNI %d is not an encrypted network: plain VXLAN", vni)
+		return false, true
+	}
+	var without []string
+	for _, to := range tos {
+		if sb.keys == nil || to.seal == nil || !to.seal.HasKey() {
+			without = append(without, to.addr.String())
+		}
+	}
+	switch {
+	case len(without) == 0:
+		t.step("encryption", "sealed", "VNI %d is encrypted: each datagram sealed with the peer's data key (AEAD)", vni)
+	case len(without) == len(tos):
+		t.step("encryption", "drop", "VNI %d is encrypted and there is no data key for %s: nothing is sent in plaintext", vni, strings.Join(without, ", "))
+		return true, false
+	default:
+		t.step("encryption", "sealed", "VNI %d is encrypted: sealed per peer; no data key yet for %s, which get nothing", vni, strings.Join(without, ", "))
+	}
+	return true, true
 }
 
 // traceOut describes a copy sent to peer to from the socket flow picks.
