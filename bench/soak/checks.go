@@ -297,14 +297,15 @@ func (s *soak) teardownChecks(ctx context.Context) {
 	r.check("every node exits 0 on SIGTERM", err == nil, errString(err))
 
 	// The nodes' sockets, and the state files beside them, all live in
-	// sockDir: SIGTERM must have removed every one. The cluster secret and
-	// join key beside them stay by design (a node started again rejoins
-	// with them); main removes the directory.
+	// sockDir: SIGTERM must have removed every one. The cluster secret,
+	// join key and data key pair beside them stay by design (a node started
+	// again rejoins with them and keeps its identity); main removes the
+	// directory.
 	if ents, err := os.ReadDir(s.sockDir); err != nil {
 		r.leak(fmt.Sprintf("%s: %v", s.sockDir, err))
 	} else {
 		for _, e := range ents {
-			if strings.HasSuffix(e.Name(), ".secret") || strings.HasSuffix(e.Name(), ".joinkey") {
+			if strings.HasSuffix(e.Name(), ".secret") || strings.HasSuffix(e.Name(), ".joinkey") || strings.HasSuffix(e.Name(), ".datakey") {
 				continue
 			}
 			r.leak(fmt.Sprintf("%s left in %s after every node exited on SIGTERM", e.Name(), s.sockDir))

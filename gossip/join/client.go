@@ -84,7 +84,7 @@ func Request(ctx context.Context, addr string, tok Token) (secret.Secret, error)
 			return secret.Secret{}, fmt.Errorf("join %s: %w", addr, ctx.Err())
 		}
 		if isNetTimeout(err) {
-			err = fmt.Errorf("%w: no answer within %v", ErrNotJoinService, deadline.Sub(start).Round(time.Millisecond))
+			err = fmt.Errorf("%w: no answer within %v", ErrNotJoinService, deadline.Sub(start).Round(10*time.Millisecond)) // the time allowed, as the caller gave it (its clock started a moment before ours)
 		}
 		return secret.Secret{}, fmt.Errorf("join %s: %w", addr, err)
 	}
