@@ -348,15 +348,18 @@ func checkInterface(path string, ep *control.Endpoint) error {
 		if ep.Gateway.Is6() {
 			family = netlink.FAMILY_V6
 		}
-		routes, err := h.RouteList(link, family)
+		routes, err := h.RouteList(nil, family)
 		if err != nil {
-			return types.NewError(types.ErrInternal, fmt.Sprintf("ovlsw-cni: routes of %s in %s: %v", ep.IfName, path, err), "")
+			return types.NewError(types.ErrInternal, fmt.Sprintf("ovlsw-cni: routes in %s: %v", path, err), "")
 		}
+		// The default route goes via the gateway on this link, or via
+		// another link: a container on several networks keeps its first
+		// network's default route (tap.Place adds none where one exists).
 		found := false
 		for _, r := range routes {
 			isDefault := r.Dst == nil || (r.Dst.IP.IsUnspecified() && isZeroMask(r.Dst.Mask))
 			gw, _ := netip.AddrFromSlice(r.Gw)
-			found = found || (isDefault && gw.Unmap() == ep.Gateway)
+			found = found || (isDefault && (gw.Unmap() == ep.Gateway || r.LinkIndex != attrs.Index))
 		}
 		if !found {
 			return checkFailed("%s in %s has no default route via %v", ep.IfName, path, ep.Gateway)
