@@ -32,7 +32,8 @@ import (
 // Place moves the link named link, in the calling thread's network
 // namespace, into the namespace at p.Netns, renames it p.IfName, adds
 // p.Addrs, sets it up and adds a default route via p.Gateway if that is
-// valid and the namespace has none, in that order. Errors wrap ErrLinkExists if p.IfName is taken
+// valid and the namespace has none, in that order; with p.Down it stops
+// after the addresses. Errors wrap ErrLinkExists if p.IfName is taken
 // there (then the link was not moved), or ErrPermission if the kernel
 // refused for want of privilege. A failure after the move leaves the link
 // in p.Netns as far as it got; see the design notes.
@@ -79,6 +80,9 @@ func Place(link string, p Placement) error {
 		if err := h.AddrAdd(l, na); err != nil {
 			return linkErr(err, "add %v to %s", a, p.IfName)
 		}
+	}
+	if p.Down {
+		return nil
 	}
 	if err := h.LinkSetUp(l); err != nil {
 		return linkErr(err, "set %s up", p.IfName)

@@ -78,6 +78,11 @@ type AttachRequest struct {
 	Service string   `json:"service,omitempty"` // the service it is a task of (tasks.SERVICE, SERVICE)
 	// NoResolvConf keeps attach from writing /etc/netns/NETNS/resolv.conf.
 	NoResolvConf bool `json:"no_resolv_conf,omitempty"`
+	// Unconfigured leaves the interface in Netns under IfName, down and
+	// without addresses or routes, for a runtime that moves it into the
+	// container and configures it itself (Docker's remote network
+	// drivers); the endpoint still holds Address and MAC.
+	Unconfigured bool `json:"unconfigured,omitempty"`
 	// NoPortSecurity lets the port send from other MACs and claim other
 	// addresses (a container that routes or bridges). Off by default.
 	NoPortSecurity bool `json:"no_port_security,omitempty"`

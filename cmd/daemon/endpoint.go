@@ -64,6 +64,9 @@ type attachRequest struct {
 	Secure  bool         // port security
 	// ResolvConf has attach write the resolv.conf of a named namespace.
 	ResolvConf bool
+	// Unconfigured leaves the TAP down without addresses or routes, for
+	// the runtime to move and configure (control.AttachRequest).
+	Unconfigured bool
 }
 
 // endpointsConfig configures the endpoints.
@@ -263,6 +266,9 @@ func (e *endpoints) abandon(c *claim) {
 // finish places the claimed port into the namespace and records it.
 func (e *endpoints) finish(req attachRequest, path string, c *claim) (endpoint, error) {
 	p := tap.Placement{Netns: path, IfName: req.IfName, Addrs: []netip.Prefix{c.addr}, Gateway: c.n.Gateway}
+	if req.Unconfigured {
+		p = tap.Placement{Netns: path, IfName: req.IfName, Down: true}
+	}
 	if err := tap.Place(c.dev.Name(), p); err != nil {
 		e.abandon(c)
 		if errors.Is(err, tap.ErrLinkExists) {
