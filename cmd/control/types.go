@@ -88,6 +88,17 @@ type AttachRequest struct {
 	NoPortSecurity bool `json:"no_port_security,omitempty"`
 }
 
+// NamesRequest is the body of POST /v1/names: the DNS names of the
+// endpoint at Netns/IfName, replacing those it was attached with (empty
+// DNSName: none).
+type NamesRequest struct {
+	Netns   string   `json:"netns"`
+	IfName  string   `json:"ifname,omitempty"` // default eth0
+	DNSName string   `json:"dns_name,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
+	Service string   `json:"service,omitempty"`
+}
+
 // DetachRequest is the body of POST /v1/detach.
 type DetachRequest struct {
 	Netns  string `json:"netns"`

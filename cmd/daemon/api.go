@@ -130,12 +130,22 @@ func (d *Daemon) handler() http.Handler {
 	})
 	handlePost(mux, "/v1/attach", func(req control.AttachRequest) (any, error) { return d.Attach(req) })
 	handlePost(mux, "/v1/detach", func(req control.DetachRequest) (any, error) { return d.Detach(req) })
+	handlePost(mux, "/v1/names", func(req control.NamesRequest) (any, error) { return d.SetNames(req) })
 	return mux
 }
 
 // Attach puts a new port of a network into a network namespace.
 func (d *Daemon) Attach(req control.AttachRequest) (control.Endpoint, error) {
 	ep, err := d.eps.attach(fromControlAttach(req))
+	if err != nil {
+		return control.Endpoint{}, err
+	}
+	return toControlEndpoint(ep), nil
+}
+
+// SetNames replaces the DNS names of an attached endpoint (rename.go).
+func (d *Daemon) SetNames(req control.NamesRequest) (control.Endpoint, error) {
+	ep, err := d.eps.setNames(req)
 	if err != nil {
 		return control.Endpoint{}, err
 	}
