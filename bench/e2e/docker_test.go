@@ -51,7 +51,7 @@ func newDockerHost(t *testing.T, ns *testbed.Netns, name, plugin, socket, image 
 	// only the system plugin directories).
 	pluginSock := filepath.Join(dir, "plugin.sock")
 	p, err := ns.Start(context.Background(), plugin, "--plugin-socket", pluginSock, "--socket", socket,
-		"--netns", ns.Path, "--state", filepath.Join(dir, "plugin.json"))
+		"--netns", ns.Path, "--state", filepath.Join(dir, "plugin.json"), "--docker-host", "unix://"+filepath.Join(dir, "docker.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,6 +232,11 @@ func TestE2EDocker(t *testing.T) {
 	pingFrom(ctx, t, d2.docker, db, "10.0.9.60")
 	pingFrom(ctx, t, d1.docker, da, dbAddr)
 	tcpAcross(ctx, t, d1.docker, d2.docker, da, db, "10.0.9.60")
+
+	// Names across hosts: Docker's resolver forwards what it does not know
+	// to --dns 10.0.9.1, the switch, which has the containers' names.
+	pingFrom(ctx, t, d2.docker, db, da)
+	pingFrom(ctx, t, d1.docker, da, db)
 
 	// Cluster-wide IPAM: host 2 does not hand out host 1's address.
 	if out, err := d2.docker(ctx, "run", "-d", "--name", fmt.Sprintf("dc%d", pid), "--network", "web", "--ip", "10.0.9.60",

@@ -62,6 +62,10 @@ type config struct {
 	Netns string
 	// State is the file the network mapping is kept in; empty keeps none.
 	State string
+	// DockerHost is dockerd's API socket (unix:///run/docker.sock), asked
+	// for the names of endpoints' containers (names.go); empty: endpoints
+	// get no names.
+	DockerHost string
 	Log   *slog.Logger
 }
 
@@ -69,6 +73,7 @@ type config struct {
 type driver struct {
 	cfg    config
 	client *control.Client
+	docker *dockerAPI // nil: no names
 
 	// mu guards networks, endpoints and the IPAM's reservations (ipam.go).
 	mu        sync.Mutex
@@ -93,6 +98,12 @@ func newDriver(cfg config) (*driver, error) {
 	}
 	d := &driver{cfg: cfg, client: control.NewClient(cfg.Socket), networks: map[string]string{},
 		endpoints: map[string]endpointState{}, reserved: map[netip.Addr]bool{}}
+	if cfg.DockerHost != "" {
+		var err error
+		if d.docker, err = newDockerAPI(cfg.DockerHost); err != nil {
+			return nil, fmt.Errorf("ovlsw-docker: %w", err)
+		}
+	}
 	if cfg.State != "" {
 		b, err := os.ReadFile(cfg.State)
 		switch {
@@ -271,6 +282,7 @@ func (d *driver) join(req joinRequest) (any, error) {
 	if ep.Gateway.IsValid() {
 		res.Gateway = ep.Gateway.String()
 	}
+	go d.nameEndpoint(req.NetworkID, req.EndpointID, ep)
 	return res, nil
 }
 
