@@ -66,7 +66,7 @@ type config struct {
 	// for the names of endpoints' containers (names.go); empty: endpoints
 	// get no names.
 	DockerHost string
-	Log   *slog.Logger
+	Log        *slog.Logger
 }
 
 // driver serves the plugin calls.
