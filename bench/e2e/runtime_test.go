@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,12 +21,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// stateDirs numbers the state directories of this process.
+var stateDirs atomic.Int64
+
 // stateDir makes a directory for a runtime's storage, named with the pid,
 // whose removal (after the runtime's own cleanup, registered later, has
 // run) unmounts whatever the runtime left mounted in it.
 func stateDir(t *testing.T, what string) string {
 	t.Helper()
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ovlsw-e2e-%s-%d-%s", what, os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_")))
+	// Short: Podman refuses a run root path over 50 bytes.
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ovlsw-%s-%d-%d", what, os.Getpid(), stateDirs.Add(1)))
 	t.Cleanup(func() {
 		for _, m := range mountsUnder(dir) {
 			_ = unix.Unmount(m, unix.MNT_DETACH)
