@@ -1,0 +1,67 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/ovlsw/ovlsw/cmd/control"
+	"github.com/ovlsw/ovlsw/fdb"
+	"github.com/ovlsw/ovlsw/gossip"
+)
+
+// TestSetNames: POST /v1/names names an attached endpoint after the fact
+// (as the Docker plugin does once it knows the container): the binding
+// gets the names and a higher sequence number, the switch answers them, a
+// name held elsewhere is refused, and an endpoint that is not attached is
+// a 404.
+func TestSetNames(t *testing.T) {
+	d := testDaemon(t)
+	nw := gossip.Network{Name: "nm", VNI: 12, Subnet: netip.MustParsePrefix("10.0.12.0/24"), Gateway: netip.MustParseAddr("10.0.12.1")}
+	if err := d.nets.create(nw); err != nil {
+		t.Fatal(err)
+	}
+	mac := fdb.MAC{2, 0, 0, 0, 0, 0xcc}
+	key := fdb.Key{VNI: 12, MAC: mac}
+	d.fdb.Set(fdb.Entry{Key: key, Location: fdb.Location{Port: 7}, Origin: fdb.OriginLocal, Seq: 3,
+		IPs: []netip.Addr{netip.MustParseAddr("10.0.12.5")}})
+	d.fdb.Set(fdb.Entry{Key: fdb.Key{VNI: 12, MAC: fdb.MAC{2, 0, 0, 0, 0, 0xdd}}, Location: fdb.Location{VTEP: netip.MustParseAddrPort("192.0.2.2:4789")},
+		Origin: fdb.OriginGossip, Node: "n2", IPs: []netip.Addr{netip.MustParseAddr("10.0.12.6")}, Names: &fdb.Names{Name: "taken"}})
+	d.eps.mu.Lock()
+	d.eps.byPort[7] = &attached{ep: endpoint{Name: "docker/x", Network: "nm", VNI: 12, Netns: "/proc/1/ns/net", IfName: "ovdx", MAC: mac,
+		Address: netip.MustParsePrefix("10.0.12.5/24")}, net: nw}
+	d.eps.mu.Unlock()
+	t.Cleanup(func() {
+		d.eps.mu.Lock()
+		delete(d.eps.byPort, 7)
+		d.eps.mu.Unlock()
+	})
+
+	post := func(req control.NamesRequest) *httptest.ResponseRecorder {
+		b, _ := json.Marshal(req)
+		w := httptest.NewRecorder()
+		d.handler().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/names", bytes.NewReader(b)))
+		return w
+	}
+	if w := post(control.NamesRequest{Netns: "/proc/1/ns/net", IfName: "ovdx", DNSName: "web", Aliases: []string{"www"}}); w.Code != http.StatusOK {
+		t.Fatalf("names: %d %s", w.Code, w.Body)
+	}
+	e, _ := d.fdb.Get(key)
+	if e.Names == nil || e.Names.Name != "web" || len(e.Names.Aliases) != 1 || e.Seq != 4 {
+		t.Errorf("binding after naming: names %+v seq %d, want web [www] and 4", e.Names, e.Seq)
+	}
+	if holder, ok := d.names.table.Holder(12, "www"); !ok || holder != mac {
+		t.Errorf("www held by %v %v", holder, ok)
+	}
+	if w := post(control.NamesRequest{Netns: "/proc/1/ns/net", IfName: "ovdx", DNSName: "taken"}); w.Code != http.StatusBadRequest ||
+		!strings.Contains(w.Body.String(), "taken") {
+		t.Errorf("a name held elsewhere: %d %s", w.Code, w.Body)
+	}
+	if w := post(control.NamesRequest{Netns: "/proc/1/ns/net", IfName: "nope", DNSName: "x"}); w.Code != http.StatusNotFound {
+		t.Errorf("not attached: %d %s", w.Code, w.Body)
+	}
+}
