@@ -172,8 +172,15 @@ func (h *dockerHost) must(ctx context.Context, args ...string) string {
 // createNetwork creates Docker network web on ovlsw network web.
 func (h *dockerHost) createNetwork(ctx context.Context) {
 	h.t.Helper()
-	h.must(ctx, "network", "create", "-d", h.driver, "--ipam-driver", h.driver, "--subnet", "10.0.9.0/24", "--gateway", "10.0.9.1",
-		"-o", "ovlsw.network=web", "web")
+	h.createNetworkNamed(ctx, "web", "10.0.9.0/24", "10.0.9.1")
+}
+
+// createNetworkNamed creates Docker network name on the ovlsw network of
+// that name.
+func (h *dockerHost) createNetworkNamed(ctx context.Context, name, subnet, gateway string) {
+	h.t.Helper()
+	h.must(ctx, "network", "create", "-d", h.driver, "--ipam-driver", h.driver, "--subnet", subnet, "--gateway", gateway,
+		"-o", "ovlsw.network="+name, name)
 }
 
 func buildTo(t *testing.T, pkg string) string {
@@ -214,7 +221,8 @@ func dockerTwoHosts(t *testing.T) (n1, n2 *node, d1, d2 *dockerHost, ctx context
 // the ovlsw-docker network and IPAM driver: ping and TCP across hosts,
 // --ip and --mac-address honoured, an address in use on the other host
 // refused, names across hosts through --dns GATEWAY, docker restart,
-// network disconnect and connect, a dockerd restart, docker rm and network
+// network disconnect and connect, a second network, a dockerd restart,
+// docker rm and network
 // rm; nothing is left behind.
 func TestE2EDocker(t *testing.T) {
 	n1, n2, d1, d2, ctx := dockerTwoHosts(t)
@@ -257,6 +265,20 @@ func TestE2EDocker(t *testing.T) {
 	d2.must(ctx, "network", "connect", "web", db)
 	pingFrom(ctx, t, d2.docker, db, "10.0.9.60")
 
+	// A second network beside the first.
+	d1.createNetworkNamed(ctx, "db", "10.0.10.0/24", "10.0.10.1")
+	if !poll(30*time.Second, func() bool {
+		var ns []control.Network
+		return n2.get("/v1/networks", &ns) == nil && len(ns) == 2
+	}) {
+		t.Fatalf("network db did not reach node 2:\n%s", n2.cli("network", "ls"))
+	}
+	d2.createNetworkNamed(ctx, "db", "10.0.10.0/24", "10.0.10.1")
+	d1.must(ctx, "network", "connect", "--ip", "10.0.10.60", "db", da)
+	d2.must(ctx, "network", "connect", "db", db)
+	pingFrom(ctx, t, d2.docker, db, "10.0.10.60")
+	pingFrom(ctx, t, d2.docker, db, "10.0.9.60")
+
 	// dockerd restart: its containers stop and their endpoints go; started
 	// again, they are back on the overlay.
 	d1.stopDockerd()
@@ -276,7 +298,7 @@ func TestE2EDocker(t *testing.T) {
 		}
 	}
 	for _, d := range []*dockerHost{d1, d2} {
-		d.must(ctx, "network", "rm", "web")
+		d.must(ctx, "network", "rm", "web", "db")
 		for _, m := range mountsUnder(d.dir) {
 			if strings.Contains(m, "/netns/") {
 				t.Errorf("namespace mount left after docker rm: %s", m)
