@@ -222,8 +222,7 @@ func dockerTwoHosts(t *testing.T) (n1, n2 *node, d1, d2 *dockerHost, ctx context
 // --ip and --mac-address honoured, an address in use on the other host
 // refused, names across hosts through --dns GATEWAY, docker restart,
 // network disconnect and connect, a second network, a dockerd restart,
-// docker rm and network
-// rm; nothing is left behind.
+// docker rm and network rm; nothing is left behind.
 func TestE2EDocker(t *testing.T) {
 	n1, n2, d1, d2, ctx := dockerTwoHosts(t)
 	pid := os.Getpid()
