@@ -276,7 +276,17 @@ func (d *driver) join(req joinRequest) (any, error) {
 	ep, ok := d.endpoints[req.EndpointID]
 	d.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("ovlsw: join: no endpoint %s", req.EndpointID)
+		// Made by an earlier run of the plugin: the TAP has the name it
+		// gave, the gateway is the network's.
+		name, err := d.networkOf(req.NetworkID)
+		if err != nil {
+			return nil, err
+		}
+		n, err := d.network(name)
+		if err != nil {
+			return nil, err
+		}
+		ep = endpointState{Network: name, IfName: tapName(req.EndpointID), Gateway: n.Gateway}
 	}
 	res := joinResponse{InterfaceName: interfaceName{SrcName: ep.IfName, DstPrefix: "eth"}}
 	if ep.Gateway.IsValid() {

@@ -197,6 +197,11 @@ func TestDriver(t *testing.T) {
 	if ifn := join["InterfaceName"].(map[string]any); ifn["SrcName"] != "ovd0123456789a" || ifn["DstPrefix"] != "eth" || join["Gateway"] != "10.0.9.1" {
 		t.Errorf("Join: %v", join)
 	}
+	// A join the plugin has no record of (made by an earlier run).
+	join = call(t, h, "/NetworkDriver.Join", joinRequest{NetworkID: "n1", EndpointID: "abcdef0123456789"}, 200)
+	if ifn := join["InterfaceName"].(map[string]any); ifn["SrcName"] != "ovdabcdef01234" || join["Gateway"] != "10.0.9.1" {
+		t.Errorf("Join of an endpoint made earlier: %v", join)
+	}
 	call(t, h, "/NetworkDriver.Leave", endpointRequest{NetworkID: "n1", EndpointID: ep1}, 200)
 	call(t, h, "/NetworkDriver.DeleteEndpoint", endpointRequest{NetworkID: "n1", EndpointID: ep1}, 200) // a 404 is done already
 	f.mu.Lock()
