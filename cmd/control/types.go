@@ -99,6 +99,17 @@ type NamesRequest struct {
 	Service string   `json:"service,omitempty"`
 }
 
+// RelocateRequest is the body of POST /v1/relocate: the endpoint at
+// Netns/IfName was moved by its runtime to ToNetns and renamed ToIfName
+// (Docker moves an Unconfigured endpoint's interface into the container).
+// The node records it there, so a restart takes it back from there.
+type RelocateRequest struct {
+	Netns    string `json:"netns"`
+	IfName   string `json:"ifname"`
+	ToNetns  string `json:"to_netns"`
+	ToIfName string `json:"to_ifname"`
+}
+
 // DetachRequest is the body of POST /v1/detach.
 type DetachRequest struct {
 	Netns  string `json:"netns"`

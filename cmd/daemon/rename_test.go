@@ -3,9 +3,12 @@ package daemon
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -63,5 +66,55 @@ func TestSetNames(t *testing.T) {
 	}
 	if w := post(control.NamesRequest{Netns: "/proc/1/ns/net", IfName: "nope", DNSName: "x"}); w.Code != http.StatusNotFound {
 		t.Errorf("not attached: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestRelocate: POST /v1/relocate records where a runtime moved an
+// endpoint's interface, once the link there has the endpoint's MAC (a
+// veth in a namespace of the test's stands in for the container's).
+func TestRelocate(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	name := fmt.Sprintf("ovlsw-relocate-%d", os.Getpid())
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	for _, argv := range [][]string{{"ip", "netns", "add", name},
+		{"ip", "-n", name, "link", "add", "eth0", "address", "02:00:00:00:00:0e", "type", "veth", "peer", "name", "eth1"}} {
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", argv, err, out)
+		}
+	}
+	to := "/run/netns/" + name
+	d := testDaemon(t)
+	nw := gossip.Network{Name: "rl", VNI: 13, Subnet: netip.MustParsePrefix("10.0.13.0/24")}
+	d.eps.mu.Lock()
+	d.eps.byPort[8] = &attached{ep: endpoint{Name: "docker/y", Network: "rl", VNI: 13, Netns: "/proc/1/ns/net", IfName: "ovdy",
+		MAC: fdb.MAC{2, 0, 0, 0, 0, 0x0e}}, net: nw}
+	d.eps.mu.Unlock()
+	t.Cleanup(func() {
+		d.eps.mu.Lock()
+		delete(d.eps.byPort, 8)
+		d.eps.mu.Unlock()
+	})
+	post := func(req control.RelocateRequest) *httptest.ResponseRecorder {
+		b, _ := json.Marshal(req)
+		w := httptest.NewRecorder()
+		d.handler().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/relocate", bytes.NewReader(b)))
+		return w
+	}
+	if w := post(control.RelocateRequest{Netns: "/proc/1/ns/net", IfName: "ovdy", ToNetns: to, ToIfName: "lo"}); w.Code != http.StatusBadRequest {
+		t.Errorf("relocate to a link with another MAC: %d %s", w.Code, w.Body)
+	}
+	if w := post(control.RelocateRequest{Netns: "/proc/1/ns/net", IfName: "ovdy", ToNetns: to, ToIfName: "eth0"}); w.Code != http.StatusOK {
+		t.Fatalf("relocate: %d %s", w.Code, w.Body)
+	}
+	d.eps.mu.Lock()
+	ep := d.eps.byPort[8].ep
+	d.eps.mu.Unlock()
+	if ep.Netns != to || ep.IfName != "eth0" {
+		t.Errorf("endpoint after relocate: %s %s", ep.Netns, ep.IfName)
+	}
+	if w := post(control.RelocateRequest{Netns: "/proc/1/ns/net", IfName: "ovdy", ToNetns: to, ToIfName: "eth0"}); w.Code != http.StatusNotFound {
+		t.Errorf("relocate from where it no longer is: %d %s", w.Code, w.Body)
 	}
 }
