@@ -29,6 +29,7 @@ type dockerHost struct {
 	driver  string // the plugin's name, which is the driver's and the IPAM driver's
 	dockerd *exec.Cmd
 	done    chan struct{}
+	plugin  *testbed.Proc
 }
 
 // dockerClient is the docker CLI matching Debian's dockerd (API 1.41):
@@ -42,9 +43,8 @@ func dockerClient(t *testing.T) string {
 
 // newDockerHost starts the plugin (binary plugin) for the node at socket
 // and a dockerd in ns, and imports the test image.
-func newDockerHost(t *testing.T, ns *testbed.Netns, name, plugin, socket, image string) *dockerHost {
+func newDockerHost(t *testing.T, ns *testbed.Netns, dir, name, plugin, socket, image string) *dockerHost {
 	t.Helper()
-	dir := stateDir(t, "docker-"+name)
 	h := &dockerHost{t: t, ns: ns, dir: dir, client: dockerClient(t), driver: fmt.Sprintf("ovlsw%d%s", os.Getpid(), name)}
 
 	// The plugin, and the spec file dockerd finds it by (dockerd reads
@@ -56,6 +56,7 @@ func newDockerHost(t *testing.T, ns *testbed.Netns, name, plugin, socket, image 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Stop(5 * time.Second) })
+	h.plugin = p
 	spec := filepath.Join("/etc/docker/plugins", h.driver+".spec")
 	t.Cleanup(func() { os.Remove(spec) })
 	if err := os.MkdirAll(filepath.Dir(spec), 0o755); err != nil {
@@ -164,7 +165,7 @@ func (h *dockerHost) must(ctx context.Context, args ...string) string {
 	h.t.Helper()
 	out, err := h.docker(ctx, args...)
 	if err != nil {
-		h.t.Fatalf("%v\n%s", err, h.log())
+		h.t.Fatalf("%v\n%s\nplugin:\n%s", err, h.log(), h.plugin.Output())
 	}
 	return strings.TrimSpace(out)
 }
@@ -192,6 +193,12 @@ func buildTo(t *testing.T, pkg string) string {
 	return out
 }
 
+// dockerNodeArgs are the flags of the two nodes of dockerTwoHosts.
+var dockerNodeArgs = [2][]string{
+	{"--bind", ul1.Addr().String(), "--dns-upstream", "none"},
+	{"--bind", ul2.Addr().String(), "--join", ul1.Addr().String(), "--dns-upstream", "none"},
+}
+
 // dockerTwoHosts is two ovlsw nodes with a dockerd each and Docker network
 // web on ovlsw network web on both.
 func dockerTwoHosts(t *testing.T) (n1, n2 *node, d1, d2 *dockerHost, ctx context.Context) {
@@ -201,11 +208,12 @@ func dockerTwoHosts(t *testing.T) (n1, n2 *node, d1, d2 *dockerHost, ctx context
 	image := busyboxImage(t)
 	plugin := buildTo(t, "github.com/ovlsw/ovlsw/cmd/ovlsw-docker")
 	_, h1, h2 := twoHosts(t)
-	n1 = startNode(t, h1, "dk1", "--bind", ul1.Addr().String(), "--dns-upstream", "none")
-	n2 = startNode(t, h2, "dk2", "--bind", ul2.Addr().String(), "--join", ul1.Addr().String(), "--dns-upstream", "none")
+	dirs := [2]string{stateDir(t, "docker-h1"), stateDir(t, "docker-h2")}
+	n1 = startNode(t, h1, "dk1", dockerNodeArgs[0]...)
+	n2 = startNode(t, h2, "dk2", dockerNodeArgs[1]...)
 	ctx = testCtx(t, 5*time.Minute)
-	d1 = newDockerHost(t, h1, "h1", plugin, n1.socket, image)
-	d2 = newDockerHost(t, h2, "h2", plugin, n2.socket, image)
+	d1 = newDockerHost(t, h1, dirs[0], "h1", plugin, n1.socket, image)
+	d2 = newDockerHost(t, h2, dirs[1], "h2", plugin, n2.socket, image)
 	d1.createNetwork(ctx)
 	if !poll(30*time.Second, func() bool {
 		var ns []control.Network
@@ -220,7 +228,8 @@ func dockerTwoHosts(t *testing.T) (n1, n2 *node, d1, d2 *dockerHost, ctx context
 // TestE2EDocker runs containers with dockerd on two ovlsw nodes through
 // the ovlsw-docker network and IPAM driver: ping and TCP across hosts,
 // --ip and --mac-address honoured, an address in use on the other host
-// refused, names across hosts through --dns GATEWAY, docker restart,
+// refused, names across hosts through --dns GATEWAY, an upgrade (SIGUSR2
+// restart) of a node, docker restart,
 // network disconnect and connect, a second network, a dockerd restart,
 // docker rm and network rm; nothing is left behind.
 func TestE2EDocker(t *testing.T) {
@@ -251,6 +260,27 @@ func TestE2EDocker(t *testing.T) {
 		t.Errorf("docker run --ip 10.0.9.60 on host 2: %v %s, want refused as in use", err, out)
 	}
 	d2.docker(ctx, "rm", "-f", fmt.Sprintf("dc%d", pid))
+
+	// An upgrade of node 1 (SIGUSR2, then ovlsw up again): it takes the
+	// port back from inside the container, where the plugin told it
+	// Docker moved it.
+	if !poll(30*time.Second, func() bool {
+		eps := endpointsOf(t, n1)
+		return len(eps) == 1 && eps[0].IfName == "eth0"
+	}) {
+		t.Fatalf("the node never learnt where Docker moved the interface: %s\nplugin:\n%s", jsonString(endpointsOf(t, n1)), d1.plugin.Output())
+	}
+	if err := n1.proc.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.proc.Wait(10 * time.Second); err != nil {
+		t.Fatalf("ovlsw after SIGUSR2: %v", err)
+	}
+	n1 = startNode(t, n1.ns, "dk1", append(dockerNodeArgs[0], "--join", ul2.Addr().String())...)
+	if eps := endpointsOf(t, n1); len(eps) != 1 {
+		t.Fatalf("endpoints after the restart: %s\n%s", jsonString(eps), n1.proc.Output())
+	}
+	pingFrom(ctx, t, d2.docker, db, "10.0.9.60")
 
 	// docker restart.
 	d1.must(ctx, "restart", "-t", "0", da)

@@ -17,7 +17,9 @@ package main
 //     temporary name (control.AttachRequest.Unconfigured); Join names it as
 //     SrcName, and Docker moves it into the container, renames it ethN,
 //     adds the address and the route via Gateway. DeleteEndpoint detaches,
-//     which removes the TAP and frees the address.
+//     which removes the TAP and frees the address. After Join the plugin
+//     tells the daemon where Docker put the interface (names.go), so that
+//     a restarted node takes it back from the container.
 //   - DeleteNetwork forgets the mapping but leaves the ovlsw network: it is
 //     the cluster's, and other hosts' containers may be on it.
 //   - The mapping is kept in a state file, so a restarted plugin still
@@ -87,6 +89,7 @@ type endpointState struct {
 	Network string // ovlsw network
 	IfName  string // the TAP's name in dockerd's namespace
 	Gateway netip.Addr
+	MAC     string // empty for an endpoint an earlier run of the plugin made
 }
 
 func newDriver(cfg config) (*driver, error) {
@@ -224,6 +227,12 @@ func (d *driver) networkOf(id string) (string, error) {
 // Docker moves it: unique per endpoint, at most 15 bytes.
 func tapName(endpointID string) string { return "ovd" + endpointID[:min(len(endpointID), 11)] }
 
+// endpointName is the ovlsw endpoint's name: docker/ and the endpoint ID
+// as `docker network inspect` shortens it.
+func endpointName(endpointID string) string {
+	return "docker/" + endpointID[:min(len(endpointID), 12)]
+}
+
 func (d *driver) createEndpoint(req createEndpointRequest) (any, error) {
 	name, err := d.networkOf(req.NetworkID)
 	if err != nil {
@@ -238,7 +247,7 @@ func (d *driver) createEndpoint(req createEndpointRequest) (any, error) {
 	}
 	attach := control.AttachRequest{
 		Netns: d.cfg.Netns, Network: name, Address: addr, IfName: tapName(req.EndpointID), MAC: req.Interface.MacAddress,
-		Name: "docker/" + req.EndpointID[:min(len(req.EndpointID), 12)], NoResolvConf: true, Unconfigured: true,
+		Name: endpointName(req.EndpointID), NoResolvConf: true, Unconfigured: true,
 	}
 	var ep control.Endpoint
 	if err := d.do(http.MethodPost, "/v1/attach", attach, &ep); err != nil {
@@ -247,7 +256,7 @@ func (d *driver) createEndpoint(req createEndpointRequest) (any, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.reserved, addr.Addr()) // the endpoint holds it now
-	d.endpoints[req.EndpointID] = endpointState{Network: name, IfName: ep.IfName, Gateway: ep.Gateway}
+	d.endpoints[req.EndpointID] = endpointState{Network: name, IfName: ep.IfName, Gateway: ep.Gateway, MAC: ep.MAC}
 	d.cfg.Log.Info("endpoint created", "endpoint", req.EndpointID, "network", name, "address", ep.Address, "mac", ep.MAC)
 	if req.Interface.MacAddress != "" {
 		return createEndpointResponse{}, nil // Docker refuses an answer that repeats what it set
@@ -260,11 +269,22 @@ func (d *driver) deleteEndpoint(req endpointRequest) (any, error) {
 	ep, ok := d.endpoints[req.EndpointID]
 	delete(d.endpoints, req.EndpointID)
 	d.mu.Unlock()
-	ifname := tapName(req.EndpointID)
+	at := control.DetachRequest{Netns: d.cfg.Netns, IfName: tapName(req.EndpointID)}
 	if ok {
-		ifname = ep.IfName
+		at.IfName = ep.IfName
 	}
-	err := d.do(http.MethodPost, "/v1/detach", control.DetachRequest{Netns: d.cfg.Netns, IfName: ifname}, nil)
+	// Where the daemon's record says: moved into the container if the
+	// plugin told it so (names.go), even though Docker has moved the
+	// interface back by now.
+	var eps []control.Endpoint
+	if err := d.do(http.MethodGet, "/v1/endpoints", nil, &eps); err == nil {
+		for _, e := range eps {
+			if e.Name == endpointName(req.EndpointID) {
+				at = control.DetachRequest{Netns: e.Netns, IfName: e.IfName}
+			}
+		}
+	}
+	err := d.do(http.MethodPost, "/v1/detach", at, nil)
 	if err != nil && !control.IsNotFound(err) {
 		return nil, err
 	}
@@ -292,7 +312,7 @@ func (d *driver) join(req joinRequest) (any, error) {
 	if ep.Gateway.IsValid() {
 		res.Gateway = ep.Gateway.String()
 	}
-	go d.nameEndpoint(req.NetworkID, req.EndpointID, ep)
+	go d.afterJoin(req, ep)
 	return res, nil
 }
 

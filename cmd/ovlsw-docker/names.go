@@ -63,8 +63,9 @@ func (a *dockerAPI) get(ctx context.Context, path string, v any) error {
 }
 
 // containerNames finds the container holding endpoint epID of network
-// netID: its name and its aliases on that network.
-func (a *dockerAPI) containerNames(ctx context.Context, netID, epID string) (name string, aliases []string, err error) {
+// netID: its name, its aliases on that network and its process (whose
+// network namespace is the container's).
+func (a *dockerAPI) containerNames(ctx context.Context, netID, epID string) (name string, aliases []string, pid int, err error) {
 	var n struct {
 		Name       string
 		Containers map[string]struct {
@@ -73,13 +74,16 @@ func (a *dockerAPI) containerNames(ctx context.Context, netID, epID string) (nam
 		}
 	}
 	if err := a.get(ctx, "/networks/"+url.PathEscape(netID), &n); err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	for id, c := range n.Containers {
 		if c.EndpointID != epID {
 			continue
 		}
 		var ct struct {
+			State struct {
+				Pid int
+			}
 			NetworkSettings struct {
 				Networks map[string]struct {
 					Aliases    []string
@@ -88,7 +92,7 @@ func (a *dockerAPI) containerNames(ctx context.Context, netID, epID string) (nam
 			}
 		}
 		if err := a.get(ctx, "/containers/"+url.PathEscape(id)+"/json", &ct); err != nil {
-			return "", nil, err
+			return "", nil, 0, err
 		}
 		name = strings.TrimPrefix(c.Name, "/")
 		for _, nw := range ct.NetworkSettings.Networks {
@@ -100,28 +104,40 @@ func (a *dockerAPI) containerNames(ctx context.Context, netID, epID string) (nam
 				}
 			}
 		}
-		return name, aliases, nil
+		return name, aliases, ct.State.Pid, nil
 	}
-	return "", nil, errNotYet
+	return "", nil, 0, errNotYet
 }
 
 var errNotYet = fmt.Errorf("not joined yet")
 
-// nameEndpoint gives the ovlsw endpoint of epID its container's names,
-// looking for the container until nameWait has passed. It runs in its own
-// goroutine after Join has answered (dockerd holds the container while it
-// waits for Join).
-func (d *driver) nameEndpoint(netID, epID string, ep endpointState) {
-	if d.docker == nil {
-		return
-	}
+// afterJoin runs in its own goroutine once Join has answered (dockerd
+// holds the container while it waits for Join): it names the endpoint and
+// records where Docker moved its interface.
+func (d *driver) afterJoin(req joinRequest, ep endpointState) {
 	ctx, cancel := context.WithTimeout(context.Background(), nameWait)
 	defer cancel()
+	if pid := d.nameEndpoint(ctx, req.NetworkID, req.EndpointID, ep); pid > 0 {
+		// The container's namespace by its process: dockerd's bind mount
+		// (SandboxKey) may not be visible in this mount namespace or the
+		// node's.
+		d.relocate(ctx, req.EndpointID, fmt.Sprintf("/proc/%d/ns/net", pid), ep)
+	}
+}
+
+// nameEndpoint gives the ovlsw endpoint of epID its container's names,
+// looking for the container until ctx is done, and returns the container's
+// process (0 if not found).
+func (d *driver) nameEndpoint(ctx context.Context, netID, epID string, ep endpointState) int {
+	if d.docker == nil {
+		return 0
+	}
 	var name string
 	var aliases []string
+	var pid int
 	var err error
 	for {
-		name, aliases, err = d.docker.containerNames(ctx, netID, epID)
+		name, aliases, pid, err = d.docker.containerNames(ctx, netID, epID)
 		if err == nil || ctx.Err() != nil {
 			break
 		}
@@ -132,14 +148,45 @@ func (d *driver) nameEndpoint(netID, epID string, ep endpointState) {
 	}
 	if err != nil {
 		d.cfg.Log.Warn("no container name for endpoint", "endpoint", epID, "err", err)
-		return
+		return 0
 	}
 	req := control.NamesRequest{Netns: d.cfg.Netns, IfName: ep.IfName, DNSName: name, Aliases: aliases}
 	if err := d.do(http.MethodPost, "/v1/names", req, nil); err != nil {
 		// A name that is not a DNS name, or taken: the container keeps
 		// working, unnamed on the overlay.
 		d.cfg.Log.Warn("endpoint not named", "endpoint", epID, "name", name, "err", err)
-		return
+		return pid
 	}
 	d.cfg.Log.Info("endpoint named", "endpoint", epID, "name", name, "aliases", aliases)
+	return pid
+}
+
+// relocate finds the endpoint's interface in the container's namespace
+// (sandbox, a path) by its MAC, once Docker has moved it there, and tells the
+// daemon. Without it a restarted node would look for the TAP in dockerd's
+// namespace under the name it was made with, and drop the endpoint.
+func (d *driver) relocate(ctx context.Context, epID, sandbox string, ep endpointState) {
+	if ep.MAC == "" || sandbox == "" {
+		return
+	}
+	var ifname string
+	var err error
+	for {
+		ifname, err = linkByMAC(sandbox, ep.MAC)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond): // polling interval
+		}
+	}
+	if err != nil {
+		d.cfg.Log.Warn("interface not found in the container; a restart of the node will drop the endpoint", "endpoint", epID, "err", err)
+		return
+	}
+	req := control.RelocateRequest{Netns: d.cfg.Netns, IfName: ep.IfName, ToNetns: sandbox, ToIfName: ifname}
+	if err := d.do(http.MethodPost, "/v1/relocate", req, nil); err != nil {
+		d.cfg.Log.Warn("relocate", "endpoint", epID, "err", err)
+	}
 }
