@@ -65,8 +65,8 @@ type config struct {
 	// State is the file the network mapping is kept in; empty keeps none.
 	State string
 	// DockerHost is dockerd's API socket (unix:///run/docker.sock), asked
-	// for the names of endpoints' containers (names.go); empty: endpoints
-	// get no names.
+	// for the names and processes of endpoints' containers (names.go);
+	// empty: endpoints get no names, and are not relocated.
 	DockerHost string
 	Log        *slog.Logger
 }

@@ -31,7 +31,7 @@ func main() {
 	plugin := flag.String("plugin-socket", "/run/docker/plugins/ovlsw.sock", "`PATH` of the plugin socket dockerd finds the driver at (its name before .sock is the driver's name)")
 	flag.StringVar(&cfg.Socket, "socket", control.DefaultSocket, "control socket of this node's ovlsw daemon")
 	flag.StringVar(&cfg.Netns, "netns", "/proc/1/ns/net", "network namespace dockerd runs in, where endpoints' interfaces are handed to it")
-	flag.StringVar(&cfg.DockerHost, "docker-host", "unix:///run/docker.sock", "dockerd's API `SOCKET`, asked for the names of containers (empty: containers get no names on the overlay)")
+	flag.StringVar(&cfg.DockerHost, "docker-host", "unix:///run/docker.sock", "dockerd's API `SOCKET`, asked for containers' names and processes (empty: containers get no names on the overlay, and a restarted node drops their ports)")
 	flag.StringVar(&cfg.State, "state", "/var/lib/ovlsw/docker.json", "`FILE` keeping which Docker networks map to which ovlsw networks")
 	flag.Parse()
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
