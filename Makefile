@@ -82,8 +82,10 @@ demo: deps build ## two nodes in network namespaces, a ping across, torn down (r
 CNI_BIN_DIR ?= $(DESTDIR)/opt/cni/bin
 UNIT_DIR    ?= $(PREFIX)/lib/systemd/system
 CONF_DIR    ?= /etc/ovlsw
-install: build ## install ovlsw, ovlsw-attach, ovlsw-cni into PREFIX/bin, ovlsw-cni into CNI_BIN_DIR, the systemd unit and a sample /etc/ovlsw/ovlsw.yaml
+install: build ## install ovlsw, ovlsw-attach, ovlsw-cni, ovlsw-docker into PREFIX/bin, ovlsw-cni into CNI_BIN_DIR, the systemd unit and a sample /etc/ovlsw/ovlsw.yaml
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ovlsw-cni ./cmd/ovlsw-cni
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ovlsw-docker ./cmd/ovlsw-docker
+	install -D -m 0755 $(BIN)/ovlsw-docker $(DESTDIR)$(PREFIX)/bin/ovlsw-docker
 	install -D -m 0755 $(BIN)/ovlsw $(DESTDIR)$(PREFIX)/bin/ovlsw
 	install -D -m 0755 $(BIN)/ovlsw-cni $(DESTDIR)$(PREFIX)/bin/ovlsw-cni
 	install -D -m 0755 cmd/ovlsw-attach/ovlsw-attach $(DESTDIR)$(PREFIX)/bin/ovlsw-attach
@@ -95,7 +97,7 @@ install: build ## install ovlsw, ovlsw-attach, ovlsw-cni into PREFIX/bin, ovlsw-
 	[ -e $(DESTDIR)$(CONF_DIR)/ovlsw.yaml ] || install -D -m 0644 cmd/ovlsw/ovlsw.yaml $(DESTDIR)$(CONF_DIR)/ovlsw.yaml
 
 uninstall: ## remove what install put in place (the configuration only if unchanged from the sample)
-	rm -f $(DESTDIR)$(PREFIX)/bin/ovlsw $(DESTDIR)$(PREFIX)/bin/ovlsw-cni $(DESTDIR)$(PREFIX)/bin/ovlsw-attach $(CNI_BIN_DIR)/ovlsw-cni
+	rm -f $(DESTDIR)$(PREFIX)/bin/ovlsw $(DESTDIR)$(PREFIX)/bin/ovlsw-cni $(DESTDIR)$(PREFIX)/bin/ovlsw-attach $(CNI_BIN_DIR)/ovlsw-cni $(DESTDIR)$(PREFIX)/bin/ovlsw-docker
 	rm -f $(DESTDIR)$(UNIT_DIR)/ovlsw.service
 	if cmp -s cmd/ovlsw/ovlsw.yaml $(DESTDIR)$(CONF_DIR)/ovlsw.yaml; then rm -f $(DESTDIR)$(CONF_DIR)/ovlsw.yaml; rmdir $(DESTDIR)$(CONF_DIR) 2>/dev/null || true; fi
 

@@ -38,6 +38,11 @@ type Placement struct {
 	// Gateway, if valid, gets a default route via it on the link, IPv4 or
 	// IPv6 as it is. An address in Addrs must put it on the link's subnet.
 	Gateway netip.Addr
+
+	// Down leaves the link down (with Addrs and Gateway empty: as it was
+	// made), for a runtime that moves and configures it itself, as
+	// Docker does with a remote network driver's interface.
+	Down bool
 }
 
 // validate checks what can be checked without the kernel.

@@ -32,7 +32,8 @@ import (
 // Place moves the link named link, in the calling thread's network
 // namespace, into the namespace at p.Netns, renames it p.IfName, adds
 // p.Addrs, sets it up and adds a default route via p.Gateway if that is
-// valid, in that order. Errors wrap ErrLinkExists if p.IfName is taken
+// valid and the namespace has none, in that order; with p.Down it stops
+// after the addresses. Errors wrap ErrLinkExists if p.IfName is taken
 // there (then the link was not moved), or ErrPermission if the kernel
 // refused for want of privilege. A failure after the move leaves the link
 // in p.Netns as far as it got; see the design notes.
@@ -80,12 +81,19 @@ func Place(link string, p Placement) error {
 			return linkErr(err, "add %v to %s", a, p.IfName)
 		}
 	}
+	if p.Down {
+		return nil
+	}
 	if err := h.LinkSetUp(l); err != nil {
 		return linkErr(err, "set %s up", p.IfName)
 	}
 	if p.Gateway.IsValid() {
 		r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: p.Gateway.AsSlice()}
-		if err := h.RouteAdd(r); err != nil {
+		// A namespace with a default route already (the container's first
+		// network, when a runtime connects it to a second) keeps it, as
+		// Docker and Podman do: the second network's subnet is reachable on
+		// its link and the first network stays the way out.
+		if err := h.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
 			return linkErr(err, "default route via %v", p.Gateway)
 		}
 	}

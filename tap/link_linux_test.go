@@ -514,3 +514,42 @@ func TestResolving(t *testing.T) {
 		t.Error("Resolving in a missing namespace: no error")
 	}
 }
+
+// TestPlaceSecondNetwork: a second link with a gateway placed where a
+// default route exists keeps that route (a container's first network stays
+// its way out); a link placed Down is left down, bare.
+func TestPlaceSecondNetwork(t *testing.T) {
+	inNetns(t)
+	path := namedNetns(t)
+	first, second, bare := tapName("s1"), tapName("s2"), tapName("s3")
+	create(t, Config{Name: first})
+	create(t, Config{Name: second})
+	create(t, Config{Name: bare})
+	if err := Place(first, Placement{Netns: path, IfName: "eth0", Addrs: []netip.Prefix{netip.MustParsePrefix("10.250.20.5/24")},
+		Gateway: netip.MustParseAddr("10.250.20.1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Place(second, Placement{Netns: path, IfName: "eth1", Addrs: []netip.Prefix{netip.MustParsePrefix("10.250.21.5/24")},
+		Gateway: netip.MustParseAddr("10.250.21.1")}); err != nil {
+		t.Fatalf("second network: %v", err)
+	}
+	h := handleIn(t, path)
+	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := defaultRoutes(routes); !slices.Equal(got, []string{"10.250.20.1"}) {
+		t.Errorf("default routes via %v, want the first network's alone", got)
+	}
+	if err := Place(bare, Placement{Netns: path, IfName: "ovd1", Down: true}); err != nil {
+		t.Fatal(err)
+	}
+	link, err := h.LinkByName("ovd1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+	if link.Attrs().Flags&net.FlagUp != 0 || err != nil || len(addrs) != 0 {
+		t.Errorf("a Down placement: flags %v, addresses %v (%v); want down and bare", link.Attrs().Flags, addrs, err)
+	}
+}

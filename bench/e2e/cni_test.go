@@ -197,6 +197,47 @@ func TestE2ECNI(t *testing.T) {
 		t.Errorf("endpoints on node 2 after DEL without netns: %v %s", err, jsonString(eps))
 	}
 
+	// Every spec version a runtime may send, with the address and MAC as
+	// Podman passes --ip and --mac-address (CNI_ARGS, the address bare):
+	// libcni takes the result in the config's version; CHECK from 0.4.0,
+	// GC and STATUS at 1.1.0.
+	t.Run("versions", func(t *testing.T) {
+		for i, v := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
+			c := mustNetns(t, bed, fmt.Sprintf("v%d", i))
+			addr, mac := fmt.Sprintf("10.0.9.%d", 150+i), fmt.Sprintf("02:42:0a:00:09:%02x", 150+i)
+			rc := &libcni.RuntimeConf{ContainerID: fmt.Sprintf("e2e-%d-v%d", pid, i), NetNS: c.Path, IfName: "eth0",
+				Args: [][2]string{{"IgnoreUnknown", "1"}, {"IP", addr}, {"MAC", mac}}}
+			list := rt.confList(v, n1.socket, "default", "")
+			res, err := rt.cni.AddNetworkList(ctx, list, rc)
+			if err != nil {
+				t.Fatalf("ADD %s: %v", v, err)
+			}
+			if res.Version() != v {
+				t.Errorf("ADD %s: result version %s", v, res.Version())
+			}
+			out, err := c.Run(ctx, "ip", "-o", "link", "show", "dev", "eth0")
+			if err != nil || !strings.Contains(out, mac) {
+				t.Errorf("%s: eth0 %q %v, want MAC %s", v, out, err, mac)
+			}
+			if out, err := c.Run(ctx, "ip", "-o", "addr", "show", "dev", "eth0"); err != nil || !strings.Contains(out, addr+"/24") {
+				t.Errorf("%s: eth0 %q %v, want %s/24", v, out, err, addr)
+			}
+			if v >= "0.4.0" {
+				if err := rt.cni.CheckNetworkList(ctx, list, rc); err != nil {
+					t.Errorf("CHECK %s: %v", v, err)
+				}
+			}
+			if v == "1.1.0" {
+				if err := rt.cni.GCNetworkList(ctx, list, &libcni.GCArgs{}); err != nil {
+					t.Errorf("GC %s: %v", v, err)
+				}
+			}
+			if err := rt.cni.DelNetworkList(ctx, list, rc); err != nil {
+				t.Errorf("DEL %s: %v", v, err)
+			}
+		}
+	})
+
 	t.Run("errors", func(t *testing.T) {
 		c4 := mustNetns(t, bed, "c4")
 		rc4 := &libcni.RuntimeConf{ContainerID: fmt.Sprintf("e2e-%d-c4", pid), NetNS: c4.Path, IfName: "eth0"}

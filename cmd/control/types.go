@@ -88,9 +88,36 @@ type AttachRequest struct {
 	Service string   `json:"service,omitempty"` // the service it is a task of (tasks.SERVICE, SERVICE)
 	// NoResolvConf keeps attach from writing /etc/netns/NETNS/resolv.conf.
 	NoResolvConf bool `json:"no_resolv_conf,omitempty"`
+	// Unconfigured leaves the interface in Netns under IfName, down and
+	// without addresses or routes, for a runtime that moves it into the
+	// container and configures it itself (Docker's remote network
+	// drivers); the endpoint still holds Address and MAC.
+	Unconfigured bool `json:"unconfigured,omitempty"`
 	// NoPortSecurity lets the port send from other MACs and claim other
 	// addresses (a container that routes or bridges). Off by default.
 	NoPortSecurity bool `json:"no_port_security,omitempty"`
+}
+
+// NamesRequest is the body of POST /v1/names: the DNS names of the
+// endpoint at Netns/IfName, replacing those it was attached with (empty
+// DNSName: none).
+type NamesRequest struct {
+	Netns   string   `json:"netns"`
+	IfName  string   `json:"ifname,omitempty"` // default eth0
+	DNSName string   `json:"dns_name,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
+	Service string   `json:"service,omitempty"`
+}
+
+// RelocateRequest is the body of POST /v1/relocate: the endpoint at
+// Netns/IfName was moved by its runtime to ToNetns and renamed ToIfName
+// (Docker moves an Unconfigured endpoint's interface into the container).
+// The node records it there, so a restart takes it back from there.
+type RelocateRequest struct {
+	Netns    string `json:"netns"`
+	IfName   string `json:"ifname"`
+	ToNetns  string `json:"to_netns"`
+	ToIfName string `json:"to_ifname"`
 }
 
 // DetachRequest is the body of POST /v1/detach.

@@ -138,12 +138,33 @@ func (d *Daemon) handler() http.Handler {
 	handlePost(mux, "/v1/attach", func(req control.AttachRequest) (any, error) { return d.Attach(req) })
 	handlePost(mux, "/v1/detach", func(req control.DetachRequest) (any, error) { return d.Detach(req) })
 	d.observeRoutes(mux) // events, capture, trace (observe_api.go)
+	handlePost(mux, "/v1/names", func(req control.NamesRequest) (any, error) { return d.SetNames(req) })
+	handlePost(mux, "/v1/relocate", func(req control.RelocateRequest) (any, error) { return d.Relocate(req) })
 	return mux
 }
 
 // Attach puts a new port of a network into a network namespace.
 func (d *Daemon) Attach(req control.AttachRequest) (control.Endpoint, error) {
 	ep, err := d.eps.attach(fromControlAttach(req))
+	if err != nil {
+		return control.Endpoint{}, err
+	}
+	return toControlEndpoint(ep), nil
+}
+
+// SetNames replaces the DNS names of an attached endpoint (rename.go).
+func (d *Daemon) SetNames(req control.NamesRequest) (control.Endpoint, error) {
+	ep, err := d.eps.setNames(req)
+	if err != nil {
+		return control.Endpoint{}, err
+	}
+	return toControlEndpoint(ep), nil
+}
+
+// Relocate records where a runtime moved an endpoint's interface
+// (rename.go).
+func (d *Daemon) Relocate(req control.RelocateRequest) (control.Endpoint, error) {
+	ep, err := d.eps.relocate(req)
 	if err != nil {
 		return control.Endpoint{}, err
 	}

@@ -64,7 +64,7 @@ func toControlEndpoint(ep endpoint) control.Endpoint {
 func fromControlAttach(r control.AttachRequest) attachRequest {
 	return attachRequest{Netns: r.Netns, Network: r.Network, Address: r.Address, Subnet: r.Subnet, IfName: r.IfName,
 		MAC: r.MAC, Name: r.Name, DNSName: r.DNSName, Aliases: r.Aliases, Service: r.Service, Secure: !r.NoPortSecurity,
-		ResolvConf: !r.NoResolvConf}
+		ResolvConf: !r.NoResolvConf, Unconfigured: r.Unconfigured}
 }
 
 func toControlName(network string, r dns.Record, node string) control.Name {

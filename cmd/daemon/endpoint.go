@@ -65,6 +65,9 @@ type attachRequest struct {
 	Secure  bool         // port security
 	// ResolvConf has attach write the resolv.conf of a named namespace.
 	ResolvConf bool
+	// Unconfigured leaves the TAP down without addresses or routes, for
+	// the runtime to move and configure (control.AttachRequest).
+	Unconfigured bool
 }
 
 // endpointsConfig configures the endpoints.
@@ -265,6 +268,9 @@ func (e *endpoints) abandon(c *claim) {
 func (e *endpoints) finish(req attachRequest, path string, c *claim) (endpoint, error) {
 	gw := gatewayOf(c.n, c.addr.Addr()) // its subnet's (route.go)
 	p := tap.Placement{Netns: path, IfName: req.IfName, Addrs: []netip.Prefix{c.addr}, Gateway: gw}
+	if req.Unconfigured {
+		p = tap.Placement{Netns: path, IfName: req.IfName, Down: true}
+	}
 	if err := tap.Place(c.dev.Name(), p); err != nil {
 		e.abandon(c)
 		if errors.Is(err, tap.ErrLinkExists) {

@@ -11,8 +11,11 @@ package main
 //     skeleton the reference plugins use, rather than re-implemented.
 //   - Addresses come from the daemon, which allocates from the network's
 //     subnet; an "ipam" section is refused rather than silently ignored. A
-//     runtime may ask for one address with the "ips" capability
-//     (runtimeConfig.ips) or CNI_ARGS IP=ADDRESS/PREFIX; the capability wins.
+//     runtime may ask for one address and a MAC (args.go).
+//   - Every spec version a current runtime sends is served (0.3.0 to
+//     1.1.0); skel refuses CHECK before 0.4.0 and STATUS and GC before
+//     1.1.0 as the spec says, and results are converted to the config's
+//     version by the library's converters.
 //   - DEL succeeds when nothing is attached (a 404), when the namespace is
 //     gone, and when no daemon listens on the socket: a port lives exactly as
 //     long as the daemon holds its TAP, so a daemon that is not running has
@@ -71,7 +74,7 @@ type netConf struct {
 	// control.DefaultSocket.
 	Socket string `json:"socket"`
 	// RuntimeConfig holds what the runtime passes for the capabilities the
-	// config enables: "ips" (at most one ADDRESS/PREFIX) and "mac".
+	// config enables: "ips" (at most one ADDRESS[/PREFIX]) and "mac".
 	RuntimeConfig struct {
 		IPs []string `json:"ips,omitempty"`
 		MAC string   `json:"mac,omitempty"`
@@ -107,47 +110,13 @@ func parseConf(data []byte) (*netConf, error) {
 	return conf, nil
 }
 
-// ipArgs are the CNI_ARGS the plugin reads.
-type ipArgs struct {
-	types.CommonArgs
-	IP types.UnmarshallableString
-	// K8S_POD_NAME is the container's name, as Podman and the kubelet pass
-	// it.
-	K8S_POD_NAME types.UnmarshallableString //nolint:revive // the CNI_ARGS key
-}
-
 // dnsName is the endpoint's DNS name: the container's name if the runtime
 // gave one, else its ID as endpointName shortens it.
 func dnsName(args *skel.CmdArgs) string {
-	var a ipArgs
-	if err := types.LoadArgs(args.Args, &a); err == nil && a.K8S_POD_NAME != "" {
+	if a, err := loadArgs(args.Args); err == nil && a.K8S_POD_NAME != "" {
 		return string(a.K8S_POD_NAME)
 	}
 	return strings.TrimSuffix(endpointName(args), "/"+args.IfName)
-}
-
-// requestedAddress is the address the runtime asks for, or the zero Prefix
-// to have the daemon allocate one.
-func requestedAddress(conf *netConf, cniArgs string) (netip.Prefix, error) {
-	s, from := "", ""
-	if len(conf.RuntimeConfig.IPs) == 1 {
-		s, from = conf.RuntimeConfig.IPs[0], "runtimeConfig.ips"
-	} else {
-		var a ipArgs
-		if err := types.LoadArgs(cniArgs, &a); err != nil {
-			return netip.Prefix{}, types.NewError(types.ErrInvalidEnvironmentVariables, "ovlsw-cni: CNI_ARGS: "+err.Error(), "")
-		}
-		s, from = string(a.IP), "CNI_ARGS IP"
-	}
-	if s == "" {
-		return netip.Prefix{}, nil
-	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, types.NewError(types.ErrInvalidNetworkConfig,
-			fmt.Sprintf("ovlsw-cni: %s %q: want one ADDRESS/PREFIX, e.g. 10.0.9.5/24", from, s), "")
-	}
-	return p, nil
 }
 
 // endpointName names the daemon's endpoint CONTAINER/IFNAME. A runtime's
@@ -176,7 +145,13 @@ func cmdAdd(args *skel.CmdArgs) error {
 // add attaches and returns the result: prevResult (if any) with the new
 // interface, its address and the default route appended.
 func add(conf *netConf, args *skel.CmdArgs) (*types100.Result, error) {
-	addr, err := requestedAddress(conf, args.Args)
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	addr, err := requestedAddress(conf, args.Args, networkSubnet(ctx, conf))
+	if err != nil {
+		return nil, err
+	}
+	mac, err := requestedMAC(conf, args.Args)
 	if err != nil {
 		return nil, err
 	}
@@ -185,23 +160,25 @@ func add(conf *netConf, args *skel.CmdArgs) (*types100.Result, error) {
 	}
 	req := control.AttachRequest{
 		Netns: args.Netns, Network: conf.Network, Address: addr, IfName: args.IfName,
-		MAC: conf.RuntimeConfig.MAC, Name: endpointName(args), DNSName: dnsName(args),
+		MAC: mac, Name: endpointName(args), DNSName: dnsName(args),
 		Aliases: conf.RuntimeConfig.Aliases[conf.Name], NoResolvConf: true,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
 	var ep control.Endpoint
 	if err := newClient(conf.Socket).Do(ctx, http.MethodPost, "/v1/attach", req, &ep); err != nil {
 		return nil, cniError(err)
 	}
 
-	res := &types100.Result{CNIVersion: conf.CNIVersion, DNS: conf.DNS}
+	// The result is built as the newest version this library implements
+	// and converted to the config's by types.PrintResult (the version
+	// package's converters), so 0.3.x and 0.4.0 runtimes get theirs.
+	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion, DNS: conf.DNS}
 	if conf.PrevResult != nil {
 		prev, err := types100.NewResultFromResult(conf.PrevResult)
 		if err != nil {
 			return nil, types.NewError(types.ErrDecodingFailure, "ovlsw-cni: convert prevResult: "+err.Error(), "")
 		}
 		res = prev
+		res.CNIVersion = types100.ImplementedSpecVersion
 	}
 	if ep.DNS.IsValid() && len(conf.DNS.Nameservers) == 0 {
 		res.DNS = types.DNS{Nameservers: []string{ep.DNS.String()}, Search: []string{ep.Network}}
@@ -371,15 +348,18 @@ func checkInterface(path string, ep *control.Endpoint) error {
 		if ep.Gateway.Is6() {
 			family = netlink.FAMILY_V6
 		}
-		routes, err := h.RouteList(link, family)
+		routes, err := h.RouteList(nil, family)
 		if err != nil {
-			return types.NewError(types.ErrInternal, fmt.Sprintf("ovlsw-cni: routes of %s in %s: %v", ep.IfName, path, err), "")
+			return types.NewError(types.ErrInternal, fmt.Sprintf("ovlsw-cni: routes in %s: %v", path, err), "")
 		}
+		// The default route goes via the gateway on this link, or via
+		// another link: a container on several networks keeps its first
+		// network's default route (tap.Place adds none where one exists).
 		found := false
 		for _, r := range routes {
 			isDefault := r.Dst == nil || (r.Dst.IP.IsUnspecified() && isZeroMask(r.Dst.Mask))
 			gw, _ := netip.AddrFromSlice(r.Gw)
-			found = found || (isDefault && gw.Unmap() == ep.Gateway)
+			found = found || (isDefault && (gw.Unmap() == ep.Gateway || r.LinkIndex != attrs.Index))
 		}
 		if !found {
 			return checkFailed("%s in %s has no default route via %v", ep.IfName, path, ep.Gateway)

@@ -81,7 +81,7 @@ func newFakeDaemon(t *testing.T) *fakeDaemon {
 			answer(w, 404, "network "+r.PathValue("name")+": not found")
 			return
 		}
-		answer(w, 200, control.NetworkDetail{Network: control.Network{Name: "default", VNI: 42}})
+		answer(w, 200, control.NetworkDetail{Network: control.Network{Name: "default", VNI: 42, Subnet: netip.MustParsePrefix("10.0.9.0/24")}})
 	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
@@ -137,6 +137,7 @@ func TestParseConf(t *testing.T) {
 }
 
 func TestRequestedAddress(t *testing.T) {
+	subnet := func() (netip.Prefix, error) { return netip.MustParsePrefix("10.0.9.0/24"), nil }
 	for _, tc := range []struct {
 		name string
 		ips  []string
@@ -146,14 +147,17 @@ func TestRequestedAddress(t *testing.T) {
 	}{
 		{name: "none", want: "invalid Prefix"},
 		{name: "runtimeConfig", ips: []string{"10.0.9.5/24"}, args: "IP=10.0.9.6/24", want: "10.0.9.5/24"},
+		{name: "runtimeConfig bare", ips: []string{"10.0.9.5"}, want: "10.0.9.5/24"},
 		{name: "CNI_ARGS", args: "IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.0.9.6/24", want: "10.0.9.6/24"},
-		{name: "no prefix", args: "IP=10.0.9.6", code: types.ErrInvalidNetworkConfig},
+		{name: "bare address takes the subnet's prefix", args: "IgnoreUnknown=1;IP=10.0.9.6", want: "10.0.9.6/24"},
+		{name: "bare address outside the subnet", args: "IP=10.0.8.6", code: types.ErrInvalidNetworkConfig},
+		{name: "not an address", args: "IP=ten", code: types.ErrInvalidNetworkConfig},
 		{name: "unknown arg", args: "FOO=1", code: types.ErrInvalidEnvironmentVariables},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &netConf{}
+			c := &netConf{Network: "web"}
 			c.RuntimeConfig.IPs = tc.ips
-			got, err := requestedAddress(c, tc.args)
+			got, err := requestedAddress(c, tc.args, subnet)
 			if code := cniCode(err); code != tc.code {
 				t.Fatalf("code %d (%v), want %d", code, err, tc.code)
 			}
@@ -162,6 +166,109 @@ func TestRequestedAddress(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestRequestedMAC(t *testing.T) {
+	for _, tc := range []struct {
+		name, capability, args, want string
+		code                         uint
+	}{
+		{name: "none"},
+		{name: "CNI_ARGS", args: "IgnoreUnknown=1;MAC=02:42:0A:00:09:05", want: "02:42:0a:00:09:05"},
+		{name: "capability wins", capability: "02:00:00:00:00:07", args: "MAC=02:42:0a:00:09:05", want: "02:00:00:00:00:07"},
+		{name: "not a MAC", args: "MAC=nope", code: types.ErrInvalidNetworkConfig},
+		{name: "not Ethernet", capability: "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", code: types.ErrInvalidNetworkConfig},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &netConf{}
+			c.RuntimeConfig.MAC = tc.capability
+			got, err := requestedMAC(c, tc.args)
+			if code := cniCode(err); code != tc.code {
+				t.Fatalf("code %d (%v), want %d", code, err, tc.code)
+			}
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestAddVersions: ADD answers every spec version a runtime may send with
+// a result of that version (converted by the library), a bare CNI_ARGS IP=
+// gets the subnet's prefix, MAC= reaches the daemon, and a 0.4.0
+// prevResult is kept.
+func TestAddVersions(t *testing.T) {
+	d := newFakeDaemon(t)
+	sandbox := filepath.Join(t.TempDir(), "netns")
+	if err := os.WriteFile(sandbox, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.set(func() {
+		d.attach = func(req control.AttachRequest) (int, any) {
+			return 200, control.Endpoint{
+				Name: req.Name, Network: req.Network, Netns: req.Netns, IfName: req.IfName, MAC: req.MAC,
+				Address: req.Address, Gateway: netip.MustParseAddr("10.0.9.254"), MTU: 1450,
+			}
+		}
+	})
+	for _, v := range supportedVersions.SupportedVersions() {
+		t.Run(v, func(t *testing.T) {
+			c, err := parseConf([]byte(`{"cniVersion":"` + v + `","name":"test","type":"ovlsw-cni","socket":"` + d.socket + `"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := add(c, &skel.CmdArgs{ContainerID: "c1", Netns: sandbox, IfName: "eth0", Args: "IgnoreUnknown=1;IP=10.0.9.50;MAC=02:42:0a:00:09:32"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.set(func() {
+				got := d.attached[len(d.attached)-1]
+				if got.Address != netip.MustParsePrefix("10.0.9.50/24") || got.MAC != "02:42:0a:00:09:32" {
+					t.Errorf("attach request address %v MAC %q, want 10.0.9.50/24 02:42:0a:00:09:32", got.Address, got.MAC)
+				}
+			})
+			out, err := res.GetAsVersion(v)
+			if err != nil {
+				t.Fatalf("convert to %s: %v", v, err)
+			}
+			b, _ := json.Marshal(out)
+			var back struct {
+				CNIVersion string `json:"cniVersion"`
+				IPs        []struct {
+					Version string `json:"version"`
+					Address string `json:"address"`
+				} `json:"ips"`
+			}
+			if err := json.Unmarshal(b, &back); err != nil {
+				t.Fatal(err)
+			}
+			if back.CNIVersion != v || len(back.IPs) != 1 || back.IPs[0].Address != "10.0.9.50/24" {
+				t.Errorf("result %s, want version %s and 10.0.9.50/24", b, v)
+			}
+			if old := v < "1.0.0"; old != (back.IPs[0].Version == "4") {
+				t.Errorf("result %s: ips[].version must be set before 1.0.0 only", b)
+			}
+		})
+	}
+	t.Run("0.4.0 prevResult", func(t *testing.T) {
+		c, err := parseConf([]byte(`{"cniVersion":"0.4.0","name":"test","type":"ovlsw-cni","socket":"` + d.socket + `",
+			"prevResult":{"cniVersion":"0.4.0","interfaces":[{"name":"lo"}],"ips":[{"version":"4","address":"127.0.0.1/8","interface":0}]}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := add(c, &skel.CmdArgs{ContainerID: "c1", Netns: sandbox, IfName: "eth0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := res.GetAsVersion("0.4.0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(out)
+		if !strings.Contains(string(b), `"127.0.0.1/8"`) || strings.Count(string(b), `"name"`) != 2 {
+			t.Errorf("result %s: want the previous interface and address kept", b)
+		}
+	})
 }
 
 func TestEndpointName(t *testing.T) {
@@ -208,7 +315,11 @@ func TestAddResult(t *testing.T) {
 			t.Errorf("attach request %+v, want %+v", got, want)
 		}
 	})
-	b, _ := json.Marshal(res)
+	out, err := res.GetAsVersion(c.CNIVersion) // as cmdAdd prints it
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(out)
 	want := `{"cniVersion":"1.0.0","interfaces":[{"mac":"02:00:00:00:00:01","mtu":1450,"name":"eth0","sandbox":"` + sandbox + `"}],` +
 		`"ips":[{"address":"10.0.9.1/24","gateway":"10.0.9.254","interface":0}],"routes":[{"dst":"0.0.0.0/0","gw":"10.0.9.254"}]}`
 	if string(b) != want {
