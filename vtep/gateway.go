@@ -33,17 +33,7 @@ func IsRouterMAC(mac fdb.MAC) bool {
 func (s *Switch) SetGatewayAddrs(vni uint32, addrs []netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := *s.gateways.Load()
-	next := make(map[uint32][]netip.Addr, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	if len(addrs) == 0 {
-		delete(next, vni)
-	} else {
-		next[vni] = slices.Clone(addrs)
-	}
-	s.gateways.Store(&next)
+	storeVNI(&s.gateways, vni, slices.Clone(addrs), len(addrs) == 0)
 }
 
 // gatewayAddr reports whether ip is one of vni's gateway addresses.

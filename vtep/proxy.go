@@ -129,13 +129,7 @@ func (c *proxyCounters) snapshot() ProxyStats {
 func (s *Switch) SetFloodPolicy(vni uint32, p FloodPolicy) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := *s.policies.Load()
-	next := make(map[uint32]FloodPolicy, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[vni] = p
-	s.policies.Store(&next)
+	storeVNI(&s.policies, vni, p, false)
 }
 
 func (s *Switch) policy(vni uint32) FloodPolicy {

@@ -75,20 +75,7 @@ func (s *Switch) RouteStats() RouteStats {
 func (s *Switch) SetSubnets(vni uint32, subnets []Subnet) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var old map[uint32][]Subnet
-	if p := s.subnets.Load(); p != nil {
-		old = *p
-	}
-	next := make(map[uint32][]Subnet, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	if len(subnets) == 0 {
-		delete(next, vni)
-	} else {
-		next[vni] = slices.Clone(subnets)
-	}
-	s.subnets.Store(&next)
+	storeVNI(&s.subnets, vni, slices.Clone(subnets), len(subnets) == 0)
 }
 
 // Subnets returns vni's subnets as SetSubnets set them.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -383,4 +384,22 @@ func (s *Switch) closed() bool {
 	default:
 		return false
 	}
+}
+
+// storeVNI replaces vni's value in the copy-on-write map m with v, or
+// removes it (del): the data plane reads the map through m without
+// locking, so a change builds a new map. Called with s.mu held.
+func storeVNI[V any](m *atomic.Pointer[map[uint32]V], vni uint32, v V, del bool) {
+	var old map[uint32]V
+	if p := m.Load(); p != nil {
+		old = *p
+	}
+	next := make(map[uint32]V, len(old)+1)
+	maps.Copy(next, old)
+	if del {
+		delete(next, vni)
+	} else {
+		next[vni] = v
+	}
+	m.Store(&next)
 }
