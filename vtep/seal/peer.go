@@ -179,21 +179,13 @@ func (p *Peer) Seal(b []byte, t Time) error {
 	if len(b) < Overhead {
 		return errShort
 	}
-	k, c, err := p.txKey(t)
-	if err != nil {
-		return err
-	}
-	h := k.hdr
-	h.Counter = c
-	_ = h.Encode(b)
-	pt := b[HeaderLen : len(b)-TagLen]
-	k.aead.Seal(pt[:0], nonceOf(b), pt, b[:HeaderLen])
-	return nil
+	return p.SealFrom(b, b[HeaderLen:len(b)-TagLen], t) // exact overlap: the AEAD works in place
 }
 
 // SealFrom seals plaintext src into dst, which must be exactly
-// HeaderLen+len(src)+TagLen bytes and must not overlap src: the copy into a
-// send buffer and the encryption are one pass.
+// HeaderLen+len(src)+TagLen bytes and must not overlap src (other than
+// src being dst[HeaderLen:len(dst)-TagLen] itself, as Seal has it): the
+// copy into a send buffer and the encryption are one pass.
 func (p *Peer) SealFrom(dst, src []byte, t Time) error {
 	if len(dst) != len(src)+Overhead {
 		return errShort
