@@ -23,7 +23,7 @@ func needTool(t *testing.T, tool, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(tool)
 	if err != nil {
-		if os.Getenv("OVLSW_REQUIRE_ROOT_TESTS") != "" {
+		if os.Getenv(testbed.RequireRootEnv) != "" {
 			t.Fatalf("%s not installed (Debian package %s; .ci/run installs it)", tool, pkg)
 		}
 		t.Skipf("%s not installed (Debian package %s)", tool, pkg)
